@@ -1,0 +1,117 @@
+// esad configuration: the typed form of /etc/esad/esad.toml (DESIGN.md §8).
+//
+// API: load_config_file(path) / load_config_string(text, origin) parse TOML, apply the
+// embedded defaults for every missing key and validate. Validation never stops at the
+// first problem: every error names its key path and source line, so `esad --check-config`
+// can print them all. Unknown keys are errors (a typo must not silently fall back to a
+// default). An empty document is the embedded default configuration.
+//
+// Which settings a SIGHUP may change live is decided by reload_diff().
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace esad {
+
+struct DaemonConfig {
+    std::string state_dir;       // spool, run/ and logs/ live below it unless configured
+    std::string control_socket;  // default: <state_dir>/run/esad.sock
+    std::string control_group;   // members may use the control socket; empty: none
+    std::string hostname;        // banner / Received / prompt; default: gethostname()
+    std::string user;            // drop privileges to this user after binding (when root)
+};
+
+struct ListenerConfig {
+    std::string address;  // "host:port", "[v6]:port"
+    std::vector<std::string> relay_from;
+    uint64_t max_message_size = 10 * 1024 * 1024;
+    uint32_t max_recipients = 1000;
+    uint32_t max_connections = 1000;
+    uint32_t max_connections_per_client = 100;
+    uint32_t max_hops = 100;
+    uint32_t command_timeout_s = 300;   // RFC 5321 §4.5.3.2: 5 minutes
+    uint32_t data_timeout_s = 600;      // whole DATA phase
+    std::string tls_cert;
+    std::string tls_key;
+};
+
+struct DeliveryConfig {
+    uint16_t port = 25;
+    uint32_t max_concurrency = 10000;
+    std::string source_address;
+    bool possible_delivery = false;
+};
+
+struct DnsConfig {
+    std::vector<std::string> servers;  // empty: /etc/resolv.conf
+};
+
+struct RoutesConfig {
+    std::string file;  // empty: no static routes
+};
+
+struct BounceProfile {
+    uint32_t max_retries = 100;
+    uint64_t max_queue_time_s = 72 * 3600;
+    uint64_t initial_retry_s = 60;
+    uint64_t max_retry_s = 3600;
+    bool send_dsn = true;
+    bool delay_warning = false;
+};
+
+struct DestinationControl {
+    uint32_t max_concurrency = 500;
+    uint32_t max_messages_per_connection = 50;
+    uint32_t max_recipients_per_hour = 0;  // 0: unlimited
+    std::string tls = "preferred";         // none|preferred|required|preferred-verify|required-verify
+    std::string bounce_profile = "default";
+};
+
+struct LoggingConfig {
+    std::string dir;  // default: <state_dir>/logs
+    std::string level = "info";
+    std::string daemon_log;  // the daemon's own log file; empty: stderr
+    bool mail_log = true;
+    std::vector<std::string> domain_debug;
+};
+
+struct Config {
+    DaemonConfig daemon;
+    ListenerConfig listener;
+    DeliveryConfig delivery;
+    DnsConfig dns;
+    RoutesConfig routes;
+    std::map<std::string, BounceProfile> bounce_profiles;      // always has "default"
+    std::map<std::string, DestinationControl> destinations;  // always has "default"
+    LoggingConfig logging;
+    std::string origin;  // file path or "<embedded defaults>"
+};
+
+struct ConfigError {
+    std::string key;  // dotted key path, e.g. "listener.max_recipients"
+    uint32_t line = 0;  // 1-based; 0 when unknown
+    std::string message;
+    std::string to_string(const std::string& origin) const;
+};
+
+struct ConfigResult {
+    std::optional<Config> config;
+    std::vector<ConfigError> errors;
+    bool ok() const { return config.has_value(); }
+};
+
+ConfigResult load_config_string(const std::string& text, const std::string& origin);
+ConfigResult load_config_file(const std::string& path);
+Config default_config();
+
+// Parses "90s", "5m", "72h", "2d" or a bare number of seconds.
+std::optional<uint64_t> parse_duration(const std::string& text);
+
+// Settings that differ between `before` and `after` and need a restart to take effect.
+std::vector<std::string> restart_only_changes(const Config& before, const Config& after);
+
+}  // namespace esad

@@ -1,0 +1,52 @@
+// See cmd_status.h.
+#include "daemon/control/cmd_status.h"
+
+#include "esad_version.h"
+
+namespace esad::control {
+
+using nlohmann::json;
+
+json status_data(const DaemonState& s, std::time_t now) {
+    json counters = json::object();
+    for (size_t i = 0; i < kCounterCount; ++i) {
+        auto c = static_cast<Counter>(i);
+        counters[std::string(kCounterInfo[i].key)] = {{"reset", s.counters.reset_view(c)},
+                                                      {"uptime", s.counters.uptime(c)},
+                                                      {"lifetime", s.counters.lifetime(c)}};
+    }
+    std::string system_status = "Online";
+    if (s.listener_suspended && s.delivery_suspended) system_status = "Receiving and delivery suspended";
+    else if (s.listener_suspended) system_status = "Receiving suspended";
+    else if (s.delivery_suspended) system_status = "Delivery suspended";
+    return {
+        {"version", ESAD_VERSION},
+        {"hostname", s.hostname},
+        {"status_as_of", now},
+        {"up_since", s.started},
+        {"uptime_seconds", now - s.started},
+        {"last_counter_reset", s.counters_reset ? json(s.counters_reset) : json(nullptr)},
+        {"system_status", system_status},
+        {"counters", counters},
+        {"current_ids", {{"mid", s.current_mid}, {"icid", s.current_icid}, {"dcid", s.current_dcid}}},
+        {"gauges",
+         {{"current_inbound_connections", s.inbound_connections},
+          {"current_outbound_connections", s.outbound_connections}}},
+    };
+}
+
+void register_status_commands(ControlServer& server, DaemonState& state) {
+    server.add_handler("status", [&state](const Request&, std::shared_ptr<Responder> r) {
+        r->ok(status_data(state, std::time(nullptr)));
+    });
+    server.add_handler("version", [&state](const Request&, std::shared_ptr<Responder> r) {
+        r->ok({{"version", ESAD_VERSION}, {"hostname", state.hostname}, {"protocol", kProtocolVersion}});
+    });
+    server.add_handler("resetcounters", [&state](const Request&, std::shared_ptr<Responder> r) {
+        state.counters.reset();
+        state.counters_reset = std::time(nullptr);
+        r->ok({{"reset_at", state.counters_reset}});
+    });
+}
+
+}  // namespace esad::control

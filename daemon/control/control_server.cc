@@ -1,0 +1,263 @@
+// See control_server.h.
+#include "daemon/control/control_server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace esad::control {
+
+namespace {
+constexpr size_t kMaxClients = 64;
+// A client that does not read its replies is cut off instead of growing our buffers.
+constexpr size_t kMaxPendingWrite = 8 * 1024 * 1024;
+
+bool make_dirs(const std::string& dir, mode_t mode) {
+    if (dir.empty()) return true;
+    struct stat st {};
+    if (stat(dir.c_str(), &st) == 0) return S_ISDIR(st.st_mode);
+    size_t slash = dir.rfind('/');
+    if (slash != std::string::npos && slash > 0 && !make_dirs(dir.substr(0, slash), 0755))
+        return false;
+    return mkdir(dir.c_str(), mode) == 0 || errno == EEXIST;
+}
+
+// Supplementary groups of a peer process, from /proc (an in-memory read).
+bool pid_in_group(pid_t pid, gid_t group) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind("Groups:", 0) != 0) continue;
+        std::istringstream ss(line.substr(7));
+        long g;
+        while (ss >> g)
+            if (static_cast<gid_t>(g) == group) return true;
+    }
+    return false;
+}
+}  // namespace
+
+bool peer_allowed(const PeerPolicy& policy, uid_t uid, gid_t gid, pid_t pid) {
+    if (uid == 0 || uid == policy.daemon_uid) return true;
+    if (!policy.has_group) return false;
+    return gid == policy.group || pid_in_group(pid, policy.group);
+}
+
+// One accepted client. Shared ownership lets Responders outlive a request safely; the
+// uv handle inside is closed through its HandlePtr when the server forgets the connection.
+class Connection : public std::enable_shared_from_this<Connection> {
+public:
+    Connection(ControlServer* server, loop::HandlePtr<loop::Pipe> pipe)
+        : server_(server), pipe_(std::move(pipe)) {}
+
+    void start() {
+        std::weak_ptr<Connection> weak = weak_from_this();
+        pipe_->read_start([weak](const char* data, ssize_t n) {
+            if (auto self = weak.lock()) self->on_read(data, n);
+        });
+    }
+
+    void send(std::string line) {
+        if (closed_) return;
+        if (pipe_->write_queue_size() + line.size() > kMaxPendingWrite) {
+            spdlog::warn("control: client not reading its replies, disconnecting");
+            shutdown(false);
+            return;
+        }
+        pipe_->write(std::move(line));
+    }
+
+    // Flushes pending replies (when asked) and forgets this connection.
+    void shutdown(bool flush) {
+        if (closed_) return;
+        closed_ = true;
+        if (flush) pipe_->close_after_writes();
+        else pipe_->close();
+        // Keep the pipe object alive until its close completes: releasing the HandlePtr
+        // would close it immediately and drop the queued reply.
+        pipe_.release();
+        server_->forget(this);
+    }
+
+    int fd() const { return pipe_->fileno(); }
+
+private:
+    void on_read(const char* data, ssize_t n) {
+        if (n < 0) {
+            shutdown(false);
+            return;
+        }
+        framer_.append(std::string_view(data, static_cast<size_t>(n)));
+        auto self = shared_from_this();  // dispatch may forget us
+        while (!closed_) {
+            std::optional<std::string> line = framer_.next_line();
+            if (!line) break;
+            if (line->empty()) continue;
+            server_->dispatch(self, *line);
+        }
+        if (!closed_ && framer_.overflowed()) {
+            send(encode_error(std::nullopt, "too_large", "request line exceeds 1 MiB"));
+            shutdown(true);
+        }
+    }
+
+    ControlServer* server_;
+    loop::HandlePtr<loop::Pipe> pipe_;
+    LineFramer framer_;
+    bool closed_ = false;
+};
+
+void Responder::send(std::string line) {
+    if (auto c = conn_.lock()) c->send(std::move(line));
+}
+void Responder::ok(const nlohmann::json& data) { send(encode_ok(id_, data)); }
+void Responder::error(const std::string& code, const std::string& message) {
+    send(encode_error(id_, code, message));
+}
+void Responder::stream(const nlohmann::json& data) { send(encode_ok(id_, data)); }
+void Responder::end() { send(encode_end(id_)); }
+
+ControlServer::ControlServer(uv_loop_t* loop, std::string socket_path, PeerPolicy policy)
+    : loop_(loop), path_(std::move(socket_path)), policy_(policy) {}
+
+ControlServer::~ControlServer() { stop(); }
+
+void ControlServer::add_handler(const std::string& cmd, Handler handler) {
+    handlers_[cmd] = std::move(handler);
+}
+
+bool ControlServer::start(std::string* error) {
+    sockaddr_un addr{};
+    if (path_.size() >= sizeof addr.sun_path) {
+        *error = "control socket path too long: " + path_;
+        return false;
+    }
+    std::string dir = path_.substr(0, path_.rfind('/') == std::string::npos ? 0 : path_.rfind('/'));
+    if (!dir.empty()) {
+        if (!make_dirs(dir, 0750)) {
+            *error = "cannot create control socket directory " + dir + ": " + strerror(errno);
+            return false;
+        }
+        chmod(dir.c_str(), 0750);
+        if (policy_.has_group && chown(dir.c_str(), static_cast<uid_t>(-1), policy_.group) != 0)
+            spdlog::warn("control: cannot set group of {}: {}", dir, strerror(errno));
+    }
+
+    // Is another daemon answering on this path?
+    struct stat st {};
+    if (lstat(path_.c_str(), &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            *error = "control socket path exists and is not a socket: " + path_;
+            return false;
+        }
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        addr.sun_family = AF_UNIX;
+        std::memcpy(addr.sun_path, path_.c_str(), path_.size());
+        int rc = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+        int err = errno;
+        ::close(fd);
+        if (rc == 0) {
+            *error = "another esad is already running on control socket " + path_;
+            return false;
+        }
+        if (err != ECONNREFUSED && err != ENOENT) {
+            *error = "cannot probe control socket " + path_ + ": " + strerror(err);
+            return false;
+        }
+        spdlog::info("control: replacing stale socket {}", path_);
+        unlink(path_.c_str());
+    }
+
+    listener_ = loop::Pipe::create(loop_);
+    mode_t old_mask = umask(0117);  // the socket is born 0660
+    int rc = uv_pipe_bind(reinterpret_cast<uv_pipe_t*>(listener_->stream()), path_.c_str());
+    umask(old_mask);
+    if (rc != 0) {
+        *error = "cannot bind control socket " + path_ + ": " + uv_strerror(rc);
+        listener_.reset();
+        return false;
+    }
+    bound_ = true;
+    chmod(path_.c_str(), 0660);
+    if (policy_.has_group && chown(path_.c_str(), static_cast<uid_t>(-1), policy_.group) != 0)
+        spdlog::warn("control: cannot set group of {}: {}", path_, strerror(errno));
+    rc = listener_->listen(64, [this](int status) { on_connection(status); });
+    if (rc != 0) {
+        *error = "cannot listen on control socket " + path_ + ": " + uv_strerror(rc);
+        return false;
+    }
+    return true;
+}
+
+void ControlServer::stop() {
+    listener_.reset();
+    auto conns = connections_;
+    for (auto& [raw, conn] : conns) conn->shutdown(true);
+    connections_.clear();
+    if (bound_) {
+        unlink(path_.c_str());
+        bound_ = false;
+    }
+}
+
+void ControlServer::on_connection(int status) {
+    if (status != 0) return;
+    auto pipe = loop::Pipe::create(loop_);
+    if (uv_accept(listener_->stream(), pipe->stream()) != 0) return;
+
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (getsockopt(pipe->fileno(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+        !peer_allowed(policy_, cred.uid, cred.gid, cred.pid)) {
+        spdlog::warn("control: refused peer uid={} gid={} pid={}", cred.uid, cred.gid, cred.pid);
+        loop::Pipe* raw = pipe.release();
+        raw->write(encode_error(std::nullopt, "forbidden",
+                                "permission denied: not root, the daemon's user or in its group"));
+        raw->close_after_writes();
+        return;
+    }
+    if (connections_.size() >= kMaxClients) {
+        loop::Pipe* raw = pipe.release();
+        raw->write(encode_error(std::nullopt, "unavailable", "too many control clients"));
+        raw->close_after_writes();
+        return;
+    }
+    auto conn = std::make_shared<Connection>(this, std::move(pipe));
+    connections_[conn.get()] = conn;
+    conn->start();
+}
+
+void ControlServer::forget(Connection* conn) { connections_.erase(conn); }
+
+void ControlServer::dispatch(const std::shared_ptr<Connection>& conn, const std::string& line) {
+    ParsedRequest parsed = parse_request(line);
+    if (!parsed.ok()) {
+        spdlog::debug("control: bad request: {}", parsed.error.message);
+        conn->send(encode_error(parsed.error.id, parsed.error.code, parsed.error.message));
+        return;
+    }
+    const Request& req = *parsed.request;
+    auto it = handlers_.find(req.cmd);
+    auto responder = std::make_shared<Responder>(conn, req.id);
+    if (it == handlers_.end()) {
+        responder->error("unknown_command", "unknown command '" + req.cmd + "'");
+        return;
+    }
+    try {
+        it->second(req, responder);
+    } catch (const std::exception& e) {
+        // Handlers validate their args; a throw here is a bug, reported, not fatal.
+        spdlog::error("control: handler for '{}' failed: {}", req.cmd, e.what());
+        responder->error("internal", std::string("internal error: ") + e.what());
+    }
+}
+
+}  // namespace esad::control

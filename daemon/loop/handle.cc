@@ -1,0 +1,183 @@
+// See handle.h.
+#include "daemon/loop/handle.h"
+
+#include <atomic>
+#include <cassert>
+#include <cstdlib>
+#include <string>
+
+namespace esad::loop {
+
+namespace {
+std::atomic<long> g_live{0};
+
+struct WriteReq {
+    uv_write_t req;
+    std::string data;
+    Stream* owner;
+};
+}  // namespace
+
+HandleBase::HandleBase() { ++g_live; }
+HandleBase::~HandleBase() { --g_live; }
+long HandleBase::live_count() { return g_live.load(); }
+
+void HandleBase::close() {
+    if (state_ == State::kClosing) return;
+    state_ = State::kClosing;
+    on_close_started();
+    uv_handle_t* h = raw_handle();
+    h->data = this;
+    uv_close(h, &HandleBase::on_closed);
+}
+
+void HandleBase::on_closed(uv_handle_t* h) { delete static_cast<HandleBase*>(h->data); }
+
+// --- Timer ---------------------------------------------------------------------------------
+
+Timer::Timer(uv_loop_t* loop, Callback cb) : cb_(std::move(cb)) {
+    uv_timer_init(loop, &timer_);
+    timer_.data = this;
+}
+
+HandlePtr<Timer> Timer::create(uv_loop_t* loop, Callback cb) {
+    return HandlePtr<Timer>(new Timer(loop, std::move(cb)));
+}
+
+void Timer::start(uint64_t timeout_ms, uint64_t repeat_ms) {
+    if (closing()) return;
+    uv_timer_start(&timer_, &Timer::on_timer, timeout_ms, repeat_ms);
+}
+
+void Timer::stop() {
+    if (!closing()) uv_timer_stop(&timer_);
+}
+
+void Timer::on_timer(uv_timer_t* t) {
+    auto* self = static_cast<Timer*>(t->data);
+    if (self->closing() || !self->cb_) return;
+    // Copy: the callback may destroy the owner, which closes (not deletes) this timer.
+    Callback cb = self->cb_;
+    cb();
+}
+
+// --- Signal --------------------------------------------------------------------------------
+
+Signal::Signal(uv_loop_t* loop, int signum, Callback cb) : cb_(std::move(cb)) {
+    uv_signal_init(loop, &signal_);
+    signal_.data = this;
+    uv_signal_start(&signal_, &Signal::on_signal, signum);
+}
+
+HandlePtr<Signal> Signal::create(uv_loop_t* loop, int signum, Callback cb) {
+    return HandlePtr<Signal>(new Signal(loop, signum, std::move(cb)));
+}
+
+void Signal::on_signal(uv_signal_t* s, int signum) {
+    auto* self = static_cast<Signal*>(s->data);
+    if (self->closing() || !self->cb_) return;
+    Callback cb = self->cb_;
+    cb(signum);
+}
+
+// --- Stream --------------------------------------------------------------------------------
+
+int Stream::fileno() const {
+    uv_os_fd_t fd = -1;
+    uv_fileno(const_cast<Stream*>(this)->raw_handle(), &fd);
+    return fd;
+}
+
+void Stream::write(std::string data) {
+    if (closing() || data.empty()) return;
+    auto* w = new WriteReq{{}, std::move(data), this};
+    w->req.data = w;
+    uv_buf_t buf = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
+    pending_write_bytes_ += w->data.size();
+    ++pending_writes_;
+    int rc = uv_write(&w->req, stream(), &buf, 1, &Stream::on_write);
+    if (rc != 0) {
+        pending_write_bytes_ -= w->data.size();
+        --pending_writes_;
+        delete w;
+        close();
+    }
+}
+
+void Stream::on_write(uv_write_t* req, int status) {
+    auto* w = static_cast<WriteReq*>(req->data);
+    Stream* self = w->owner;
+    // uv_close() cancels pending writes before the close callback, so `self` is alive here.
+    self->pending_write_bytes_ -= w->data.size();
+    --self->pending_writes_;
+    delete w;
+    if (status != 0 || (self->close_when_drained_ && self->pending_writes_ == 0)) self->close();
+}
+
+void Stream::close_after_writes() {
+    if (pending_writes_ == 0) {
+        close();
+        return;
+    }
+    close_when_drained_ = true;
+    read_stop();
+}
+
+void Stream::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+    auto* self = static_cast<Stream*>(h->data);
+    *buf = uv_buf_init(self->read_buf_, sizeof self->read_buf_);
+}
+
+void Stream::on_read(uv_stream_t* s, ssize_t n, const uv_buf_t*) {
+    auto* self = static_cast<Stream*>(reinterpret_cast<uv_handle_t*>(s)->data);
+    if (self->closing() || !self->read_cb_ || n == 0) return;
+    ReadCallback cb = self->read_cb_;
+    cb(self->read_buf_, n);
+}
+
+int Stream::read_start(ReadCallback cb) {
+    read_cb_ = std::move(cb);
+    raw_handle()->data = this;
+    return uv_read_start(stream(), &Stream::on_alloc, &Stream::on_read);
+}
+
+void Stream::read_stop() {
+    if (!closing()) uv_read_stop(stream());
+}
+
+void Stream::on_connection(uv_stream_t* s, int status) {
+    auto* self = static_cast<Stream*>(reinterpret_cast<uv_handle_t*>(s)->data);
+    if (self->closing() || !self->conn_cb_) return;
+    ConnectionCallback cb = self->conn_cb_;
+    cb(status);
+}
+
+int Stream::listen(int backlog, ConnectionCallback cb) {
+    conn_cb_ = std::move(cb);
+    raw_handle()->data = this;
+    return uv_listen(stream(), backlog, &Stream::on_connection);
+}
+
+// --- Pipe / Tcp ----------------------------------------------------------------------------
+
+Pipe::Pipe(uv_loop_t* loop) {
+    uv_pipe_init(loop, &pipe_, 0);
+    pipe_.data = this;
+}
+
+HandlePtr<Pipe> Pipe::create(uv_loop_t* loop) { return HandlePtr<Pipe>(new Pipe(loop)); }
+
+Tcp::Tcp(uv_loop_t* loop) {
+    uv_tcp_init(loop, &tcp_);
+    tcp_.data = this;
+}
+
+HandlePtr<Tcp> Tcp::create(uv_loop_t* loop) { return HandlePtr<Tcp>(new Tcp(loop)); }
+
+int drain_and_close(uv_loop_t* loop) {
+    // Close callbacks run on the next iterations; run until nothing is left.
+    for (int i = 0; i < 1000 && uv_loop_alive(loop); ++i) uv_run(loop, UV_RUN_ONCE);
+    return uv_loop_close(loop);
+}
+
+}  // namespace esad::loop

@@ -1,0 +1,143 @@
+// Owned libuv handles (STYLE.md §6). The only place esad touches uv handle lifetimes.
+//
+// Every wrapper is heap-allocated and owned by exactly one HandlePtr. Destroying the
+// HandlePtr (or calling close()) starts uv_close(); the wrapper's memory is freed only in
+// the close callback, on a later loop iteration, so an object is never destroyed on its own
+// callback's stack. State: kActive → kClosing → (deleted). Callbacks stop firing once
+// close() was called. Shutdown runs the loop until every close completed, after which
+// uv_loop_close() returns 0.
+//
+//   auto t = loop::Timer::create(loop, [] { ... });  t->start(1000, 1000);
+//   auto s = loop::Signal::create(loop, SIGTERM, [] { ... });
+#pragma once
+
+#include <uv.h>
+
+#include <functional>
+#include <memory>
+
+namespace esad::loop {
+
+class HandleBase {
+public:
+    enum class State { kActive, kClosing };
+    HandleBase(const HandleBase&) = delete;
+    HandleBase& operator=(const HandleBase&) = delete;
+
+    // Idempotent. After this no callback of the handle runs; memory goes in the close cb.
+    void close();
+    bool closing() const { return state_ == State::kClosing; }
+    // Live wrappers in this process: tests assert it returns to zero.
+    static long live_count();
+
+protected:
+    HandleBase();
+    virtual ~HandleBase();
+    virtual uv_handle_t* raw_handle() = 0;
+    // Hook for subclasses that must drop callbacks/buffers before the handle is closed.
+    virtual void on_close_started() {}
+
+private:
+    static void on_closed(uv_handle_t* h);
+    State state_ = State::kActive;
+};
+
+struct HandleCloser {
+    void operator()(HandleBase* h) const { h->close(); }
+};
+template <typename T>
+using HandlePtr = std::unique_ptr<T, HandleCloser>;
+
+class Timer final : public HandleBase {
+public:
+    using Callback = std::function<void()>;
+    static HandlePtr<Timer> create(uv_loop_t* loop, Callback cb);
+    void start(uint64_t timeout_ms, uint64_t repeat_ms = 0);
+    void stop();
+    // Don't keep the loop alive just for this timer.
+    void unref() { uv_unref(raw_handle()); }
+
+private:
+    Timer(uv_loop_t* loop, Callback cb);
+    uv_handle_t* raw_handle() override { return reinterpret_cast<uv_handle_t*>(&timer_); }
+    void on_close_started() override { cb_ = nullptr; }
+    static void on_timer(uv_timer_t* t);
+    uv_timer_t timer_;
+    Callback cb_;
+};
+
+class Signal final : public HandleBase {
+public:
+    using Callback = std::function<void(int signum)>;
+    static HandlePtr<Signal> create(uv_loop_t* loop, int signum, Callback cb);
+
+private:
+    Signal(uv_loop_t* loop, int signum, Callback cb);
+    uv_handle_t* raw_handle() override { return reinterpret_cast<uv_handle_t*>(&signal_); }
+    void on_close_started() override { cb_ = nullptr; }
+    static void on_signal(uv_signal_t* s, int signum);
+    uv_signal_t signal_;
+    Callback cb_;
+};
+
+// A connected or listening stream (uv_pipe_t or uv_tcp_t) with a write queue.
+class Stream : public HandleBase {
+public:
+    using ReadCallback = std::function<void(const char* data, ssize_t n)>;  // n < 0: error/EOF
+    using ConnectionCallback = std::function<void(int status)>;
+
+    uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(raw_handle()); }
+    int fileno() const;
+    // Copies the bytes into the write request.
+    void write(std::string data);
+    size_t write_queue_size() const { return pending_write_bytes_; }
+    int read_start(ReadCallback cb);
+    void read_stop();
+    int listen(int backlog, ConnectionCallback cb);
+    // Closes once every queued write was handed to the kernel.
+    void close_after_writes();
+
+protected:
+    void on_close_started() override {
+        read_cb_ = nullptr;
+        conn_cb_ = nullptr;
+    }
+
+private:
+    static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
+    static void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf);
+    static void on_connection(uv_stream_t* s, int status);
+    static void on_write(uv_write_t* req, int status);
+    ReadCallback read_cb_;
+    ConnectionCallback conn_cb_;
+    size_t pending_write_bytes_ = 0;
+    size_t pending_writes_ = 0;
+    bool close_when_drained_ = false;
+    char read_buf_[64 * 1024];
+};
+
+class Pipe final : public Stream {
+public:
+    static HandlePtr<Pipe> create(uv_loop_t* loop);
+
+private:
+    explicit Pipe(uv_loop_t* loop);
+    uv_handle_t* raw_handle() override { return reinterpret_cast<uv_handle_t*>(&pipe_); }
+    uv_pipe_t pipe_;
+};
+
+class Tcp final : public Stream {
+public:
+    static HandlePtr<Tcp> create(uv_loop_t* loop);
+    uv_tcp_t* tcp() { return &tcp_; }
+
+private:
+    explicit Tcp(uv_loop_t* loop);
+    uv_handle_t* raw_handle() override { return reinterpret_cast<uv_handle_t*>(&tcp_); }
+    uv_tcp_t tcp_;
+};
+
+// Runs the loop until every handle closed; returns uv_loop_close()'s result (0 when clean).
+int drain_and_close(uv_loop_t* loop);
+
+}  // namespace esad::loop

@@ -1,0 +1,69 @@
+// Handle wrappers on a real loop: callbacks, close ordering, and a clean uv_loop_close().
+#include <catch2/catch.hpp>
+
+#include "daemon/loop/handle.h"
+
+using namespace esad::loop;
+
+TEST_CASE("a timer fires and the loop closes cleanly after its owner is gone") {
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    long before = HandleBase::live_count();
+    int fired = 0;
+    {
+        auto t = Timer::create(&loop, [&] { ++fired; });
+        t->start(1);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        CHECK(fired == 1);
+        CHECK(HandleBase::live_count() == before + 1);
+    }
+    // The HandlePtr is gone: the handle is closing, memory freed in the close callback.
+    CHECK(HandleBase::live_count() == before + 1);
+    CHECK(drain_and_close(&loop) == 0);
+    CHECK(HandleBase::live_count() == before);
+}
+
+TEST_CASE("closing a timer from its own callback is safe and stops further firing") {
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    int fired = 0;
+    HandlePtr<Timer> t;
+    t = Timer::create(&loop, [&] {
+        ++fired;
+        t.reset();  // destroys the owner on the callback's stack: deferred free
+    });
+    t->start(1, 1);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK(fired == 1);
+    CHECK(drain_and_close(&loop) == 0);
+}
+
+TEST_CASE("a live handle makes uv_loop_close fail, closing it fixes that") {
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    auto t = Timer::create(&loop, [] {});
+    CHECK(uv_loop_close(&loop) == UV_EBUSY);
+    t.reset();
+    CHECK(drain_and_close(&loop) == 0);
+}
+
+TEST_CASE("a pipe pair echoes and closes with pending writes") {
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    int fds[2];
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+    auto a = Pipe::create(&loop);
+    auto b = Pipe::create(&loop);
+    REQUIRE(uv_pipe_open(reinterpret_cast<uv_pipe_t*>(a->stream()), fds[0]) == 0);
+    REQUIRE(uv_pipe_open(reinterpret_cast<uv_pipe_t*>(b->stream()), fds[1]) == 0);
+    std::string got;
+    b->read_start([&](const char* data, ssize_t n) {
+        if (n > 0) got.append(data, static_cast<size_t>(n));
+        if (got.size() >= 5) b.reset();
+    });
+    a->write("hello");
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK(got == "hello");
+    a.reset();
+    CHECK(drain_and_close(&loop) == 0);
+}

@@ -1,0 +1,158 @@
+// Configuration loading: defaults, every section, and each validation error path.
+#include <catch2/catch.hpp>
+
+#include "common/config.h"
+
+using namespace esad;
+
+namespace {
+// The first error, or "" when the text is valid.
+ConfigError first_error(const std::string& text) {
+    auto r = load_config_string(text, "t.toml");
+    REQUIRE_FALSE(r.ok());
+    REQUIRE_FALSE(r.errors.empty());
+    return r.errors.front();
+}
+}  // namespace
+
+TEST_CASE("an empty document is the embedded defaults") {
+    auto r = load_config_string("", "<embedded defaults>");
+    REQUIRE(r.ok());
+    const Config& c = *r.config;
+    CHECK(c.daemon.state_dir == "var");
+    CHECK(c.daemon.control_socket == "var/run/esad.sock");
+    CHECK(c.listener.address == "127.0.0.1:2525");
+    CHECK(c.listener.relay_from == std::vector<std::string>{"127.0.0.0/8", "::1/128"});
+    CHECK(c.delivery.port == 25);
+    CHECK(c.delivery.max_concurrency == 10000);
+    CHECK(c.bounce_profiles.at("default").max_retries == 100);
+    CHECK(c.bounce_profiles.at("default").max_queue_time_s == 72 * 3600);
+    CHECK(c.destinations.at("default").max_concurrency == 500);
+    CHECK(c.destinations.at("default").max_messages_per_connection == 50);
+    CHECK(c.logging.dir == "var/logs");
+    CHECK_FALSE(c.daemon.hostname.empty());
+}
+
+TEST_CASE("every section is read") {
+    auto r = load_config_string(R"(
+[daemon]
+state_dir = "/var/lib/esad"
+control_socket = "/run/esad/esad.sock"
+hostname = "mx1.example.net"
+[listener]
+address = "[::1]:2526"
+relay_from = ["10.0.0.0/8"]
+max_message_size = 2048000
+max_recipients = 50
+command_timeout = "2m"
+[delivery]
+port = 2525
+possible_delivery = true
+[dns]
+servers = ["127.0.0.1:5353"]
+[routes]
+file = "routes.txt"
+[bounce_profiles.default]
+max_retries = 5
+initial_retry = "10s"
+[bounce_profiles.fast]
+max_queue_time = "1h"
+[destinations.default]
+tls = "required"
+[destinations."example.com"]
+max_concurrency = 3
+bounce_profile = "fast"
+[logging]
+level = "debug"
+)",
+                                "t.toml");
+    REQUIRE(r.ok());
+    const Config& c = *r.config;
+    CHECK(c.daemon.control_socket == "/run/esad/esad.sock");
+    CHECK(c.daemon.hostname == "mx1.example.net");
+    CHECK(c.listener.address == "[::1]:2526");
+    CHECK(c.listener.max_recipients == 50);
+    CHECK(c.listener.command_timeout_s == 120);
+    CHECK(c.delivery.port == 2525);
+    CHECK(c.delivery.possible_delivery);
+    CHECK(c.dns.servers == std::vector<std::string>{"127.0.0.1:5353"});
+    CHECK(c.bounce_profiles.at("default").max_retries == 5);
+    // Named profiles and destinations inherit from "default".
+    CHECK(c.bounce_profiles.at("fast").max_retries == 5);
+    CHECK(c.bounce_profiles.at("fast").max_queue_time_s == 3600);
+    CHECK(c.destinations.at("example.com").tls == "required");
+    CHECK(c.destinations.at("example.com").max_concurrency == 3);
+    CHECK(c.logging.level == "debug");
+    CHECK(c.logging.dir == "/var/lib/esad/logs");
+}
+
+TEST_CASE("validation errors name the key path and line") {
+    struct Case {
+        std::string text;
+        std::string key;
+        uint32_t line;
+        std::string fragment;
+    };
+    std::vector<Case> cases = {
+        {"[listener]\nmax_recipients = \"many\"", "listener.max_recipients", 2, "integer"},
+        {"[listener]\n\nmax_recipients = 0", "listener.max_recipients", 3, "between"},
+        {"[listener]\naddress = \"nowhere\"", "listener.address", 2, "host:port"},
+        {"[listener]\ntls_cert = \"/c.pem\"", "listener.tls_key", 2, "together"},
+        {"[listener]\nrelay_from = \"x\"", "listener.relay_from", 2, "array"},
+        {"[listener]\nrelay_from = [1]", "listener.relay_from", 2, "array of strings"},
+        {"[daemon]\nstate_dir = 5", "daemon.state_dir", 2, "string"},
+        {"[daemon]\nstate_dir = \"\"", "daemon.state_dir", 2, "empty"},
+        {"[daemon]\nstate_dri = \"x\"", "daemon.state_dri", 2, "unknown key"},
+        {"[delivery]\nport = 70000", "delivery.port", 2, "between"},
+        {"[delivery]\npossible_delivery = \"yes\"", "delivery.possible_delivery", 2, "true or false"},
+        {"[bounce_profiles.default]\nmax_queue_time = \"3 weeks\"", "bounce_profiles.default.max_queue_time", 2, "duration"},
+        {"[bounce_profiles.default]\ninitial_retry = \"2h\"\nmax_retry = \"1h\"", "bounce_profiles.default.max_retry", 3, "initial_retry"},
+        {"[destinations.default]\ntls = \"sometimes\"", "destinations.default.tls", 2, "preferred"},
+        {"[destinations.\"a.com\"]\nbounce_profile = \"nope\"", "destinations.a.com.bounce_profile", 0, "no bounce profile"},
+        {"[logging]\nlevel = \"loud\"", "logging.level", 2, "one of"},
+        {"[nosuch]\nx = 1", "nosuch", 1, "unknown key"},
+        {"daemon = 3", "daemon", 1, "table"},
+        {"[dns]\nservers = [\"1.2.3.4:99999\"]", "dns.servers", 2, "bad server"},
+    };
+    for (const auto& c : cases) {
+        INFO(c.text);
+        ConfigError e = first_error(c.text);
+        CHECK(e.key == c.key);
+        CHECK(e.line == c.line);
+        CHECK(e.message.find(c.fragment) != std::string::npos);
+    }
+}
+
+TEST_CASE("TOML syntax errors carry the line") {
+    ConfigError e = first_error("[listener]\nmax_recipients = = 3\n");
+    CHECK(e.line == 2);
+    CHECK(e.to_string("t.toml").rfind("t.toml:2:", 0) == 0);
+}
+
+TEST_CASE("all errors are reported, not just the first") {
+    auto r = load_config_string("[listener]\nmax_recipients = 0\n[delivery]\nport = 0\n", "t.toml");
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.errors.size() == 2);
+}
+
+TEST_CASE("durations") {
+    CHECK(parse_duration("90") == 90u);
+    CHECK(parse_duration("90s") == 90u);
+    CHECK(parse_duration("5m") == 300u);
+    CHECK(parse_duration("72h") == 259200u);
+    CHECK(parse_duration("2d") == 172800u);
+    CHECK_FALSE(parse_duration(""));
+    CHECK_FALSE(parse_duration("h"));
+    CHECK_FALSE(parse_duration("5 m"));
+    CHECK_FALSE(parse_duration("5w"));
+}
+
+TEST_CASE("restart-only changes are detected") {
+    Config a = default_config();
+    Config b = a;
+    b.listener.address = "127.0.0.1:2600";
+    b.destinations["default"].max_concurrency = 10;  // live
+    auto changes = restart_only_changes(a, b);
+    REQUIRE(changes.size() == 1);
+    CHECK(changes[0] == "listener.address");
+}
