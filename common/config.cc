@@ -4,13 +4,13 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <toml++/toml.h>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <set>
 #include <sstream>
-#include <toml++/toml.h>
 
 #include "common/defaults.h"
 
@@ -18,17 +18,20 @@ namespace esad {
 
 namespace {
 
-constexpr uint64_t kMaxMessageSizeCeiling = 1ull << 31;  // 2 GiB: spool records use 32-bit-safe sizes
+constexpr uint64_t kMaxMessageSizeCeiling = 1ull
+                                            << 31;  // 2 GiB: spool records use 32-bit-safe sizes
 const std::set<std::string> kTlsPolicies = {"none", "preferred", "required", "preferred-verify",
                                             "required-verify"};
-const std::set<std::string> kLogLevels = {"trace", "debug", "info", "warning", "error",
-                                          "critical", "off"};
+const std::set<std::string> kLogLevels = {"trace", "debug",    "info", "warning",
+                                          "error", "critical", "off"};
 
-uint32_t line_of(const toml::node& node) { return node.source().begin.line; }
+uint32_t line_of(const toml::node& node) {
+    return node.source().begin.line;
+}
 
 // Reads one TOML table, recording every problem instead of stopping at the first.
 class TableReader {
-public:
+  public:
     TableReader(const toml::table& table, std::string path, std::vector<ConfigError>& errors)
         : table_(table), path_(std::move(path)), errors_(errors) {}
 
@@ -127,7 +130,7 @@ public:
         return n ? line_of(*n) : 0;
     }
 
-private:
+  private:
     const toml::node* take(const char* key) {
         seen_.insert(key);
         return table_.get(key);
@@ -241,7 +244,8 @@ void read_named_tables(TableReader& top, const char* section, std::map<std::stri
     if (!tables) return;
     auto read_one = [&](const std::string& name, const toml::node& node, T& target) {
         if (!node.is_table()) {
-            errors.push_back({std::string(section) + "." + name, line_of(node), "expected a table"});
+            errors.push_back(
+                {std::string(section) + "." + name, line_of(node), "expected a table"});
             return;
         }
         TableReader r(*node.as_table(), std::string(section) + "." + name, errors);
@@ -298,8 +302,8 @@ ConfigResult load_config_string(const std::string& text, const std::string& orig
     try {
         root = toml::parse(text, origin);
     } catch (const toml::parse_error& e) {
-        result.errors.push_back({"", static_cast<uint32_t>(e.source().begin.line),
-                                 std::string(e.description())});
+        result.errors.push_back(
+            {"", static_cast<uint32_t>(e.source().begin.line), std::string(e.description())});
         return result;
     }
 
@@ -349,12 +353,15 @@ ConfigResult load_config_string(const std::string& text, const std::string& orig
                               "no bounce profile named '" + dest.bounce_profile + "'"});
     }
 
-    if (c.daemon.control_socket.empty()) c.daemon.control_socket = c.daemon.state_dir + "/run/esad.sock";
+    if (c.daemon.control_socket.empty())
+        c.daemon.control_socket = c.daemon.state_dir + "/run/esad.sock";
     if (c.logging.dir.empty()) c.logging.dir = c.daemon.state_dir + "/logs";
     if (c.daemon.hostname.empty()) {
         char name[256] = {};
-        if (gethostname(name, sizeof name - 1) == 0 && name[0]) c.daemon.hostname = name;
-        else c.daemon.hostname = "localhost";
+        if (gethostname(name, sizeof name - 1) == 0 && name[0])
+            c.daemon.hostname = name;
+        else
+            c.daemon.hostname = "localhost";
     }
     if (errors.empty()) result.config = std::move(c);
     return result;

@@ -33,8 +33,8 @@ struct ListenerConfig {
     uint32_t max_connections = 1000;
     uint32_t max_connections_per_client = 100;
     uint32_t max_hops = 100;
-    uint32_t command_timeout_s = 300;   // RFC 5321 §4.5.3.2: 5 minutes
-    uint32_t data_timeout_s = 600;      // whole DATA phase
+    uint32_t command_timeout_s = 300;  // RFC 5321 §4.5.3.2: 5 minutes
+    uint32_t data_timeout_s = 600;     // whole DATA phase
     std::string tls_cert;
     std::string tls_key;
 };
@@ -67,7 +67,7 @@ struct DestinationControl {
     uint32_t max_concurrency = 500;
     uint32_t max_messages_per_connection = 50;
     uint32_t max_recipients_per_hour = 0;  // 0: unlimited
-    std::string tls = "preferred";         // none|preferred|required|preferred-verify|required-verify
+    std::string tls = "preferred";  // none|preferred|required|preferred-verify|required-verify
     std::string bounce_profile = "default";
 };
 
@@ -85,14 +85,14 @@ struct Config {
     DeliveryConfig delivery;
     DnsConfig dns;
     RoutesConfig routes;
-    std::map<std::string, BounceProfile> bounce_profiles;      // always has "default"
+    std::map<std::string, BounceProfile> bounce_profiles;    // always has "default"
     std::map<std::string, DestinationControl> destinations;  // always has "default"
     LoggingConfig logging;
     std::string origin;  // file path or "<embedded defaults>"
 };
 
 struct ConfigError {
-    std::string key;  // dotted key path, e.g. "listener.max_recipients"
+    std::string key;    // dotted key path, e.g. "listener.max_recipients"
     uint32_t line = 0;  // 1-based; 0 when unknown
     std::string message;
     std::string to_string(const std::string& origin) const;

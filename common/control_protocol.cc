@@ -48,9 +48,12 @@ int json_depth(std::string_view s, int limit) {
     bool in_string = false, escaped = false;
     for (char c : s) {
         if (in_string) {
-            if (escaped) escaped = false;
-            else if (c == '\\') escaped = true;
-            else if (c == '"') in_string = false;
+            if (escaped)
+                escaped = false;
+            else if (c == '\\')
+                escaped = true;
+            else if (c == '"')
+                in_string = false;
             continue;
         }
         if (c == '"') {
@@ -73,7 +76,8 @@ ParsedRequest parse_request(std::string_view line) {
     };
     if (line.size() > kMaxLineBytes) return fail("too_large", "request exceeds 1 MiB");
     if (!valid_utf8(line)) return fail("bad_request", "request is not valid UTF-8");
-    if (json_depth(line, kMaxDepth) > kMaxDepth) return fail("bad_request", "request nests too deeply");
+    if (json_depth(line, kMaxDepth) > kMaxDepth)
+        return fail("bad_request", "request nests too deeply");
     json doc = json::parse(line, nullptr, false);
     if (doc.is_discarded()) return fail("bad_request", "request is not valid JSON");
     if (!doc.is_object()) return fail("bad_request", "request must be a JSON object");
@@ -88,10 +92,13 @@ ParsedRequest parse_request(std::string_view line) {
     if (v_it == doc.end() || !v_it->is_number_integer())
         return fail("bad_request", "request needs an integer \"v\"", id);
     if (v_it->get<int64_t>() != kProtocolVersion)
-        return fail("unsupported_version", "protocol version " + v_it->dump() + " is not supported (this daemon speaks v1)", id);
+        return fail(
+            "unsupported_version",
+            "protocol version " + v_it->dump() + " is not supported (this daemon speaks v1)", id);
 
     auto cmd_it = doc.find("cmd");
-    if (cmd_it == doc.end() || !cmd_it->is_string() || cmd_it->get_ref<const std::string&>().empty())
+    if (cmd_it == doc.end() || !cmd_it->is_string() ||
+        cmd_it->get_ref<const std::string&>().empty())
         return fail("bad_request", "request needs a string \"cmd\"", id);
 
     Request req;

@@ -70,14 +70,14 @@ int json_depth(std::string_view text, int limit);
 // Splits a byte stream into lines. A line longer than the cap puts the framer into the
 // overflow state: the caller answers too_large and drops the connection.
 class LineFramer {
-public:
+  public:
     explicit LineFramer(size_t max_line = kMaxLineBytes) : max_line_(max_line) {}
     void append(std::string_view bytes) { buffer_.append(bytes); }
     // Next complete line (newline stripped, one trailing CR tolerated), if any.
     std::optional<std::string> next_line();
     bool overflowed() const { return overflowed_; }
 
-private:
+  private:
     std::string buffer_;
     size_t scan_from_ = 0;
     size_t max_line_;

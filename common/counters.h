@@ -62,7 +62,7 @@ inline constexpr const CounterInfo& counter_info(Counter c) {
 
 // Reset / Uptime / Lifetime views over one set of counters.
 class CounterSet {
-public:
+  public:
     void add(Counter c, uint64_t n = 1) { uptime_[static_cast<size_t>(c)] += n; }
     uint64_t uptime(Counter c) const { return uptime_[static_cast<size_t>(c)]; }
     uint64_t reset_view(Counter c) const {
@@ -77,7 +77,7 @@ public:
     // Lifetime totals recovered from disk at startup.
     void set_lifetime_base(Counter c, uint64_t n) { lifetime_base_[static_cast<size_t>(c)] = n; }
 
-private:
+  private:
     std::array<uint64_t, kCounterCount> uptime_{};
     std::array<uint64_t, kCounterCount> reset_mark_{};
     std::array<uint64_t, kCounterCount> lifetime_base_{};

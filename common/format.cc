@@ -15,9 +15,13 @@ std::string strftime_local(std::time_t t, const char* pattern) {
 }
 }  // namespace
 
-std::string esa_time(std::time_t t) { return strftime_local(t, "%a %b %e %H:%M:%S %Y %Z"); }
+std::string esa_time(std::time_t t) {
+    return strftime_local(t, "%a %b %e %H:%M:%S %Y %Z");
+}
 
-std::string esa_log_time(std::time_t t) { return strftime_local(t, "%a %b %e %H:%M:%S %Y"); }
+std::string esa_log_time(std::time_t t) {
+    return strftime_local(t, "%a %b %e %H:%M:%S %Y");
+}
 
 std::string thousands(uint64_t n) {
     std::string digits = std::to_string(n);

@@ -64,7 +64,8 @@ bool Client::read_line(std::string* line, std::string* error) {
         ssize_t n = ::read(fd_, buf, sizeof buf);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
-            *error = n == 0 ? "esad closed the connection" : std::string("read: ") + strerror(errno);
+            *error =
+                n == 0 ? "esad closed the connection" : std::string("read: ") + strerror(errno);
             return false;
         }
         buffer_.append(buf, static_cast<size_t>(n));
@@ -83,7 +84,10 @@ std::optional<control::Reply> Client::call(const std::string& cmd, const nlohman
         ssize_t n = ::send(fd_, wire.data() + off, wire.size() - off, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
-            *error = std::string("send: ") + strerror(errno);
+            // The daemon may have answered (e.g. "forbidden") and closed before reading.
+            std::string send_error = std::string("send: ") + strerror(errno);
+            if (auto early = next(error)) return early;
+            *error = send_error;
             return std::nullopt;
         }
         off += static_cast<size_t>(n);

@@ -11,7 +11,7 @@
 namespace esad::ctl {
 
 class Client {
-public:
+  public:
     ~Client();
     bool connect(const std::string& path, double timeout_s, std::string* error);
     // Sends one request and reads one reply line (the first line of a stream).
@@ -20,7 +20,7 @@ public:
     // Reads the next line of a stream; nullopt on error or timeout.
     std::optional<control::Reply> next(std::string* error);
 
-private:
+  private:
     bool read_line(std::string* line, std::string* error);
     int fd_ = -1;
     double timeout_s_ = 10;

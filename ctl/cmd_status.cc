@@ -19,7 +19,8 @@ void counter_row(std::ostream& out, const json& counters, Counter c) {
     const CounterInfo& info = counter_info(c);
     const json& v = counters.value(std::string(info.key), json::object());
     out << pad_label(std::string(info.label), info.indent * 2, kLabelWidth)
-        << num_field(v.value("reset", 0ull), kNumWidth) << num_field(v.value("uptime", 0ull), kNumWidth)
+        << num_field(v.value("reset", 0ull), kNumWidth)
+        << num_field(v.value("uptime", 0ull), kNumWidth)
         << num_field(v.value("lifetime", 0ull), kNumWidth) << "\n";
 }
 
@@ -33,7 +34,8 @@ void render_status(std::ostream& out, const json& d) {
     out << pad_label("Up since:", 0, kLabelWidth) << esa_time(t("up_since")) << " ("
         << human_duration(d.value("uptime_seconds", 0ull)) << ")\n";
     out << pad_label("Last counter reset:", 0, kLabelWidth)
-        << (d["last_counter_reset"].is_null() ? std::string("Never") : esa_time(t("last_counter_reset")))
+        << (d["last_counter_reset"].is_null() ? std::string("Never")
+                                              : esa_time(t("last_counter_reset")))
         << "\n";
     out << pad_label("System status:", 0, kLabelWidth) << d.value("system_status", "") << "\n";
     std::string oldest = "No Messages";
@@ -53,15 +55,15 @@ void render_status(std::ostream& out, const json& d) {
     heading(out, "Queue", 1);
     counter_row(out, c, Counter::kSoftBouncedEvents);
     heading(out, "Completion", 1);
-    for (Counter k : {Counter::kCompletedRecipients, Counter::kHardBouncedRecipients,
-                      Counter::kDnsHardBounces, Counter::kHardBounces5xx,
-                      Counter::kExpiredHardBounces, Counter::kFilterHardBounces,
-                      Counter::kOtherHardBounces, Counter::kDeliveredRecipients,
-                      Counter::kDeletedRecipients})
+    for (Counter k :
+         {Counter::kCompletedRecipients, Counter::kHardBouncedRecipients, Counter::kDnsHardBounces,
+          Counter::kHardBounces5xx, Counter::kExpiredHardBounces, Counter::kFilterHardBounces,
+          Counter::kOtherHardBounces, Counter::kDeliveredRecipients, Counter::kDeletedRecipients})
         counter_row(out, c, k);
     heading(out, "Current IDs", 1);
     const json& ids = d["current_ids"];
-    out << pad_label("Message ID (MID)", 4, kLabelWidth) << num_field(ids.value("mid", 0ull), kNumWidth) << "\n";
+    out << pad_label("Message ID (MID)", 4, kLabelWidth)
+        << num_field(ids.value("mid", 0ull), kNumWidth) << "\n";
     out << pad_label("Injection Conn. ID (ICID)", 4, kLabelWidth)
         << num_field(ids.value("icid", 0ull), kNumWidth) << "\n";
     out << pad_label("Delivery Conn. ID (DCID)", 4, kLabelWidth)
@@ -99,8 +101,10 @@ int cmd_status(Context& ctx, const std::vector<std::string>& args) {
     json data;
     int rc = call_daemon(ctx, "status", {{"detail", !args.empty()}}, &data);
     if (rc != kExitOk) return rc;
-    if (ctx.json) ctx.out << data.dump(2) << "\n";
-    else render_status(ctx.out, data);
+    if (ctx.json)
+        ctx.out << data.dump(2) << "\n";
+    else
+        render_status(ctx.out, data);
     return kExitOk;
 }
 
@@ -112,8 +116,11 @@ int cmd_version(Context& ctx, const std::vector<std::string>& args) {
     json data;
     int rc = call_daemon(ctx, "version", json::object(), &data);
     if (rc != kExitOk) return rc;
-    if (ctx.json) ctx.out << data.dump(2) << "\n";
-    else ctx.out << "esad " << data.value("version", "?") << " on " << data.value("hostname", "?") << "\n";
+    if (ctx.json)
+        ctx.out << data.dump(2) << "\n";
+    else
+        ctx.out << "esad " << data.value("version", "?") << " on " << data.value("hostname", "?")
+                << "\n";
     return kExitOk;
 }
 
@@ -125,8 +132,10 @@ int cmd_resetcounters(Context& ctx, const std::vector<std::string>& args) {
     json data;
     int rc = call_daemon(ctx, "resetcounters", json::object(), &data);
     if (rc != kExitOk) return rc;
-    if (ctx.json) ctx.out << data.dump(2) << "\n";
-    else ctx.out << "Counters reset: " << esa_time(data.value("reset_at", 0ll)) << "\n";
+    if (ctx.json)
+        ctx.out << data.dump(2) << "\n";
+    else
+        ctx.out << "Counters reset: " << esa_time(data.value("reset_at", 0ll)) << "\n";
     return kExitOk;
 }
 

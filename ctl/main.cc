@@ -15,7 +15,8 @@ namespace esad::ctl {
 const std::vector<Command>& all_commands() {
     static const std::vector<Command> commands = [] {
         std::vector<Command> all;
-        for (auto& c : status_commands()) all.push_back(std::move(c));
+        for (auto& c : status_commands())
+            all.push_back(std::move(c));
         return all;
     }();
     return commands;
@@ -36,8 +37,9 @@ int call_daemon(Context& ctx, const std::string& cmd, const nlohmann::json& args
     }
     if (!reply->ok) {
         if (ctx.json)
-            ctx.out << nlohmann::json{{"error", {{"code", reply->error_code},
-                                                 {"message", reply->error_message}}}}
+            ctx.out << nlohmann::json{{"error",
+                                       {{"code", reply->error_code},
+                                        {"message", reply->error_message}}}}
                            .dump(2)
                     << "\n";
         ctx.err << "esactl: " << reply->error_message << "\n";
@@ -107,7 +109,8 @@ int main(int argc, char** argv) {
         for (const auto& c : all_commands()) {
             if (c.name == name) {
                 std::cout << "usage: esactl " << c.name << (c.usage.empty() ? "" : " " + c.usage)
-                          << "\n" << c.help << "\n";
+                          << "\n"
+                          << c.help << "\n";
                 return kExitOk;
             }
         }

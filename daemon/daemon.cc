@@ -1,8 +1,8 @@
 // See daemon.h.
 #include "daemon/daemon.h"
 
-#include <spdlog/spdlog.h>
 #include <grp.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -62,14 +62,17 @@ bool Daemon::start(std::string* error) {
             return false;
         }
     }
-    control_ = std::make_unique<control::ControlServer>(&loop_, config_.daemon.control_socket, policy);
+    control_ =
+        std::make_unique<control::ControlServer>(&loop_, config_.daemon.control_socket, policy);
     control::register_status_commands(*control_, state_);
-    control_->add_handler("reload", [this](const control::Request&,
-                                           std::shared_ptr<control::Responder> r) {
-        nlohmann::json result = reload();
-        if (result.contains("errors")) r->error("bad_config", result["errors"].dump());
-        else r->ok(result);
-    });
+    control_->add_handler("reload",
+                          [this](const control::Request&, std::shared_ptr<control::Responder> r) {
+                              nlohmann::json result = reload();
+                              if (result.contains("errors"))
+                                  r->error("bad_config", result["errors"].dump());
+                              else
+                                  r->ok(result);
+                          });
     if (!control_->start(error)) return false;
 
     for (int sig : {SIGTERM, SIGINT}) {
@@ -99,8 +102,8 @@ nlohmann::json Daemon::reload() {
     notifier_.reloading();
     ++state_.reloads;
     nlohmann::json result = {{"config", config_path_.empty() ? config_.origin : config_path_}};
-    ConfigResult loaded = config_path_.empty() ? ConfigResult{default_config(), {}}
-                                               : load_config_file(config_path_);
+    ConfigResult loaded =
+        config_path_.empty() ? ConfigResult{default_config(), {}} : load_config_file(config_path_);
     if (!loaded.ok()) {
         nlohmann::json errors = nlohmann::json::array();
         for (const auto& e : loaded.errors) {
@@ -118,7 +121,8 @@ nlohmann::json Daemon::reload() {
         next.logging.dir = config_.logging.dir;
     }
     std::vector<std::string> restart = restart_only_changes(config_, next);
-    for (const auto& key : restart) spdlog::warn("reload: {} changed; it takes effect after a restart", key);
+    for (const auto& key : restart)
+        spdlog::warn("reload: {} changed; it takes effect after a restart", key);
     std::string error;
     if (!logs::setup_daemon_log(next.logging.daemon_log, next.logging.level, &error))
         spdlog::error("reload: {}", error);

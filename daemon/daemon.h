@@ -22,14 +22,14 @@
 namespace esad {
 
 class Daemon {
-public:
+  public:
     // config_path is empty when running on the embedded defaults.
     Daemon(Config config, std::string config_path);
     ~Daemon();
     // Runs until a stop signal; returns the process exit code.
     int run();
 
-private:
+  private:
     bool start(std::string* error);
     void stop();
     // Returns the restart-only settings that changed, or an error message list.

@@ -17,7 +17,8 @@ int main(int argc, char** argv) {
     bool check_only = false;
     bool foreground = true;
     bool version = false;
-    app.add_option("-c,--config", config_path, "configuration file (TOML); default: embedded defaults");
+    app.add_option("-c,--config", config_path,
+                   "configuration file (TOML); default: embedded defaults");
     app.add_flag("--check-config", check_only, "validate the configuration and exit");
     app.add_flag("-f,--foreground", foreground,
                  "run in the foreground (the default; esad never forks, systemd supervises it)");

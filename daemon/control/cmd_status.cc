@@ -16,9 +16,12 @@ json status_data(const DaemonState& s, std::time_t now) {
                                                       {"lifetime", s.counters.lifetime(c)}};
     }
     std::string system_status = "Online";
-    if (s.listener_suspended && s.delivery_suspended) system_status = "Receiving and delivery suspended";
-    else if (s.listener_suspended) system_status = "Receiving suspended";
-    else if (s.delivery_suspended) system_status = "Delivery suspended";
+    if (s.listener_suspended && s.delivery_suspended)
+        system_status = "Receiving and delivery suspended";
+    else if (s.listener_suspended)
+        system_status = "Receiving suspended";
+    else if (s.delivery_suspended)
+        system_status = "Delivery suspended";
     return {
         {"version", ESAD_VERSION},
         {"hostname", s.hostname},
@@ -28,7 +31,8 @@ json status_data(const DaemonState& s, std::time_t now) {
         {"last_counter_reset", s.counters_reset ? json(s.counters_reset) : json(nullptr)},
         {"system_status", system_status},
         {"counters", counters},
-        {"current_ids", {{"mid", s.current_mid}, {"icid", s.current_icid}, {"dcid", s.current_dcid}}},
+        {"current_ids",
+         {{"mid", s.current_mid}, {"icid", s.current_icid}, {"dcid", s.current_dcid}}},
         {"gauges",
          {{"current_inbound_connections", s.inbound_connections},
           {"current_outbound_connections", s.outbound_connections}}},
@@ -40,7 +44,9 @@ void register_status_commands(ControlServer& server, DaemonState& state) {
         r->ok(status_data(state, std::time(nullptr)));
     });
     server.add_handler("version", [&state](const Request&, std::shared_ptr<Responder> r) {
-        r->ok({{"version", ESAD_VERSION}, {"hostname", state.hostname}, {"protocol", kProtocolVersion}});
+        r->ok({{"version", ESAD_VERSION},
+               {"hostname", state.hostname},
+               {"protocol", kProtocolVersion}});
     });
     server.add_handler("resetcounters", [&state](const Request&, std::shared_ptr<Responder> r) {
         state.counters.reset();

@@ -54,7 +54,7 @@ bool peer_allowed(const PeerPolicy& policy, uid_t uid, gid_t gid, pid_t pid) {
 // One accepted client. Shared ownership lets Responders outlive a request safely; the
 // uv handle inside is closed through its HandlePtr when the server forgets the connection.
 class Connection : public std::enable_shared_from_this<Connection> {
-public:
+  public:
     Connection(ControlServer* server, loop::HandlePtr<loop::Pipe> pipe)
         : server_(server), pipe_(std::move(pipe)) {}
 
@@ -79,8 +79,10 @@ public:
     void shutdown(bool flush) {
         if (closed_) return;
         closed_ = true;
-        if (flush) pipe_->close_after_writes();
-        else pipe_->close();
+        if (flush)
+            pipe_->close_after_writes();
+        else
+            pipe_->close();
         // Keep the pipe object alive until its close completes: releasing the HandlePtr
         // would close it immediately and drop the queued reply.
         pipe_.release();
@@ -89,7 +91,7 @@ public:
 
     int fd() const { return pipe_->fileno(); }
 
-private:
+  private:
     void on_read(const char* data, ssize_t n) {
         if (n < 0) {
             shutdown(false);
@@ -118,17 +120,25 @@ private:
 void Responder::send(std::string line) {
     if (auto c = conn_.lock()) c->send(std::move(line));
 }
-void Responder::ok(const nlohmann::json& data) { send(encode_ok(id_, data)); }
+void Responder::ok(const nlohmann::json& data) {
+    send(encode_ok(id_, data));
+}
 void Responder::error(const std::string& code, const std::string& message) {
     send(encode_error(id_, code, message));
 }
-void Responder::stream(const nlohmann::json& data) { send(encode_ok(id_, data)); }
-void Responder::end() { send(encode_end(id_)); }
+void Responder::stream(const nlohmann::json& data) {
+    send(encode_ok(id_, data));
+}
+void Responder::end() {
+    send(encode_end(id_));
+}
 
 ControlServer::ControlServer(uv_loop_t* loop, std::string socket_path, PeerPolicy policy)
     : loop_(loop), path_(std::move(socket_path)), policy_(policy) {}
 
-ControlServer::~ControlServer() { stop(); }
+ControlServer::~ControlServer() {
+    stop();
+}
 
 void ControlServer::add_handler(const std::string& cmd, Handler handler) {
     handlers_[cmd] = std::move(handler);
@@ -200,7 +210,8 @@ bool ControlServer::start(std::string* error) {
 void ControlServer::stop() {
     listener_.reset();
     auto conns = connections_;
-    for (auto& [raw, conn] : conns) conn->shutdown(true);
+    for (auto& [raw, conn] : conns)
+        conn->shutdown(true);
     connections_.clear();
     if (bound_) {
         unlink(path_.c_str());
@@ -235,7 +246,9 @@ void ControlServer::on_connection(int status) {
     conn->start();
 }
 
-void ControlServer::forget(Connection* conn) { connections_.erase(conn); }
+void ControlServer::forget(Connection* conn) {
+    connections_.erase(conn);
+}
 
 void ControlServer::dispatch(const std::shared_ptr<Connection>& conn, const std::string& line) {
     ParsedRequest parsed = parse_request(line);

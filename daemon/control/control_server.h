@@ -32,7 +32,7 @@ class Connection;
 // Lets a handler answer now or later (after async work), once or as a stream. Answers
 // after the client disconnected are dropped.
 class Responder {
-public:
+  public:
     Responder(std::weak_ptr<Connection> conn, int64_t id) : conn_(std::move(conn)), id_(id) {}
     void ok(const nlohmann::json& data);
     void error(const std::string& code, const std::string& message);
@@ -41,7 +41,7 @@ public:
     bool connected() const { return !conn_.expired(); }
     int64_t id() const { return id_; }
 
-private:
+  private:
     void send(std::string line);
     std::weak_ptr<Connection> conn_;
     int64_t id_;
@@ -59,7 +59,7 @@ struct PeerPolicy {
 bool peer_allowed(const PeerPolicy& policy, uid_t uid, gid_t gid, pid_t pid);
 
 class ControlServer {
-public:
+  public:
     ControlServer(uv_loop_t* loop, std::string socket_path, PeerPolicy policy);
     ~ControlServer();
 
@@ -72,7 +72,7 @@ public:
     size_t client_count() const { return connections_.size(); }
     const std::string& socket_path() const { return path_; }
 
-private:
+  private:
     friend class Connection;
     void on_connection(int status);
     void dispatch(const std::shared_ptr<Connection>& conn, const std::string& line);

@@ -18,9 +18,15 @@ struct WriteReq {
 };
 }  // namespace
 
-HandleBase::HandleBase() { ++g_live; }
-HandleBase::~HandleBase() { --g_live; }
-long HandleBase::live_count() { return g_live.load(); }
+HandleBase::HandleBase() {
+    ++g_live;
+}
+HandleBase::~HandleBase() {
+    --g_live;
+}
+long HandleBase::live_count() {
+    return g_live.load();
+}
 
 void HandleBase::close() {
     if (state_ == State::kClosing) return;
@@ -31,7 +37,9 @@ void HandleBase::close() {
     uv_close(h, &HandleBase::on_closed);
 }
 
-void HandleBase::on_closed(uv_handle_t* h) { delete static_cast<HandleBase*>(h->data); }
+void HandleBase::on_closed(uv_handle_t* h) {
+    delete static_cast<HandleBase*>(h->data);
+}
 
 // --- Timer ---------------------------------------------------------------------------------
 
@@ -165,18 +173,23 @@ Pipe::Pipe(uv_loop_t* loop) {
     pipe_.data = this;
 }
 
-HandlePtr<Pipe> Pipe::create(uv_loop_t* loop) { return HandlePtr<Pipe>(new Pipe(loop)); }
+HandlePtr<Pipe> Pipe::create(uv_loop_t* loop) {
+    return HandlePtr<Pipe>(new Pipe(loop));
+}
 
 Tcp::Tcp(uv_loop_t* loop) {
     uv_tcp_init(loop, &tcp_);
     tcp_.data = this;
 }
 
-HandlePtr<Tcp> Tcp::create(uv_loop_t* loop) { return HandlePtr<Tcp>(new Tcp(loop)); }
+HandlePtr<Tcp> Tcp::create(uv_loop_t* loop) {
+    return HandlePtr<Tcp>(new Tcp(loop));
+}
 
 int drain_and_close(uv_loop_t* loop) {
     // Close callbacks run on the next iterations; run until nothing is left.
-    for (int i = 0; i < 1000 && uv_loop_alive(loop); ++i) uv_run(loop, UV_RUN_ONCE);
+    for (int i = 0; i < 1000 && uv_loop_alive(loop); ++i)
+        uv_run(loop, UV_RUN_ONCE);
     return uv_loop_close(loop);
 }
 

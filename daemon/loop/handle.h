@@ -19,7 +19,7 @@
 namespace esad::loop {
 
 class HandleBase {
-public:
+  public:
     enum class State { kActive, kClosing };
     HandleBase(const HandleBase&) = delete;
     HandleBase& operator=(const HandleBase&) = delete;
@@ -30,14 +30,14 @@ public:
     // Live wrappers in this process: tests assert it returns to zero.
     static long live_count();
 
-protected:
+  protected:
     HandleBase();
     virtual ~HandleBase();
     virtual uv_handle_t* raw_handle() = 0;
     // Hook for subclasses that must drop callbacks/buffers before the handle is closed.
     virtual void on_close_started() {}
 
-private:
+  private:
     static void on_closed(uv_handle_t* h);
     State state_ = State::kActive;
 };
@@ -49,7 +49,7 @@ template <typename T>
 using HandlePtr = std::unique_ptr<T, HandleCloser>;
 
 class Timer final : public HandleBase {
-public:
+  public:
     using Callback = std::function<void()>;
     static HandlePtr<Timer> create(uv_loop_t* loop, Callback cb);
     void start(uint64_t timeout_ms, uint64_t repeat_ms = 0);
@@ -57,7 +57,7 @@ public:
     // Don't keep the loop alive just for this timer.
     void unref() { uv_unref(raw_handle()); }
 
-private:
+  private:
     Timer(uv_loop_t* loop, Callback cb);
     uv_handle_t* raw_handle() override { return reinterpret_cast<uv_handle_t*>(&timer_); }
     void on_close_started() override { cb_ = nullptr; }
@@ -67,11 +67,11 @@ private:
 };
 
 class Signal final : public HandleBase {
-public:
+  public:
     using Callback = std::function<void(int signum)>;
     static HandlePtr<Signal> create(uv_loop_t* loop, int signum, Callback cb);
 
-private:
+  private:
     Signal(uv_loop_t* loop, int signum, Callback cb);
     uv_handle_t* raw_handle() override { return reinterpret_cast<uv_handle_t*>(&signal_); }
     void on_close_started() override { cb_ = nullptr; }
@@ -82,7 +82,7 @@ private:
 
 // A connected or listening stream (uv_pipe_t or uv_tcp_t) with a write queue.
 class Stream : public HandleBase {
-public:
+  public:
     using ReadCallback = std::function<void(const char* data, ssize_t n)>;  // n < 0: error/EOF
     using ConnectionCallback = std::function<void(int status)>;
 
@@ -97,13 +97,13 @@ public:
     // Closes once every queued write was handed to the kernel.
     void close_after_writes();
 
-protected:
+  protected:
     void on_close_started() override {
         read_cb_ = nullptr;
         conn_cb_ = nullptr;
     }
 
-private:
+  private:
     static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
     static void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf);
     static void on_connection(uv_stream_t* s, int status);
@@ -117,21 +117,21 @@ private:
 };
 
 class Pipe final : public Stream {
-public:
+  public:
     static HandlePtr<Pipe> create(uv_loop_t* loop);
 
-private:
+  private:
     explicit Pipe(uv_loop_t* loop);
     uv_handle_t* raw_handle() override { return reinterpret_cast<uv_handle_t*>(&pipe_); }
     uv_pipe_t pipe_;
 };
 
 class Tcp final : public Stream {
-public:
+  public:
     static HandlePtr<Tcp> create(uv_loop_t* loop);
     uv_tcp_t* tcp() { return &tcp_; }
 
-private:
+  private:
     explicit Tcp(uv_loop_t* loop);
     uv_handle_t* raw_handle() override { return reinterpret_cast<uv_handle_t*>(&tcp_); }
     uv_tcp_t tcp_;

@@ -10,9 +10,13 @@ void SystemdNotifier::ready(const std::string& status) {
                static_cast<unsigned long>(getpid()));
 }
 
-void SystemdNotifier::stopping() { sd_notify(0, "STOPPING=1\nSTATUS=Shutting down"); }
+void SystemdNotifier::stopping() {
+    sd_notify(0, "STOPPING=1\nSTATUS=Shutting down");
+}
 
-void SystemdNotifier::reloading() { sd_notify(0, "RELOADING=1"); }
+void SystemdNotifier::reloading() {
+    sd_notify(0, "RELOADING=1");
+}
 
 void SystemdNotifier::status(const std::string& status) {
     sd_notifyf(0, "STATUS=%s", status.c_str());

@@ -12,7 +12,7 @@
 namespace esad::loop {
 
 class SystemdNotifier {
-public:
+  public:
     explicit SystemdNotifier(uv_loop_t* loop) : loop_(loop) {}
     void ready(const std::string& status);
     void stopping();
@@ -22,7 +22,7 @@ public:
     uint64_t start_watchdog();
     void stop_watchdog() { watchdog_.reset(); }
 
-private:
+  private:
     uv_loop_t* loop_;
     HandlePtr<Timer> watchdog_;
 };

@@ -51,12 +51,14 @@ TEST_CASE("malformed requests are rejected with the documented codes") {
 
 TEST_CASE("deep nesting is refused before parsing") {
     std::string deep = R"({"v":1,"id":1,"cmd":"x","args":{"a":)";
-    for (int i = 0; i < 10000; ++i) deep += "[";
+    for (int i = 0; i < 10000; ++i)
+        deep += "[";
     auto p = parse_request(deep);
     REQUIRE_FALSE(p.ok());
     CHECK(p.error.message.find("deep") != std::string::npos);
     // Brackets inside strings do not count.
-    std::string quoted = R"({"v":1,"id":1,"cmd":"x","args":{"a":")" + std::string(100, '[') + "\"}}";
+    std::string quoted =
+        R"({"v":1,"id":1,"cmd":"x","args":{"a":")" + std::string(100, '[') + "\"}}";
     CHECK(parse_request(quoted).ok());
     CHECK(json_depth("[[[]]]", 100) == 3);
 }
@@ -66,9 +68,9 @@ TEST_CASE("invalid UTF-8 is refused") {
     CHECK(valid_utf8("caf\xc3\xa9"));
     CHECK(valid_utf8("\xf0\x9f\x93\xa7"));
     CHECK_FALSE(valid_utf8("\xff"));
-    CHECK_FALSE(valid_utf8("\xc3"));            // truncated sequence
-    CHECK_FALSE(valid_utf8("\xc0\xaf"));        // overlong
-    CHECK_FALSE(valid_utf8("\xed\xa0\x80"));    // surrogate
+    CHECK_FALSE(valid_utf8("\xc3"));              // truncated sequence
+    CHECK_FALSE(valid_utf8("\xc0\xaf"));          // overlong
+    CHECK_FALSE(valid_utf8("\xed\xa0\x80"));      // surrogate
     CHECK_FALSE(valid_utf8("\xf4\x90\x80\x80"));  // > U+10FFFF
     auto p = parse_request("{\"v\":1,\"id\":1,\"cmd\":\"st\xff\"}");
     REQUIRE_FALSE(p.ok());
@@ -76,7 +78,8 @@ TEST_CASE("invalid UTF-8 is refused") {
 }
 
 TEST_CASE("oversize request is too_large") {
-    std::string big = R"({"v":1,"id":1,"cmd":"x","args":{"a":")" + std::string(kMaxLineBytes, 'a') + "\"}}";
+    std::string big =
+        R"({"v":1,"id":1,"cmd":"x","args":{"a":")" + std::string(kMaxLineBytes, 'a') + "\"}}";
     auto p = parse_request(big);
     REQUIRE_FALSE(p.ok());
     CHECK(p.error.code == "too_large");

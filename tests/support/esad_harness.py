@@ -1,0 +1,153 @@
+"""Test harness for the real esad and esactl binaries.
+
+Daemon(config_text) starts esad on a private temporary state dir and control socket and
+waits until `esactl status` answers; ctl(...) runs esactl against it. Binaries come from
+$ESAD_BIN / $ESACTL_BIN (set by CTest). Everything listens on 127.0.0.1 or a Unix socket.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+ESAD = os.environ.get("ESAD_BIN", "build/test/esad")
+ESACTL = os.environ.get("ESACTL_BIN", "build/test/esactl")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Daemon:
+    def __init__(self, config_extra="", listen_port=None, start=True, keep_dir=None):
+        self.dir = keep_dir or tempfile.mkdtemp(prefix="esad-test-")
+        self.state = os.path.join(self.dir, "state")
+        self.socket = os.path.join(self.dir, "run", "esad.sock")
+        self.config_path = os.path.join(self.dir, "esad.toml")
+        self.smtp_port = listen_port or free_port()
+        self.log_path = os.path.join(self.dir, "esad.log")
+        self.proc = None
+        self.write_config(config_extra)
+        if start:
+            self.start()
+
+    def write_config(self, extra=""):
+        with open(self.config_path, "w") as f:
+            f.write(
+                f'[daemon]\nstate_dir = "{self.state}"\ncontrol_socket = "{self.socket}"\n'
+                f'hostname = "esad.test"\n'
+                f'[listener]\naddress = "127.0.0.1:{self.smtp_port}"\n' + extra
+            )
+
+    def start(self, wait=True, extra_args=()):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [ESAD, "--config", self.config_path, *extra_args],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        if wait:
+            self.wait_ready()
+        return self.proc
+
+    def wait_ready(self, timeout=15):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"esad exited early with {self.proc.returncode}:\n{self.read_log()}")
+            r = self.ctl("--json", "status", check=False)
+            if r.returncode == 0:
+                return json.loads(r.stdout)
+            time.sleep(0.05)
+        raise AssertionError("esad did not become ready:\n" + self.read_log())
+
+    def ctl(self, *args, check=True, input=None, env=None, timeout=30):
+        full_env = dict(os.environ)
+        full_env.pop("ESACTL_SOCKET", None)
+        if env:
+            full_env.update(env)
+        r = subprocess.run([ESACTL, "--socket", self.socket, *args], capture_output=True,
+                           text=True, input=input, env=full_env, timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"esactl {args} exited {r.returncode}: {r.stderr}")
+        return r
+
+    def ctl_json(self, *args):
+        return json.loads(self.ctl("--json", *args).stdout)
+
+    def request(self, obj_or_bytes, timeout=5):
+        """Sends one raw line on the control socket; returns the parsed reply line."""
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        s.connect(self.socket)
+        data = obj_or_bytes if isinstance(obj_or_bytes, bytes) else (json.dumps(obj_or_bytes) + "\n").encode()
+        s.sendall(data)
+        line = read_line(s)
+        s.close()
+        return json.loads(line) if line else None
+
+    def read_log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout=10):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("esad did not stop on SIGTERM:\n" + self.read_log())
+        return self.proc.returncode if self.proc else None
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def cleanup(self):
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def read_line(sock):
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    return buf.decode(errors="replace").strip()
+
+
+def run_tests(tests):
+    """Minimal runner: each test gets a fresh failure report; exit 1 if any failed."""
+    import sys
+    import traceback
+    failed = 0
+    only = sys.argv[1:]
+    for t in tests:
+        if only and t.__name__ not in only:
+            continue
+        start = time.time()
+        try:
+            t()
+            print(f"ok   {t.__name__} ({time.time() - start:.2f}s)", flush=True)
+        except Exception:
+            failed += 1
+            print(f"FAIL {t.__name__}", flush=True)
+            traceback.print_exc()
+    sys.exit(1 if failed else 0)
