@@ -1,0 +1,92 @@
+// recovery — the startup scan of the spool, run before injection opens (REQ-D10).
+//
+// Steps: delete every stale tmp/ entry; read and validate each queue/ file (header,
+// envelope + envelope checksum, sizes, trailer, and — with verify_content — the whole-file
+// checksum, streamed in fixed chunks so bodies are never held in memory); move truncated,
+// corrupt, unknown-version or mis-named-MID files to corrupt/ (never deleted, never
+// delivered) with a reason; skip (and report) entries that are not plain regular files with
+// a MID name — symlinks are never followed; apply the journal: recipients with a final
+// record are dropped, messages with no recipient left are removed; fsync corrupt/ and
+// queue/ once; compact the journal to the live messages; move the MID allocator past every
+// MID seen on disk.
+//
+// The result keeps only envelopes of live messages with their not-yet-final recipients
+// (about 100–200 bytes per recipient plus sender/helo per message); content is fetched later
+// with Store::load_content(MID).
+//
+// API: recover(store, journal, scan, mids, options, report) — blocking, run it on a worker
+// thread (the loop stays responsive for control requests meanwhile). open_spool() does
+// Store/Journal/MidAllocator open + recover in one call. No logging: the report lists every
+// quarantined file and skipped entry with its reason for the caller to log and count.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "daemon/spool/file_util.h"
+#include "daemon/spool/journal.h"
+#include "daemon/spool/mid_allocator.h"
+#include "daemon/spool/record_codec.h"
+#include "daemon/spool/store.h"
+
+namespace esad::spool {
+
+struct RecoveryOptions {
+    bool verify_content = true;          // stream the whole-file CRC of every message
+    std::size_t read_chunk = 64 * 1024;  // read buffer size
+};
+
+struct RecoveredMessage {
+    Envelope envelope;  // recipients: only those without a final journal record
+    std::uint32_t total_recipients = 0;
+    std::uint64_t file_size = 0;
+};
+
+struct QuarantinedFile {
+    std::string name;      // name in queue/
+    std::string moved_to;  // name in corrupt/ (empty if the move failed)
+    DecodeStatus status = DecodeStatus::kMalformed;
+    std::string reason;
+};
+
+struct SkippedEntry {
+    std::string path;  // "queue/<name>" or "tmp/<name>"
+    std::string reason;
+};
+
+struct RecoveryReport {
+    std::vector<RecoveredMessage> messages;  // ascending MID
+    std::vector<QuarantinedFile> quarantined;
+    std::vector<SkippedEntry> skipped;
+    std::uint64_t stale_tmp_removed = 0;
+    std::uint64_t completed_removed = 0;  // every recipient final: file removed now
+    std::uint64_t live_recipients = 0;
+    std::uint64_t journal_records = 0;
+    std::uint64_t journal_ignored_bytes = 0;
+    std::string journal_tail_reason;
+    Mid max_mid_seen = 0;
+};
+
+// Fails only on errors that make the whole spool unusable (cannot list queue/, cannot
+// compact the journal, cannot persist the MID reservation); per-file problems are reported.
+IoStatus recover(Store& store, Journal& journal, const JournalScan& scan, MidAllocator& mids,
+                 const RecoveryOptions& options, RecoveryReport& report);
+
+struct SpoolOptions {
+    StoreOptions store;
+    RecoveryOptions recovery;
+    std::uint64_t journal_compact_bytes = 64ull << 20;
+    std::uint64_t mid_block = kDefaultMidBlock;
+};
+
+struct Spool {
+    std::unique_ptr<Store> store;
+    std::unique_ptr<Journal> journal;
+    std::unique_ptr<MidAllocator> mids;
+};
+
+IoStatus open_spool(SpoolOptions options, Spool& spool, RecoveryReport& report);
+
+}  // namespace esad::spool
