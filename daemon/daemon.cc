@@ -12,6 +12,8 @@
 
 #include "daemon/control/cmd_status.h"
 #include "daemon/logs/daemon_log.h"
+#include "daemon/loop/work.h"
+#include "daemon/spool/counters.h"
 #include "esad_version.h"
 
 namespace esad {
@@ -41,6 +43,7 @@ Daemon::Daemon(Config config, std::string config_path)
 }
 
 Daemon::~Daemon() {
+    listener_.reset();
     control_.reset();
     signals_.clear();
     int rc = loop::drain_and_close(&loop_);
@@ -75,6 +78,26 @@ bool Daemon::start(std::string* error) {
                           });
     if (!control_->start(error)) return false;
 
+    mail_log_ = logs::MailLog::open(config_.logging.dir, config_.logging.mail_log, error);
+    if (!mail_log_) return false;
+
+    // Recovery reads every queue file: a worker does it while the control socket answers.
+    auto options = std::make_shared<spool::SpoolOptions>();
+    options->store.state_dir = config_.daemon.state_dir;
+    auto report = std::make_shared<spool::RecoveryReport>();
+    auto status = std::make_shared<spool::IoStatus>();
+    auto opened = std::make_shared<spool::Spool>();
+    spdlog::info("spool: recovering {}/spool", config_.daemon.state_dir);
+    loop::queue_work(
+        &loop_,
+        [options, report, status, opened] {
+            *status = spool::open_spool(*options, *opened, *report);
+        },
+        [this, report, status, opened] {
+            spool_ = std::move(*opened);
+            on_recovered(*status, *report);
+        });
+
     for (int sig : {SIGTERM, SIGINT}) {
         signals_.push_back(loop::Signal::create(&loop_, sig, [this](int signum) {
             spdlog::info("received {}, shutting down", strsignal(signum));
@@ -89,13 +112,147 @@ bool Daemon::start(std::string* error) {
     return true;
 }
 
+void Daemon::on_recovered(const spool::IoStatus& status, spool::RecoveryReport& report) {
+    if (stopping_) return;
+    if (!status.ok()) {
+        spdlog::critical("spool: cannot open: {}", status.reason());
+        exit_code_ = 1;
+        stop();
+        return;
+    }
+    for (const auto& q : report.quarantined) {
+        spdlog::error("spool: quarantined {} to corrupt/{}: {} ({})", q.name, q.moved_to,
+                      spool::to_string(q.status), q.reason);
+        mail_log_->warning(
+            fmt::format("Spool file {} moved to corrupt/{}: {}", q.name, q.moved_to, q.reason));
+    }
+    for (const auto& sk : report.skipped)
+        spdlog::warn("spool: skipped {}: {}", sk.path, sk.reason);
+    state_.corrupt_files = report.quarantined.size();
+    for (const auto& m : report.messages)
+        index_message(m.envelope, m.file_size);
+    if (report.max_mid_seen > state_.current_mid) state_.current_mid = report.max_mid_seen;
+    spdlog::info(
+        "spool: recovered {} messages, {} recipients ({} stale temp files removed, {} "
+        "quarantined, {} completed removed)",
+        report.messages.size(), report.live_recipients, report.stale_tmp_removed,
+        report.quarantined.size(), report.completed_removed);
+    report.messages.clear();
+    report.messages.shrink_to_fit();
+
+    // Lifetime counters survive restarts.
+    spool::CounterMap saved;
+    spool::IoStatus cs = spool::load_counters(spool_.store->spool_path(), saved);
+    if (!cs.ok()) spdlog::warn("spool: lifetime counters not restored: {}", cs.reason());
+    for (size_t i = 0; i < kCounterCount; ++i) {
+        auto it = saved.find(std::string(kCounterInfo[i].key));
+        if (it != saved.end())
+            state_.counters.set_lifetime_base(static_cast<Counter>(i), it->second);
+    }
+    counters_timer_ = loop::Timer::create(&loop_, [this] { save_counters(); });
+    counters_timer_->start(10000, 10000);
+    counters_timer_->unref();
+
+    committer_ =
+        std::make_unique<inject::Committer>(&loop_, spool_, config_.listener.max_message_size);
+    committer_->on_space(
+        [this](const spool::SpaceCheck& c) { state_.spool_free_bytes = c.free_bytes; });
+    committer_->start();
+    state_.recovering = false;
+
+    std::string error;
+    if (!start_listener(&error)) {
+        spdlog::critical("startup failed: {}", error);
+        exit_code_ = 1;
+        stop();
+        return;
+    }
+    std::string summary =
+        "Running; SMTP " + state_.listener_address + ", control " + config_.daemon.control_socket;
+    notifier_.ready(summary);
+    notifier_.start_watchdog();
+}
+
+bool Daemon::start_listener(std::string* error) {
+    const ListenerConfig& lc = config_.listener;
+    inject_env_.loop = &loop_;
+    inject_env_.state = &state_;
+    inject_env_.committer = committer_.get();
+    inject_env_.mail_log = mail_log_.get();
+    inject_env_.hostname = config_.daemon.hostname;
+    inject_env_.limits.max_message_size = lc.max_message_size;
+    inject_env_.limits.max_recipients = lc.max_recipients;
+    inject_env_.limits.max_hops = lc.max_hops;
+    inject_env_.limits.command_timeout = smtp::Millis(uint64_t{lc.command_timeout_s} * 1000);
+    inject_env_.limits.data_total_timeout = smtp::Millis(uint64_t{lc.data_timeout_s} * 1000);
+    inject_env_.limits.data_block_timeout =
+        std::min(inject_env_.limits.data_block_timeout, inject_env_.limits.data_total_timeout);
+    inject_env_.on_queued = [this](const spool::Envelope& e, uint64_t size) {
+        index_message(e, size);
+    };
+    if (!lc.tls_cert.empty()) {
+        std::string tls_error;
+        inject_env_.tls = tls::make_server_context(lc.tls_cert, lc.tls_key, &tls_error);
+        if (!inject_env_.tls) {
+            *error = "listener TLS: " + tls_error;
+            return false;
+        }
+    }
+    std::string cidr_error;
+    std::optional<CidrList> relay = CidrList::parse(lc.relay_from, &cidr_error);
+    if (!relay) {
+        *error = "listener.relay_from: " + cidr_error;
+        return false;
+    }
+    listener_ = std::make_unique<inject::Listener>(
+        inject_env_, std::move(*relay), lc.max_connections, lc.max_connections_per_client);
+    if (!listener_->start(lc.address, error)) return false;
+    state_.listener_address = listener_->bound_address();
+    return true;
+}
+
+void Daemon::index_message(const spool::Envelope& envelope, uint64_t size) {
+    for (const auto& r : envelope.recipients) {
+        ++state_.active_by_domain[r.domain];
+        ++state_.active_recipients;
+    }
+    if (state_.oldest_message_unix_ms == 0 ||
+        envelope.received_unix_ms < state_.oldest_message_unix_ms)
+        state_.oldest_message_unix_ms = envelope.received_unix_ms;
+    state_.spool_bytes += size;
+}
+
+void Daemon::save_counters() {
+    if (saving_counters_ || !spool_.store) return;
+    saving_counters_ = true;
+    auto map = std::make_shared<spool::CounterMap>();
+    for (size_t i = 0; i < kCounterCount; ++i)
+        (*map)[std::string(kCounterInfo[i].key)] =
+            state_.counters.lifetime(static_cast<Counter>(i));
+    std::string dir = spool_.store->spool_path();
+    loop::queue_work(
+        &loop_,
+        [map, dir] {
+            spool::IoStatus st = spool::save_counters(dir, *map);
+            if (!st.ok()) spdlog::warn("spool: cannot save counters: {}", st.reason());
+        },
+        [this] { saving_counters_ = false; });
+}
+
 void Daemon::stop() {
     if (stopping_) return;
     stopping_ = true;
     notifier_.stopping();
     notifier_.stop_watchdog();
+    if (listener_) listener_->stop();
+    if (committer_) committer_->stop();
+    counters_timer_.reset();
     if (control_) control_->stop();
     signals_.clear();
+    if (spool_.store) {
+        saving_counters_ = false;
+        save_counters();
+    }
 }
 
 nlohmann::json Daemon::reload() {
@@ -149,12 +306,13 @@ int Daemon::run() {
         return 1;
     }
     spdlog::info("esad {} started: control socket {}", ESAD_VERSION, config_.daemon.control_socket);
-    std::string summary = "Running; control " + config_.daemon.control_socket;
-    notifier_.ready(summary);
-    notifier_.start_watchdog();
     uv_run(&loop_, UV_RUN_DEFAULT);
     stop();
+    // Sessions still flushing their last reply finish here; then every handle is closed.
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    listener_.reset();
     control_.reset();
+    if (mail_log_) mail_log_->flush();
     int rc = loop::drain_and_close(&loop_);
     if (rc != 0) {
         spdlog::critical("event loop did not close cleanly: {}", uv_strerror(rc));
@@ -163,7 +321,7 @@ int Daemon::run() {
     }
     uv_loop_init(&loop_);  // the destructor closes it again
     spdlog::info("esad stopped");
-    return 0;
+    return exit_code_;
 }
 
 }  // namespace esad

@@ -16,8 +16,12 @@
 #include "common/config.h"
 #include "daemon/control/control_server.h"
 #include "daemon/daemon_state.h"
+#include "daemon/inject/committer.h"
+#include "daemon/inject/listener.h"
+#include "daemon/logs/mail_log.h"
 #include "daemon/loop/handle.h"
 #include "daemon/loop/systemd_notify.h"
+#include "daemon/spool/recovery.h"
 
 namespace esad {
 
@@ -31,6 +35,11 @@ class Daemon {
 
   private:
     bool start(std::string* error);
+    // Second startup phase, on the loop once recovery finished: open injection.
+    void on_recovered(const spool::IoStatus& status, spool::RecoveryReport& report);
+    bool start_listener(std::string* error);
+    void index_message(const spool::Envelope& envelope, uint64_t size);
+    void save_counters();
     void stop();
     // Returns the restart-only settings that changed, or an error message list.
     nlohmann::json reload();
@@ -41,6 +50,14 @@ class Daemon {
     DaemonState state_;
     loop::SystemdNotifier notifier_;
     std::unique_ptr<control::ControlServer> control_;
+    std::unique_ptr<logs::MailLog> mail_log_;
+    spool::Spool spool_;
+    std::unique_ptr<inject::Committer> committer_;
+    inject::InjectEnv inject_env_;
+    std::unique_ptr<inject::Listener> listener_;
+    loop::HandlePtr<loop::Timer> counters_timer_;
+    bool saving_counters_ = false;
+    int exit_code_ = 0;
     std::vector<loop::HandlePtr<loop::Signal>> signals_;
     bool stopping_ = false;
 };

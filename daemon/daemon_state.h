@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <ctime>
 #include <string>
+#include <unordered_map>
 
 #include "common/counters.h"
 
@@ -22,6 +23,16 @@ struct DaemonState {
     uint64_t inbound_connections = 0;
     uint64_t outbound_connections = 0;
     uint64_t reloads = 0;
+    // Queued recipients per recipient host (the index delivery drains), rebuilt by recovery.
+    std::unordered_map<std::string, uint64_t> active_by_domain;
+    uint64_t active_recipients = 0;
+    uint64_t attempted_recipients = 0;
+    int64_t oldest_message_unix_ms = 0;  // 0: no messages
+    uint64_t spool_bytes = 0;            // bytes of message files in the queue
+    uint64_t spool_free_bytes = 0;
+    std::string listener_address;  // as bound; empty until listening
+    bool recovering = true;
+    uint64_t corrupt_files = 0;  // quarantined by recovery (lifetime of the process)
     bool delivery_suspended = false;
     bool listener_suspended = false;
 };

@@ -15,7 +15,7 @@ json status_data(const DaemonState& s, std::time_t now) {
                                                       {"uptime", s.counters.uptime(c)},
                                                       {"lifetime", s.counters.lifetime(c)}};
     }
-    std::string system_status = "Online";
+    std::string system_status = s.recovering ? "Recovering spool" : "Online";
     if (s.listener_suspended && s.delivery_suspended)
         system_status = "Receiving and delivery suspended";
     else if (s.listener_suspended)
@@ -33,9 +33,21 @@ json status_data(const DaemonState& s, std::time_t now) {
         {"counters", counters},
         {"current_ids",
          {{"mid", s.current_mid}, {"icid", s.current_icid}, {"dcid", s.current_dcid}}},
+        {"oldest_message_age",
+         s.oldest_message_unix_ms
+             ? json(std::max<int64_t>(0, now - s.oldest_message_unix_ms / 1000))
+             : json(nullptr)},
+        {"listener", s.listener_address},
+        {"corrupt_files", s.corrupt_files},
         {"gauges",
          {{"current_inbound_connections", s.inbound_connections},
-          {"current_outbound_connections", s.outbound_connections}}},
+          {"current_outbound_connections", s.outbound_connections},
+          {"active_recipients", s.active_recipients},
+          {"unattempted_recipients", s.active_recipients - s.attempted_recipients},
+          {"attempted_recipients", s.attempted_recipients},
+          {"destinations_in_memory", s.active_by_domain.size()},
+          {"kilobytes_used", (s.spool_bytes + 1023) / 1024},
+          {"kilobytes_free", s.spool_free_bytes / 1024}}},
     };
 }
 

@@ -1,0 +1,130 @@
+// See committer.h.
+#include "daemon/inject/committer.h"
+
+#include <spdlog/spdlog.h>
+
+#include "daemon/loop/work.h"
+
+namespace esad::inject {
+
+Committer::Committer(uv_loop_t* loop, spool::Spool& spool, uint64_t max_message_size)
+    : loop_(loop),
+      spool_(spool),
+      max_message_size_(max_message_size),
+      waiting_(std::make_unique<Batch>()),
+      space_(std::make_shared<spool::SpaceCheck>()) {
+    // Until the first refresh completes, trust the disk (start() runs one immediately).
+    space_->ok = true;
+}
+
+Committer::~Committer() {
+    stop();
+}
+
+void Committer::start() {
+    timer_ = loop::Timer::create(loop_, [this] {
+        refresh_space();
+        maybe_probe();
+    });
+    timer_->start(0, 1000);
+    timer_->unref();
+}
+
+void Committer::stop() {
+    stopped_ = true;
+    timer_.reset();
+}
+
+spool::IoStatus Committer::next_mid(spool::Mid* mid) {
+    spool::IoStatus st = spool_.mids->next(*mid);
+    if (st.ok() && !refilling_ && spool_.mids->needs_refill()) {
+        refilling_ = true;
+        spool::MidAllocator* mids = spool_.mids.get();
+        loop::queue_work(
+            loop_,
+            [mids] {
+                spool::IoStatus r = mids->refill();
+                if (!r.ok()) spdlog::error("spool: cannot reserve MIDs: {}", r.reason());
+            },
+            [this] { refilling_ = false; });
+    }
+    return st;
+}
+
+smtp::SpoolAdmit Committer::admit(uint64_t declared_size) const {
+    if (!spool_.store->healthy()) return smtp::SpoolAdmit::kUnavailable;
+    if (!space_->ok) return smtp::SpoolAdmit::kInsufficientStorage;
+    // The cached check covers 1.5 × max size; a declared size is never above max size here
+    // (the FSM refused it with 552 first).
+    (void)declared_size;
+    return smtp::SpoolAdmit::kOk;
+}
+
+void Committer::commit(spool::Message message, Done done) {
+    waiting_->messages.push_back({std::move(message), {}});
+    waiting_->done.push_back(std::move(done));
+    if (!in_flight_) flush();
+}
+
+void Committer::flush() {
+    if (waiting_->messages.empty()) return;
+    in_flight_ = true;
+    auto batch = std::shared_ptr<Batch>(std::move(waiting_));
+    waiting_ = std::make_unique<Batch>();
+    ++stats_.batches;
+    stats_.messages += batch->messages.size();
+    stats_.largest_batch = std::max<uint64_t>(stats_.largest_batch, batch->messages.size());
+    spool::Store* store = spool_.store.get();
+    loop::queue_work(
+        loop_, [store, batch] { store->commit_batch(batch->messages); },
+        [this, batch] {
+            in_flight_ = false;
+            bool was_healthy = spool_.store->healthy();
+            for (size_t i = 0; i < batch->messages.size(); ++i) {
+                const spool::IoStatus& result = batch->messages[i].result;
+                if (!result.ok())
+                    spdlog::error("spool: commit of MID {} failed: {}",
+                                  batch->messages[i].message.envelope.mid, result.reason());
+                batch->done[i](result);
+            }
+            if (!was_healthy)
+                spdlog::error(
+                    "spool: unhealthy after an fsync failure; refusing new sessions until a probe "
+                    "write succeeds");
+            flush();
+        });
+}
+
+void Committer::refresh_space() {
+    if (space_checking_ || stopped_) return;
+    space_checking_ = true;
+    auto result = std::make_shared<spool::SpaceCheck>();
+    spool::Store* store = spool_.store.get();
+    uint64_t max_size = max_message_size_;
+    loop::queue_work(
+        loop_, [store, result, max_size] { *result = store->space_ok(max_size); },
+        [this, result] {
+            space_checking_ = false;
+            if (space_->ok && !result->ok)
+                spdlog::warn("spool: low on space, new messages get 452 4.3.1: {}", result->reason);
+            else if (!space_->ok && result->ok)
+                spdlog::info("spool: free space recovered");
+            space_ = result;
+            if (on_space_) on_space_(*result);
+        });
+}
+
+void Committer::maybe_probe() {
+    if (probing_ || stopped_ || spool_.store->healthy()) return;
+    probing_ = true;
+    spool::Store* store = spool_.store.get();
+    auto status = std::make_shared<spool::IoStatus>();
+    loop::queue_work(
+        loop_, [store, status] { *status = store->probe(); },
+        [this, status] {
+            probing_ = false;
+            if (status->ok()) spdlog::info("spool: probe write succeeded, accepting mail again");
+        });
+}
+
+}  // namespace esad::inject
