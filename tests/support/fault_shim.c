@@ -14,7 +14,7 @@ static int fault_active(void) {
 
 int fsync(int fd) {
     static int (*real)(int);
-    if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+    if (!real) *(void**)(&real) = dlsym(RTLD_NEXT, "fsync");
     if (fault_active()) {
         errno = EIO;
         return -1;
@@ -24,7 +24,7 @@ int fsync(int fd) {
 
 int fdatasync(int fd) {
     static int (*real)(int);
-    if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+    if (!real) *(void**)(&real) = dlsym(RTLD_NEXT, "fdatasync");
     if (fault_active()) {
         errno = EIO;
         return -1;
