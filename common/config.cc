@@ -162,6 +162,7 @@ void read_daemon(TableReader& r, DaemonConfig& c) {
     r.read("control_group", c.control_group);
     r.read("hostname", c.hostname);
     r.read("user", c.user);
+    r.read_int("spool_min_free_bytes", c.spool_min_free_bytes, 0, int64_t{1} << 50);
     if (c.state_dir.empty()) r.error("state_dir", r.line_for("state_dir"), "must not be empty");
     r.reject_unknown();
 }

@@ -23,6 +23,7 @@ struct DaemonConfig {
     std::string control_group;   // members may use the control socket; empty: none
     std::string hostname;        // banner / Received / prompt; default: gethostname()
     std::string user;            // drop privileges to this user after binding (when root)
+    uint64_t spool_min_free_bytes = 64ull << 20;  // below this free space: 452 4.3.1 at MAIL
 };
 
 struct ListenerConfig {

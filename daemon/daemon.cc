@@ -84,6 +84,7 @@ bool Daemon::start(std::string* error) {
     // Recovery reads every queue file: a worker does it while the control socket answers.
     auto options = std::make_shared<spool::SpoolOptions>();
     options->store.state_dir = config_.daemon.state_dir;
+    options->store.min_free_bytes = config_.daemon.spool_min_free_bytes;
     auto report = std::make_shared<spool::RecoveryReport>();
     auto status = std::make_shared<spool::IoStatus>();
     auto opened = std::make_shared<spool::Spool>();

@@ -151,3 +151,99 @@ def run_tests(tests):
             print(f"FAIL {t.__name__}", flush=True)
             traceback.print_exc()
     sys.exit(1 if failed else 0)
+
+
+SPOOL_DUMP = os.environ.get("SPOOL_DUMP_BIN", "build/test/tests/spool_dump")
+FAULT_SHIM = os.environ.get("FAULT_SHIM", "build/test/tests/libfault_shim.so")
+
+
+def spool_messages(state_dir):
+    """Decoded messages in the spool queue (via the spool_dump helper)."""
+    r = subprocess.run([SPOOL_DUMP, state_dir], capture_output=True, text=True, check=True)
+    return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+
+
+class SmtpClient:
+    """A raw SMTP client over a socket: send exact bytes, read whole replies."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=10):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buf = b""
+
+    def reply(self):
+        """Reads one complete (possibly multi-line) reply; returns (code, text)."""
+        lines = []
+        while True:
+            while b"\r\n" not in self.buf:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("closed; partial: %r" % self.buf)
+                self.buf += chunk
+            line, self.buf = self.buf.split(b"\r\n", 1)
+            lines.append(line.decode(errors="replace"))
+            if len(line) < 4 or line[3:4] != b"-":
+                return int(lines[-1][:3]), "\n".join(lines)
+
+    def send(self, data):
+        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
+
+    def cmd(self, line):
+        self.send(line + "\r\n")
+        return self.reply()
+
+    def closed(self, timeout=5):
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+
+    def close(self):
+        self.sock.close()
+
+
+def send_message(port, sender, rcpts, body, helo="client.test"):
+    """One transaction; returns the final reply (code, text) of DATA (or the failing step)."""
+    c = SmtpClient(port)
+    try:
+        code, text = c.reply()
+        if code != 220:
+            return code, text
+        c.cmd("EHLO " + helo)
+        code, text = c.cmd(f"MAIL FROM:<{sender}>")
+        if code != 250:
+            return code, text
+        ok = 0
+        for r in rcpts:
+            code, text = c.cmd(f"RCPT TO:<{r}>")
+            ok += code == 250
+        if not ok:
+            return code, text
+        code, text = c.cmd("DATA")
+        if code != 354:
+            return code, text
+        c.send(body.replace(b"\r\n.", b"\r\n..") + b"\r\n.\r\n")
+        result = c.reply()
+        try:
+            c.cmd("QUIT")
+        except (ConnectionError, OSError):
+            pass
+        return result
+    finally:
+        c.close()
+
+
+def make_body(message_id, size=2000, subject="test"):
+    head = f"From: a@x.test\r\nTo: b@y.test\r\nSubject: {subject}\r\nMessage-ID: <{message_id}>\r\n\r\n"
+    line = "x" * 70 + "\r\n"
+    body = line * max(1, size // len(line))
+    return (head + body).encode()
+
+
+def wait_for(predicate, timeout=10, interval=0.05):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()

@@ -1,0 +1,214 @@
+"""Durable intake against the real binary: swaks and smtp-source injection, relay refusal,
+TLS injection, mail-log lines, restart recovery, quarantine of corrupt files, framing."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+from esad_harness import (Daemon, SmtpClient, make_body, send_message, spool_messages,
+                          wait_for, run_tests)
+
+
+def mail_log(d):
+    path = os.path.join(d.state, "logs", "mail.current")
+    with open(path) as f:
+        return f.read()
+
+
+def test_swaks_injection_logs_and_counters():
+    d = Daemon()
+    try:
+        r = subprocess.run(["swaks", "--server", f"127.0.0.1:{d.smtp_port}", "--from", "alice@src.test",
+                            "--to", "Bob@Dest.Example", "--h-Subject", "hello",
+                            "--add-header", "Message-ID: <swaks-1@src.test>"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "250 2.0.0 Ok: queued as" in r.stdout
+        msgs = spool_messages(d.state)
+        assert len(msgs) == 1
+        m = msgs[0]
+        assert m["sender"] == "alice@src.test"
+        assert m["recipients"] == ["Bob@dest.example"]  # domain lower-cased, local part kept
+        assert m["received"] == 1  # our Received: header
+        mid = m["mid"]
+        assert wait_for(lambda: "queued for delivery" in mail_log(d))
+        log = mail_log(d)
+        for needle in ["New SMTP ICID 1 interface 127.0.0.1 address 127.0.0.1",
+                       f"Start MID {mid} ICID 1", f"MID {mid} ICID 1 From: <alice@src.test>",
+                       f"MID {mid} ICID 1 RID 0 To: <Bob@dest.example>",
+                       f"MID {mid} ready ", f"MID {mid} queued for delivery", "ICID 1 close"]:
+            assert needle in log, (needle, log)
+        s = d.ctl_json("status")
+        assert s["counters"]["messages_received"]["uptime"] == 1
+        assert s["counters"]["recipients_received"]["uptime"] == 1
+        assert s["current_ids"]["mid"] == mid
+        assert s["current_ids"]["icid"] == 1
+        assert s["gauges"]["active_recipients"] == 1
+        assert s["gauges"]["destinations_in_memory"] == 1
+        assert s["listener"] == f"127.0.0.1:{d.smtp_port}"
+    finally:
+        d.cleanup()
+
+
+def test_relay_refused_outside_relay_from():
+    d = Daemon('relay_from = ["10.0.0.0/8"]\n')
+    try:
+        c = SmtpClient(d.smtp_port)
+        assert c.reply()[0] == 220
+        c.cmd("EHLO x")
+        assert c.cmd("MAIL FROM:<a@b.test>")[0] == 250
+        code, text = c.cmd("RCPT TO:<c@d.test>")
+        assert code == 554 and "5.7.1" in text
+        c.close()
+        assert spool_messages(d.state) == []
+    finally:
+        d.cleanup()
+
+
+def test_smtp_source_bulk_injection():
+    d = Daemon()
+    try:
+        n = 300
+        r = subprocess.run(["/usr/sbin/smtp-source", "-s", "20", "-m", str(n), "-l", "2048",
+                            "-f", "src@inj.test", "-t", "dst@bulk.test", f"127.0.0.1:{d.smtp_port}"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        msgs = spool_messages(d.state)
+        assert len(msgs) == n
+        assert len({m["mid"] for m in msgs}) == n
+        s = d.ctl_json("status")
+        assert s["counters"]["messages_received"]["uptime"] == n
+        assert s["gauges"]["active_recipients"] == n
+    finally:
+        d.cleanup()
+
+
+def test_tls_injection_with_throwaway_certificate():
+    d = Daemon(start=False)
+    try:
+        cert, key = os.path.join(d.dir, "cert.pem"), os.path.join(d.dir, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=esad.test", "-keyout", key, "-out", cert],
+                       check=True, capture_output=True)
+        d.write_config(f'tls_cert = "{cert}"\ntls_key = "{key}"\n')
+        d.start()
+        r = subprocess.run(["swaks", "--server", f"127.0.0.1:{d.smtp_port}", "--tls",
+                            "--from", "a@src.test", "--to", "b@dst.test"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "STARTTLS" in r.stdout and "queued as" in r.stdout
+        assert wait_for(lambda: "TLS success protocol TLSv1." in mail_log(d))
+        assert len(spool_messages(d.state)) == 1
+    finally:
+        d.cleanup()
+
+
+def test_restart_recovers_queue_and_mids_keep_increasing():
+    d = Daemon()
+    try:
+        mids = []
+        for i in range(3):
+            code, text = send_message(d.smtp_port, "a@src.test", [f"r{i}@dom{i % 2}.test"],
+                                      make_body(f"restart-{i}@t"))
+            assert code == 250, text
+            mids.append(int(text.split()[-1]))
+        assert d.stop() == 0
+        d.start()
+        s = d.ctl_json("status")
+        assert s["gauges"]["active_recipients"] == 3
+        assert s["gauges"]["destinations_in_memory"] == 2
+        assert s["counters"]["messages_received"]["lifetime"] == 3
+        assert s["counters"]["messages_received"]["uptime"] == 0
+        code, text = send_message(d.smtp_port, "a@src.test", ["x@dom0.test"], make_body("after@t"))
+        assert code == 250
+        assert int(text.split()[-1]) > max(mids)
+        assert len(spool_messages(d.state)) == 4
+    finally:
+        d.cleanup()
+
+
+def test_corrupt_and_truncated_files_quarantined_at_startup():
+    d = Daemon()
+    try:
+        for i in range(2):
+            assert send_message(d.smtp_port, "a@src.test", ["b@dst.test"], make_body(f"c{i}@t"))[0] == 250
+        assert d.stop() == 0
+        queue = os.path.join(d.state, "spool", "queue")
+        names = sorted(os.listdir(queue))
+        # Truncate one real message, and drop a garbage file with a valid MID name.
+        with open(os.path.join(queue, names[0]), "r+b") as f:
+            f.truncate(os.path.getsize(os.path.join(queue, names[0])) // 2)
+        with open(os.path.join(queue, "00000000000f4240"), "wb") as f:
+            f.write(b"garbage that is not a spool file")
+        d.start()
+        corrupt = os.listdir(os.path.join(d.state, "spool", "corrupt"))
+        assert sorted(corrupt) == sorted([names[0], "00000000000f4240"]), corrupt
+        assert d.ctl_json("status")["corrupt_files"] == 2
+        assert d.ctl_json("status")["gauges"]["active_recipients"] == 1
+        assert "quarantined" in d.read_log()
+        assert "moved to corrupt/" in mail_log(d)
+        assert len(spool_messages(d.state)) == 1
+    finally:
+        d.cleanup()
+
+
+def test_smuggling_and_bare_lf_refused_by_the_binary():
+    d = Daemon()
+    try:
+        c = SmtpClient(d.smtp_port)
+        c.reply()
+        c.cmd("EHLO x")
+        c.cmd("MAIL FROM:<a@src.test>")
+        c.cmd("RCPT TO:<b@dst.test>")
+        assert c.cmd("DATA")[0] == 354
+        c.send(b"Subject: x\r\n\r\nbody\n.\nMAIL FROM:<evil@x>\r\nRCPT TO:<victim@y>\r\n.\r\n")
+        code, text = c.reply()
+        assert code == 554 and "5.6.11" in text
+        assert c.cmd("NOOP")[0] == 250
+        c.close()
+        assert spool_messages(d.state) == []
+    finally:
+        d.cleanup()
+
+
+def test_graceful_stop_answers_421_to_open_sessions():
+    d = Daemon()
+    try:
+        c = SmtpClient(d.smtp_port)
+        c.reply()
+        c.cmd("EHLO x")
+        assert c.cmd("MAIL FROM:<a@src.test>")[0] == 250
+        d.signal(signal.SIGTERM)
+        code, text = c.reply()
+        assert code == 421 and "4.3.2" in text
+        assert c.closed()
+        assert d.proc.wait(5) == 0
+    finally:
+        d.cleanup()
+
+
+def test_connection_cap_greets_421():
+    d = Daemon("max_connections = 2\n")
+    try:
+        a, b = SmtpClient(d.smtp_port), SmtpClient(d.smtp_port)
+        assert a.reply()[0] == 220 and b.reply()[0] == 220
+        c = SmtpClient(d.smtp_port)
+        code, text = c.reply()
+        assert code == 421 and "4.7.0" in text
+        assert c.closed()
+        a.close()
+        assert wait_for(lambda: d.ctl_json("status")["gauges"]["current_inbound_connections"] == 1)
+        e = SmtpClient(d.smtp_port)
+        assert e.reply()[0] == 220
+    finally:
+        d.cleanup()
+
+
+if __name__ == "__main__":
+    run_tests([test_swaks_injection_logs_and_counters, test_relay_refused_outside_relay_from,
+               test_smtp_source_bulk_injection, test_tls_injection_with_throwaway_certificate,
+               test_restart_recovers_queue_and_mids_keep_increasing,
+               test_corrupt_and_truncated_files_quarantined_at_startup,
+               test_smuggling_and_bare_lf_refused_by_the_binary,
+               test_graceful_stop_answers_421_to_open_sessions, test_connection_cap_greets_421])
