@@ -160,7 +160,11 @@ FAULT_SHIM = os.environ.get("FAULT_SHIM", "build/test/tests/libfault_shim.so")
 def spool_messages(state_dir):
     """Decoded messages in the spool queue (via the spool_dump helper)."""
     r = subprocess.run([SPOOL_DUMP, state_dir], capture_output=True, text=True, check=True)
-    return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+    msgs = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+    for m in msgs:
+        if "message_id" in m:
+            m["message_id"] = m["message_id"].strip("<>")
+    return msgs
 
 
 class SmtpClient:
