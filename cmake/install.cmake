@@ -1,0 +1,79 @@
+# Install layout and the Debian package (docs/systemd.md). Included at the end of the top
+# CMakeLists.txt, which installs the binaries (sbin/esad, bin/esactl).
+#
+#   cmake -S . -B build/pkg -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr -DESAD_TESTS=OFF
+#   cmake --build build/pkg && (cd build/pkg && cpack -G DEB)
+#
+# With the prefix /usr the configuration goes to /etc/esad (GNUInstallDirs' rule for
+# /usr); with any other prefix it stays below the prefix (PREFIX/etc/esad), so
+# `cmake --install --prefix DIR` never writes outside DIR.
+include(GNUInstallDirs)
+
+if(CMAKE_INSTALL_PREFIX STREQUAL "/usr")
+    set(ESAD_CONFIG_DIR "/etc/esad")
+else()
+    set(ESAD_CONFIG_DIR "${CMAKE_INSTALL_SYSCONFDIR}/esad")
+endif()
+set(ESAD_UNIT_DIR "lib/systemd/system")
+set(ESAD_SYSUSERS_DIR "lib/sysusers.d")
+set(ESAD_TMPFILES_DIR "lib/tmpfiles.d")
+set(ESAD_DOC_DIR "${CMAKE_INSTALL_DATAROOTDIR}/doc/esad")
+set(ESAD_COMPLETION_DIR "${CMAKE_INSTALL_DATAROOTDIR}/bash-completion/completions")
+
+# --- systemd integration --------------------------------------------------------------------
+install(FILES systemd/esad.service DESTINATION ${ESAD_UNIT_DIR})
+install(FILES systemd/esad.sysusers.conf DESTINATION ${ESAD_SYSUSERS_DIR} RENAME esad.conf)
+install(FILES systemd/esad.tmpfiles.conf DESTINATION ${ESAD_TMPFILES_DIR} RENAME esad.conf)
+
+# --- configuration: the live file (a dpkg conffile) and a pristine copy --------------------
+# 0644 as shipped; the tmpfiles.d entry makes it root:esad 0640 once the esad group exists.
+install(FILES systemd/esad.toml DESTINATION ${ESAD_CONFIG_DIR})
+install(FILES systemd/esad.toml DESTINATION ${ESAD_DOC_DIR} RENAME esad.toml.example)
+install(FILES docs/systemd.md DESTINATION ${ESAD_DOC_DIR})
+
+# --- man pages and shell completion ---------------------------------------------------------
+install(FILES docs/esactl.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+install(FILES docs/esad.toml.5 DESTINATION ${CMAKE_INSTALL_MANDIR}/man5)
+install(FILES docs/esad.8 DESTINATION ${CMAKE_INSTALL_MANDIR}/man8)
+install(FILES docs/esactl.bash-completion DESTINATION ${ESAD_COMPLETION_DIR} RENAME esactl)
+
+# --- CPack: one .deb for Debian 12 ----------------------------------------------------------
+# The maintainer scripts create the user (systemd-sysusers) and directories
+# (systemd-tmpfiles) and enable nothing.
+set(ESAD_SYSUSERS_FULL "${CMAKE_INSTALL_PREFIX}/${ESAD_SYSUSERS_DIR}/esad.conf")
+set(ESAD_TMPFILES_FULL "${CMAKE_INSTALL_PREFIX}/${ESAD_TMPFILES_DIR}/esad.conf")
+if(IS_ABSOLUTE "${ESAD_CONFIG_DIR}")
+    set(ESAD_CONFIG_FULL "${ESAD_CONFIG_DIR}/esad.toml")
+else()
+    set(ESAD_CONFIG_FULL "${CMAKE_INSTALL_PREFIX}/${ESAD_CONFIG_DIR}/esad.toml")
+endif()
+set(ESAD_DEB_DIR "${CMAKE_BINARY_DIR}/deb")
+foreach(script postinst prerm postrm conffiles)
+    configure_file(${CMAKE_CURRENT_LIST_DIR}/deb/${script}.in ${ESAD_DEB_DIR}/${script} @ONLY)
+endforeach()
+
+set(CPACK_GENERATOR "DEB")
+set(CPACK_PACKAGE_NAME "esad")
+set(CPACK_PACKAGE_VERSION "${PROJECT_VERSION}")
+set(CPACK_PACKAGE_VENDOR "esad")
+set(CPACK_PACKAGE_CONTACT "esad maintainers <esad@localhost>")
+set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "outbound mail delivery daemon (MTA) with an ESA-style CLI")
+set(CPACK_PACKAGE_DESCRIPTION
+    "esad accepts mail from applications over SMTP, spools each message durably before it "
+    "answers 250, and delivers it to each destination's mail servers with retries, bounces "
+    "and per-destination controls. esactl is its operator CLI. The package installs a "
+    "hardened systemd unit that is not enabled.")
+string(JOIN "" CPACK_PACKAGE_DESCRIPTION ${CPACK_PACKAGE_DESCRIPTION})
+set(CPACK_PACKAGING_INSTALL_PREFIX "${CMAKE_INSTALL_PREFIX}")
+set(CPACK_DEBIAN_FILE_NAME "DEB-DEFAULT")
+set(CPACK_DEBIAN_PACKAGE_NAME "esad")
+set(CPACK_DEBIAN_PACKAGE_SECTION "mail")
+set(CPACK_DEBIAN_PACKAGE_PRIORITY "optional")
+set(CPACK_DEBIAN_PACKAGE_DEPENDS
+    "libc6 (>= 2.36), libstdc++6 (>= 12), libuv1, libc-ares2, libssl3, libspdlog1.10, libfmt9, libtomlplusplus3, libsystemd0")
+# systemd-sysusers / systemd-tmpfiles create the user and directories in postinst.
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "systemd")
+set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
+    "${ESAD_DEB_DIR}/postinst;${ESAD_DEB_DIR}/prerm;${ESAD_DEB_DIR}/postrm;${ESAD_DEB_DIR}/conffiles")
+set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION TRUE)
+include(CPack)
