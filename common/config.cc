@@ -196,6 +196,7 @@ void read_delivery(TableReader& r, DeliveryConfig& c) {
     r.read_int("max_concurrency", c.max_concurrency, 1, 1000000);
     r.read("source_address", c.source_address);
     r.read("possible_delivery", c.possible_delivery);
+    r.read("tls_ca_file", c.tls_ca_file);
     r.reject_unknown();
 }
 
@@ -328,6 +329,8 @@ ConfigResult load_config_string(const std::string& text, const std::string& orig
     if (const toml::table* t = top.subtable("dns")) {
         TableReader r(*t, "dns", errors);
         r.read("servers", c.dns.servers);
+        r.read("allow_loopback", c.dns.allow_loopback);
+        r.read_int("timeout_ms", c.dns.timeout_ms, 100, 60000);
         for (const auto& s : c.dns.servers) {
             bool bare_ip = s.find(':') == std::string::npos || s.find("::") != std::string::npos;
             if (!bare_ip && !valid_host_port(s))

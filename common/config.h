@@ -45,10 +45,13 @@ struct DeliveryConfig {
     uint32_t max_concurrency = 10000;
     std::string source_address;
     bool possible_delivery = false;
+    std::string tls_ca_file;  // trusted CAs for *-verify TLS policies; empty: system store
 };
 
 struct DnsConfig {
     std::vector<std::string> servers;  // empty: /etc/resolv.conf
+    bool allow_loopback = false;       // let MX/A answers point at 127.0.0.0/8 or ::1 (labs, tests)
+    uint32_t timeout_ms = 5000;
 };
 
 struct RoutesConfig {

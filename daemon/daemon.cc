@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "daemon/control/cmd_status.h"
 #include "daemon/logs/daemon_log.h"
@@ -39,11 +41,15 @@ Daemon::Daemon(Config config, std::string config_path)
     : config_(std::move(config)), config_path_(std::move(config_path)), notifier_(&loop_) {
     uv_loop_init(&loop_);
     state_.hostname = config_.daemon.hostname;
+    state_.refresh_gauges = [this] { refresh_gauges(); };
     state_.started = std::time(nullptr);
 }
 
 Daemon::~Daemon() {
     listener_.reset();
+    delivery_.reset();
+    if (resolver_) resolver_->close();
+    resolver_.reset();
     control_.reset();
     signals_.clear();
     int rc = loop::drain_and_close(&loop_);
@@ -80,6 +86,18 @@ bool Daemon::start(std::string* error) {
 
     mail_log_ = logs::MailLog::open(config_.logging.dir, config_.logging.mail_log, error);
     if (!mail_log_) return false;
+
+    dns::ResolverOptions ro;
+    ro.servers = config_.dns.servers;
+    ro.timeout_ms = static_cast<int>(config_.dns.timeout_ms);
+    resolver_ = dns::Resolver::create(&loop_, ro, error);
+    if (!resolver_) return false;
+    delivery::RouterOptions rto;
+    rto.default_port = config_.delivery.port;
+    rto.allow_loopback = config_.dns.allow_loopback;
+    rto.own_names = {config_.daemon.hostname};
+    router_ = std::make_unique<delivery::Router>(resolver_.get(), rto);
+    if (!load_routes(config_, error)) return false;
 
     // Recovery reads every queue file: a worker does it while the control socket answers.
     auto options = std::make_shared<spool::SpoolOptions>();
@@ -130,8 +148,12 @@ void Daemon::on_recovered(const spool::IoStatus& status, spool::RecoveryReport& 
     for (const auto& sk : report.skipped)
         spdlog::warn("spool: skipped {}: {}", sk.path, sk.reason);
     state_.corrupt_files = report.quarantined.size();
+    committer_ =
+        std::make_unique<inject::Committer>(&loop_, spool_, config_.listener.max_message_size);
+    delivery_ = std::make_unique<delivery::DeliveryManager>(&loop_, state_, *mail_log_, spool_,
+                                                            *committer_, *router_, config_);
     for (const auto& m : report.messages)
-        index_message(m.envelope, m.file_size);
+        delivery_->add_message(m.envelope, m.file_size);
     if (report.max_mid_seen > state_.current_mid) state_.current_mid = report.max_mid_seen;
     spdlog::info(
         "spool: recovered {} messages, {} recipients ({} stale temp files removed, {} "
@@ -154,8 +176,6 @@ void Daemon::on_recovered(const spool::IoStatus& status, spool::RecoveryReport& 
     counters_timer_->start(10000, 10000);
     counters_timer_->unref();
 
-    committer_ =
-        std::make_unique<inject::Committer>(&loop_, spool_, config_.listener.max_message_size);
     committer_->on_space(
         [this](const spool::SpaceCheck& c) { state_.spool_free_bytes = c.free_bytes; });
     committer_->start();
@@ -189,7 +209,7 @@ bool Daemon::start_listener(std::string* error) {
     inject_env_.limits.data_block_timeout =
         std::min(inject_env_.limits.data_block_timeout, inject_env_.limits.data_total_timeout);
     inject_env_.on_queued = [this](const spool::Envelope& e, uint64_t size) {
-        index_message(e, size);
+        delivery_->add_message(e, size);
     };
     if (!lc.tls_cert.empty()) {
         std::string tls_error;
@@ -212,15 +232,43 @@ bool Daemon::start_listener(std::string* error) {
     return true;
 }
 
-void Daemon::index_message(const spool::Envelope& envelope, uint64_t size) {
-    for (const auto& r : envelope.recipients) {
-        ++state_.active_by_domain[r.domain];
-        ++state_.active_recipients;
+bool Daemon::load_routes(const Config& config, std::string* error) {
+    if (config.routes.file.empty()) {
+        router_->set_routes(nullptr);
+        return true;
     }
-    if (state_.oldest_message_unix_ms == 0 ||
-        envelope.received_unix_ms < state_.oldest_message_unix_ms)
-        state_.oldest_message_unix_ms = envelope.received_unix_ms;
-    state_.spool_bytes += size;
+    std::ifstream in(config.routes.file);
+    if (!in) {
+        *error = "routes.file: cannot read " + config.routes.file + ": " + strerror(errno);
+        return false;
+    }
+    std::stringstream ss;
+    ss << in.rdbuf();
+    dns::RoutesParseResult parsed = dns::parse_routes(ss.str());
+    if (!parsed.ok()) {
+        *error = "routes.file " + config.routes.file + ": " + parsed.errors.front().to_string();
+        return false;
+    }
+    spdlog::info("routes: {} entries from {}", parsed.table.routes().size(), config.routes.file);
+    router_->set_routes(std::make_shared<const dns::RouteTable>(std::move(parsed.table)));
+    return true;
+}
+
+void Daemon::refresh_gauges() {
+    if (!delivery_) return;
+    const queue::GlobalStats& t = delivery_->scheduler().totals();
+    state_.active_recipients = t.active();
+    state_.attempted_recipients = t.attempted;
+    state_.destinations = delivery_->scheduler().domain_count();
+    state_.spool_bytes = delivery_->queued_bytes();
+    int64_t oldest = 0;
+    queue::Scheduler& sch = delivery_->scheduler();
+    for (queue::DomainId d = 0; d < sch.domain_count(); ++d) {
+        queue::DomainGauges g = sch.gauges(d);
+        if (g.oldest_received != queue::kNever && (oldest == 0 || g.oldest_received < oldest))
+            oldest = g.oldest_received;
+    }
+    state_.oldest_message_unix_ms = oldest;
 }
 
 void Daemon::save_counters() {
@@ -246,6 +294,8 @@ void Daemon::stop() {
     notifier_.stopping();
     notifier_.stop_watchdog();
     if (listener_) listener_->stop();
+    if (delivery_) delivery_->stop();
+    if (resolver_) resolver_->cancel_all();
     if (committer_) committer_->stop();
     counters_timer_.reset();
     if (control_) control_->stop();
@@ -293,6 +343,12 @@ nlohmann::json Daemon::reload() {
     applied.dns = config_.dns;
     applied.logging.dir = config_.logging.dir;
     config_ = std::move(applied);
+    if (router_) {
+        std::string route_error;
+        if (!load_routes(config_, &route_error))
+            spdlog::error("reload: {} (keeping the old routes)", route_error);
+    }
+    if (delivery_) delivery_->apply_config(config_);
     spdlog::info("reload: configuration reloaded from {}", config_.origin);
     notifier_.status("Running");
     result["restart_required"] = restart;
@@ -312,6 +368,8 @@ int Daemon::run() {
     // Sessions still flushing their last reply finish here; then every handle is closed.
     uv_run(&loop_, UV_RUN_DEFAULT);
     listener_.reset();
+    delivery_.reset();
+    if (resolver_) resolver_->close();
     control_.reset();
     if (mail_log_) mail_log_->flush();
     int rc = loop::drain_and_close(&loop_);

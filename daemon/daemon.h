@@ -16,6 +16,9 @@
 #include "common/config.h"
 #include "daemon/control/control_server.h"
 #include "daemon/daemon_state.h"
+#include "daemon/delivery/delivery_manager.h"
+#include "daemon/delivery/router.h"
+#include "daemon/dns/cares_resolver.h"
 #include "daemon/inject/committer.h"
 #include "daemon/inject/listener.h"
 #include "daemon/logs/mail_log.h"
@@ -38,7 +41,8 @@ class Daemon {
     // Second startup phase, on the loop once recovery finished: open injection.
     void on_recovered(const spool::IoStatus& status, spool::RecoveryReport& report);
     bool start_listener(std::string* error);
-    void index_message(const spool::Envelope& envelope, uint64_t size);
+    bool load_routes(const Config& config, std::string* error);
+    void refresh_gauges();
     void save_counters();
     void stop();
     // Returns the restart-only settings that changed, or an error message list.
@@ -55,6 +59,9 @@ class Daemon {
     std::unique_ptr<inject::Committer> committer_;
     inject::InjectEnv inject_env_;
     std::unique_ptr<inject::Listener> listener_;
+    std::unique_ptr<dns::Resolver> resolver_;
+    std::unique_ptr<delivery::Router> router_;
+    std::unique_ptr<delivery::DeliveryManager> delivery_;
     loop::HandlePtr<loop::Timer> counters_timer_;
     bool saving_counters_ = false;
     int exit_code_ = 0;

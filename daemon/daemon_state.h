@@ -4,8 +4,8 @@
 
 #include <cstdint>
 #include <ctime>
+#include <functional>
 #include <string>
-#include <unordered_map>
 
 #include "common/counters.h"
 
@@ -23,8 +23,9 @@ struct DaemonState {
     uint64_t inbound_connections = 0;
     uint64_t outbound_connections = 0;
     uint64_t reloads = 0;
-    // Queued recipients per recipient host (the index delivery drains), rebuilt by recovery.
-    std::unordered_map<std::string, uint64_t> active_by_domain;
+    // Gauges below are refreshed by refresh_gauges() (set by the daemon) before each status.
+    std::function<void()> refresh_gauges;
+    uint64_t destinations = 0;
     uint64_t active_recipients = 0;
     uint64_t attempted_recipients = 0;
     int64_t oldest_message_unix_ms = 0;  // 0: no messages

@@ -45,7 +45,7 @@ json status_data(const DaemonState& s, std::time_t now) {
           {"active_recipients", s.active_recipients},
           {"unattempted_recipients", s.active_recipients - s.attempted_recipients},
           {"attempted_recipients", s.attempted_recipients},
-          {"destinations_in_memory", s.active_by_domain.size()},
+          {"destinations_in_memory", s.destinations},
           {"kilobytes_used", (s.spool_bytes + 1023) / 1024},
           {"kilobytes_free", s.spool_free_bytes / 1024}}},
     };
@@ -53,6 +53,7 @@ json status_data(const DaemonState& s, std::time_t now) {
 
 void register_status_commands(ControlServer& server, DaemonState& state) {
     server.add_handler("status", [&state](const Request&, std::shared_ptr<Responder> r) {
+        if (state.refresh_gauges) state.refresh_gauges();
         r->ok(status_data(state, std::time(nullptr)));
     });
     server.add_handler("version", [&state](const Request&, std::shared_ptr<Responder> r) {

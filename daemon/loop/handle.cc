@@ -15,6 +15,7 @@ struct WriteReq {
     uv_write_t req;
     std::string data;
     Stream* owner;
+    std::function<void()> done;
 };
 }  // namespace
 
@@ -96,9 +97,9 @@ int Stream::fileno() const {
     return fd;
 }
 
-void Stream::write(std::string data) {
+void Stream::write(std::string data, std::function<void()> done) {
     if (closing() || data.empty()) return;
-    auto* w = new WriteReq{{}, std::move(data), this};
+    auto* w = new WriteReq{{}, std::move(data), this, std::move(done)};
     w->req.data = w;
     uv_buf_t buf = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
     pending_write_bytes_ += w->data.size();
@@ -118,8 +119,10 @@ void Stream::on_write(uv_write_t* req, int status) {
     // uv_close() cancels pending writes before the close callback, so `self` is alive here.
     self->pending_write_bytes_ -= w->data.size();
     --self->pending_writes_;
+    std::function<void()> done = std::move(w->done);
     delete w;
     if (status != 0 || (self->close_when_drained_ && self->pending_writes_ == 0)) self->close();
+    if (status == 0 && done && !self->closing()) done();
 }
 
 void Stream::close_after_writes() {

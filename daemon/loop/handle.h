@@ -88,8 +88,9 @@ class Stream : public HandleBase {
 
     uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(raw_handle()); }
     int fileno() const;
-    // Copies the bytes into the write request.
-    void write(std::string data);
+    // Takes the bytes into the write request. `done` runs when the kernel took them (not
+    // when the write failed or the handle closed first).
+    void write(std::string data, std::function<void()> done = nullptr);
     size_t write_queue_size() const { return pending_write_bytes_; }
     int read_start(ReadCallback cb);
     void read_stop();

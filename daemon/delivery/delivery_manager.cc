@@ -1,0 +1,735 @@
+// See delivery_manager.h.
+#include "daemon/delivery/delivery_manager.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+#include "common/escape.h"
+#include "common/format.h"
+#include "daemon/loop/work.h"
+#include "daemon/queue/dsn.h"
+
+namespace esad::delivery {
+
+namespace {
+constexpr int kPicksPerTurn = 256;
+
+// ESA reason vocabulary by enhanced status code (esa-reference §8.4).
+std::string esa_reason(std::string_view enhanced, int code) {
+    if (enhanced == "5.1.2") return "Bad destination host";
+    if (enhanced == "5.4.7") return "Delivery expired (message too old)";
+    if (enhanced.rfind("4.3.2", 0) == 0 || code == 421)
+        return "Not accepting messages at this time";
+    if (enhanced.rfind("4.4", 0) == 0 || enhanced.rfind("5.4", 0) == 0)
+        return "Other network problem";
+    if (enhanced.rfind("4.7", 0) == 0 || enhanced.rfind("5.7", 0) == 0)
+        return "Security or policy error";
+    if (enhanced.rfind("5.3.4", 0) == 0) return "Message too big";
+    return "Unknown address error";
+}
+
+// "('550', ['line one', 'line two'])" with the lines as Python-style literals.
+std::string reply_tuple(int code, const std::vector<std::string>& lines) {
+    std::string out = fmt::format("('{:03d}', [", code);
+    for (size_t i = 0; i < lines.size(); ++i) {
+        if (i) out += ", ";
+        std::string line = escape_for_log(lines[i], 512);
+        std::string quoted;
+        for (char c : line) {
+            if (c == '\'' || c == '\\') quoted.push_back('\\');
+            quoted.push_back(c);
+        }
+        out += "'" + quoted + "'";
+    }
+    return out + "])";
+}
+
+std::string rid_list(const std::vector<uint32_t>& rids) {
+    std::string out = "[";
+    for (size_t i = 0; i < rids.size(); ++i)
+        out += (i ? ", " : "") + std::to_string(rids[i]);
+    return out + "]";
+}
+
+spool::BounceKind journal_kind(queue::HardKind k) {
+    switch (k) {
+        case queue::HardKind::kDns:
+            return spool::BounceKind::kDns;
+        case queue::HardKind::k5xx:
+            return spool::BounceKind::k5xx;
+        case queue::HardKind::kExpired:
+            return spool::BounceKind::kExpired;
+        case queue::HardKind::kFilter:
+            return spool::BounceKind::kFilter;
+        case queue::HardKind::kOther:
+            return spool::BounceKind::kOther;
+        case queue::HardKind::kNone:
+            break;
+    }
+    return spool::BounceKind::kNone;
+}
+
+Counter hard_counter(queue::HardKind k) {
+    switch (k) {
+        case queue::HardKind::kDns:
+            return Counter::kDnsHardBounces;
+        case queue::HardKind::k5xx:
+            return Counter::kHardBounces5xx;
+        case queue::HardKind::kExpired:
+            return Counter::kExpiredHardBounces;
+        case queue::HardKind::kFilter:
+            return Counter::kFilterHardBounces;
+        default:
+            return Counter::kOtherHardBounces;
+    }
+}
+
+smtp::TlsPolicy tls_policy(const std::string& text) {
+    return smtp::parse_tls_policy(text).value_or(smtp::TlsPolicy::kPreferred);
+}
+
+// The header section of a message (up to the first empty line).
+std::string header_section(const std::string& content) {
+    size_t end = content.find("\r\n\r\n");
+    return end == std::string::npos ? content : content.substr(0, end + 2);
+}
+}  // namespace
+
+struct DeliveryManager::Live {
+    queue::DomainId domain = 0;
+    queue::Work work;
+    bool loading = false;
+};
+
+DeliveryManager::DeliveryManager(uv_loop_t* loop, DaemonState& state, logs::MailLog& mail_log,
+                                 spool::Spool& spool, inject::Committer& committer, Router& router,
+                                 const Config& config)
+    : loop_(loop),
+      state_(state),
+      mail_log_(mail_log),
+      spool_(spool),
+      committer_(committer),
+      router_(router),
+      config_(config),
+      rng_(std::random_device{}()) {
+    env_.loop = loop;
+    env_.state = &state;
+    env_.mail_log = &mail_log;
+    env_.helo_name = config.daemon.hostname;
+    env_.source_address = config.delivery.source_address;
+    std::string error;
+    tls::ClientOptions plain;
+    env_.tls_plain = tls::make_client_context(plain, &error);
+    tls::ClientOptions verify;
+    verify.verify = true;
+    verify.ca_file = config.delivery.tls_ca_file;
+    env_.tls_verify = tls::make_client_context(verify, &error);
+    if (!env_.tls_plain || !env_.tls_verify)
+        spdlog::error("delivery: TLS client context: {}", error);
+
+    queue::SchedulerOptions options;
+    options.max_concurrency = config.delivery.max_concurrency;
+    options.policy = [this](std::string_view domain) {
+        const DestinationControl& d = destination(std::string(domain));
+        queue::DomainPolicy p;
+        p.max_concurrency = d.max_concurrency;
+        p.bounce = profile(std::string(domain));
+        return p;
+    };
+    options.rng = [this](uint64_t bound) { return bound ? rng_() % bound : 0; };
+    scheduler_ = std::make_unique<queue::Scheduler>(hosts_, options);
+    timer_ = loop::Timer::create(loop, [this] { dispatch(); });
+    reaper_ = loop::Timer::create(loop, [this] { graveyard_.clear(); });
+}
+
+DeliveryManager::~DeliveryManager() {
+    timer_.reset();
+    reaper_.reset();
+    sessions_.clear();
+    graveyard_.clear();
+}
+
+void DeliveryManager::apply_config(const Config& config) {
+    config_ = config;
+    scheduler_->set_max_concurrency(config.delivery.max_concurrency);
+    scheduler_->reload_policies();
+    kick();
+}
+
+const DestinationControl& DeliveryManager::destination(const std::string& domain) const {
+    auto it = config_.destinations.find(domain);
+    if (it != config_.destinations.end()) return it->second;
+    // Parent domains: a control for "example.com" covers "mx.example.com" as ESA does.
+    for (size_t dot = domain.find('.'); dot != std::string::npos; dot = domain.find('.', dot + 1)) {
+        auto parent = config_.destinations.find(domain.substr(dot + 1));
+        if (parent != config_.destinations.end()) return parent->second;
+    }
+    return config_.destinations.at("default");
+}
+
+const BounceProfile& DeliveryManager::profile(const std::string& domain) const {
+    auto it = config_.bounce_profiles.find(destination(domain).bounce_profile);
+    return it != config_.bounce_profiles.end() ? it->second : config_.bounce_profiles.at("default");
+}
+
+queue::TimeMs DeliveryManager::now_ms() const {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+void DeliveryManager::add_message(const spool::Envelope& envelope, uint64_t size) {
+    queue::NewMessage m;
+    m.mid = envelope.mid;
+    m.received = envelope.received_unix_ms;
+    m.sender = envelope.sender;
+    for (const auto& r : envelope.recipients)
+        m.recipients.push_back({r.rid, r.address, r.domain, 0, 0});
+    if (!scheduler_->add_message(m, now_ms())) return;
+    sizes_[envelope.mid] = size;
+    queued_bytes_ += size;
+    kick();
+}
+
+void DeliveryManager::kick() {
+    if (dispatch_scheduled_ || stopping_ || !timer_) return;
+    dispatch_scheduled_ = true;
+    timer_->start(0);
+}
+
+void DeliveryManager::stop() {
+    stopping_ = true;
+    timer_.reset();
+    auto sessions = sessions_;
+    for (auto& [raw, s] : sessions) {
+        Live& l = *live_[raw];
+        if (!l.loading) s->quit();
+    }
+}
+
+void DeliveryManager::dispatch() {
+    dispatch_scheduled_ = false;
+    if (stopping_) return;
+    for (int i = 0; i < kPicksPerTurn; ++i) {
+        queue::Pick pick = scheduler_->next_work(now_ms());
+        handle_pick_side_effects(pick);
+        if (!pick.work) {
+            if (pick.wake_at != queue::kNever && timer_) {
+                queue::TimeMs delay = std::max<queue::TimeMs>(0, pick.wake_at - now_ms());
+                timer_->start(static_cast<uint64_t>(std::min<queue::TimeMs>(delay, 3600 * 1000)));
+            }
+            return;
+        }
+        start_work(std::move(*pick.work));
+    }
+    kick();  // more work waits: continue on the next loop iteration
+}
+
+void DeliveryManager::handle_pick_side_effects(queue::Pick& pick) {
+    if (!pick.expired.empty()) {
+        std::map<spool::Mid, std::vector<BounceInfo>> bounces;
+        std::map<spool::Mid, std::string> domains;
+        for (const auto& f : pick.expired) {
+            domains[f.mid] = scheduler_->domain(f.domain).name();
+            mail_log_.info(fmt::format(
+                "Bounced: DCID 0 MID {} to RID {} - 5.4.7 - Delivery expired (message too old) "
+                "('000', ['timeout']) []",
+                f.mid, f.rid));
+            state_.counters.add(Counter::kExpiredHardBounces);
+            state_.counters.add(Counter::kHardBouncedRecipients);
+            state_.counters.add(Counter::kCompletedRecipients);
+            bounces[f.mid].push_back(
+                {f.rid, "5.4.7", "smtp; 000 Delivery expired (message too old)", ""});
+        }
+        journal(pick.expired, {});
+        for (auto& [mid, list] : bounces)
+            bounce(mid, domains[mid], std::move(list));
+    }
+    if (!pick.messages_done.empty()) {
+        journal({}, pick.messages_done);
+        finish_messages(pick.messages_done);
+    }
+}
+
+void DeliveryManager::start_work(queue::Work work) {
+    std::string domain = work.domain_name;
+    router_.route(domain, [this, work = std::move(work)](RouteResult result) mutable {
+        on_routed(std::move(work), std::move(result));
+    });
+}
+
+void DeliveryManager::on_routed(queue::Work work, RouteResult result) {
+    queue::DomainId d = work.domain;
+    switch (result.status) {
+        case RouteResult::Status::kDiscard:
+            fail_work(work, queue::Outcome::kDelivered, queue::HardKind::kNone, "2.0.0",
+                      "discarded by route /dev/null", "250", "discarded", 0);
+            scheduler_->connection_ended(d, false, now_ms());
+            kick();
+            return;
+        case RouteResult::Status::kHard:
+            fail_work(work, queue::Outcome::kHardBounce, queue::HardKind::kDns, result.enhanced,
+                      result.reason, "000", result.detail, 0);
+            scheduler_->connection_ended(d, false, now_ms());
+            kick();
+            return;
+        case RouteResult::Status::kTemporary: {
+            hosts::HostState& host = scheduler_->host(d);
+            host.on_dns_temporary_failure(
+                now_ms(), static_cast<queue::TimeMs>(profile(work.domain_name).max_retry_s) * 1000);
+            host.record_soft_error(now_ms(), result.detail);
+            scheduler_->host_changed(d, now_ms());
+            fail_work(work, queue::Outcome::kSoftBounce, queue::HardKind::kNone, result.enhanced,
+                      result.reason, "000", result.detail, 0);
+            scheduler_->connection_ended(d, false, now_ms());
+            kick();
+            return;
+        }
+        case RouteResult::Status::kOk:
+            break;
+    }
+    std::vector<Candidate> candidates = std::move(result.candidates);
+    with_transaction(work, [this, work, candidates](std::optional<smtp::Transaction> tx,
+                                                    std::string error) mutable {
+        queue::DomainId dom = work.domain;
+        if (!tx || stopping_) {
+            fail_work(work, queue::Outcome::kSoftBounce, queue::HardKind::kNone, "4.3.0",
+                      "Other network problem", "000", stopping_ ? "shutting down" : error, 0);
+            scheduler_->connection_ended(dom, false, now_ms());
+            kick();
+            return;
+        }
+        SmtpSession::Callbacks cb;
+        cb.on_report = [this](SmtpSession& s, const smtp::TransactionReport& r) {
+            on_report(s, r);
+        };
+        cb.on_greeting = [this](SmtpSession& s, const std::string& ip) {
+            Live& l = *live_[&s];
+            hosts::HostState& host = scheduler_->host(l.domain);
+            host.on_greeting_reached(now_ms(), ip);
+            scheduler_->connection_established(l.domain);
+            scheduler_->host_changed(l.domain, now_ms());
+        };
+        cb.on_idle = [this](SmtpSession& s) { on_idle(s); };
+        cb.on_closed = [this](SmtpSession& s) { on_closed(s); };
+        const DestinationControl& dest = destination(work.domain_name);
+        auto session = std::make_shared<SmtpSession>(env_, work.domain_name, std::move(candidates),
+                                                     tls_policy(dest.tls), std::move(cb));
+        auto live = std::make_unique<Live>();
+        live->domain = dom;
+        live->work = work;
+        live_[session.get()] = std::move(live);
+        sessions_[session.get()] = session;
+        session->start(std::move(*tx));
+    });
+}
+
+void DeliveryManager::with_transaction(
+    const queue::Work& work,
+    std::function<void(std::optional<smtp::Transaction>, std::string)> done) {
+    auto result = std::make_shared<spool::LoadResult>();
+    spool::Store* store = spool_.store.get();
+    spool::Mid mid = work.mid;
+    loop::queue_work(
+        loop_, [store, mid, result] { *result = store->load_content(mid); },
+        [this, work, result, done = std::move(done)] {
+            if (result->status != spool::LoadStatus::kOk) {
+                std::string why =
+                    std::string(spool::to_string(result->status)) + ": " + result->reason;
+                if (result->status == spool::LoadStatus::kCorrupt) {
+                    std::string moved;
+                    spool_.store->quarantine(work.mid, &moved);
+                    spdlog::error("spool: MID {} corrupt at delivery, moved to corrupt/{}: {}",
+                                  work.mid, moved, result->reason);
+                }
+                done(std::nullopt, why);
+                return;
+            }
+            smtp::Transaction tx;
+            tx.mid = work.mid;
+            const spool::Envelope& env = result->message.envelope;
+            tx.sender = env.sender;
+            for (uint32_t rid : work.rids) {
+                auto addr = scheduler_->address(work.mid, rid);
+                if (addr) tx.recipients.push_back({rid, std::string(*addr)});
+            }
+            tx.eight_bit = env.body_type != spool::BodyType::k7Bit;
+            tx.smtputf8 = env.smtputf8;
+            tx.content = std::make_shared<const std::string>(std::move(result->message.content));
+            tx.content_size = tx.content->size();
+            done(std::move(tx), "");
+        });
+}
+
+void DeliveryManager::fail_work(const queue::Work& work, queue::Outcome outcome,
+                                queue::HardKind kind, const std::string& enhanced,
+                                const std::string& reason, const std::string& code,
+                                const std::string& detail, uint64_t dcid) {
+    queue::Report rep{work.domain, work.mid, {}};
+    for (uint32_t rid : work.rids)
+        rep.outcomes.push_back({rid, outcome, kind});
+    queue::ReportResult res = scheduler_->apply_report(rep, now_ms());
+    smtp::TransactionReport fake;
+    fake.mid = work.mid;
+    fake.reply.code = std::atoi(code.c_str());
+    fake.reply.enhanced = enhanced;
+    fake.reply.lines = {detail};
+    for (uint32_t rid : work.rids) {
+        smtp::RecipientResult rr;
+        rr.rid = rid;
+        rr.outcome = outcome == queue::Outcome::kDelivered    ? smtp::RecipientOutcome::kDelivered
+                     : outcome == queue::Outcome::kHardBounce ? smtp::RecipientOutcome::kHard
+                                                              : smtp::RecipientOutcome::kSoft;
+        rr.reply = fake.reply;
+        fake.recipients.push_back(rr);
+    }
+    (void)reason;
+    log_outcomes(work, &fake, res, dcid, "");
+    record(res, work.domain_name);
+}
+
+void DeliveryManager::log_outcomes(const queue::Work& work, const smtp::TransactionReport* report,
+                                   const queue::ReportResult& res, uint64_t dcid,
+                                   const std::string& remote) {
+    std::vector<uint32_t> delivered;
+    std::map<spool::Mid, std::vector<BounceInfo>> bounces;
+    std::string response;
+    for (const auto& rr : report->recipients) {
+        const auto& rep = rr.reply;
+        std::string enhanced =
+            rep.enhanced.empty() ? (rep.code >= 500 ? "5.0.0" : "4.0.0") : rep.enhanced;
+        switch (rr.outcome) {
+            case smtp::RecipientOutcome::kDelivered:
+                delivered.push_back(rr.rid);
+                if (response.empty() && !rep.lines.empty()) response = rep.lines.front();
+                break;
+            case smtp::RecipientOutcome::kSoft:
+                mail_log_.info(fmt::format(
+                    "Delayed: DCID {} MID {} to RID {} - {} - {} {}[]", dcid, work.mid, rr.rid,
+                    enhanced, esa_reason(enhanced, rep.code), reply_tuple(rep.code, rep.lines)));
+                state_.counters.add(Counter::kSoftBouncedEvents);
+                break;
+            case smtp::RecipientOutcome::kHard:
+                mail_log_.info(fmt::format(
+                    "Bounced: DCID {} MID {} to RID {} - {} - {} {} []", dcid, work.mid, rr.rid,
+                    enhanced, esa_reason(enhanced, rep.code), reply_tuple(rep.code, rep.lines)));
+                bounces[work.mid].push_back(
+                    {rr.rid, enhanced,
+                     (rep.code ? fmt::format("smtp; {} ", rep.code) : std::string("smtp; ")) +
+                         (rep.lines.empty() ? "" : rep.lines.front()),
+                     remote});
+                break;
+            case smtp::RecipientOutcome::kDeferred:
+                break;
+        }
+    }
+    if (!delivered.empty()) {
+        mail_log_.info(fmt::format("Message done DCID {} MID {} to RID {}", dcid, work.mid,
+                                   rid_list(delivered)));
+        mail_log_.info(fmt::format("MID {} RID {} Response '{}'", work.mid, rid_list(delivered),
+                                   escape_for_log(response, 400)));
+    }
+    for (const auto& d : res.deferred)
+        mail_log_.info(fmt::format("Message {} to RID [{}] pending till {}", work.mid, d.rid,
+                                   esa_log_time(static_cast<std::time_t>(d.next_attempt / 1000))));
+    // Only recipients the queue really made final bounce (in-flight deletions are ignored).
+    for (auto& [mid, list] : bounces) {
+        std::vector<BounceInfo> final_list;
+        for (auto& b : list)
+            for (const auto& f : res.finals)
+                if (f.mid == mid && f.rid == b.rid && f.state == queue::FinalState::kHardBounced)
+                    final_list.push_back(b);
+        if (!final_list.empty()) bounce(mid, work.domain_name, std::move(final_list));
+    }
+}
+
+void DeliveryManager::on_report(SmtpSession& s, const smtp::TransactionReport& report) {
+    Live& l = *live_[&s];
+    queue::TimeMs now = now_ms();
+    const DestinationControl& dest = destination(s.domain());
+    hosts::HostState& host = scheduler_->host(l.domain);
+    std::string first_line = report.reply.lines.empty() ? "" : report.reply.lines.front();
+    std::string reply_text =
+        report.reply.code ? fmt::format("{} {}", report.reply.code, first_line) : first_line;
+    if (report.host == smtp::HostOutcome::kNotReached && !s.greeted()) {
+        host.on_candidate_failed(now, s.current_ip(), reply_text);
+        host.on_all_candidates_failed(
+            now, static_cast<queue::TimeMs>(profile(s.domain()).max_retry_s) * 1000);
+        scheduler_->host_changed(l.domain, now);
+    } else if (report.reply.code == 421) {
+        host.on_421(now, s.current_ip(), reply_text);
+    } else if (report.outcome == smtp::MessageOutcome::kDelivered) {
+        host.on_transaction_success(now, dest.max_concurrency);
+    }
+
+    queue::Report rep{l.domain, report.mid, {}};
+    for (const auto& rr : report.recipients) {
+        queue::RecipientOutcome o{rr.rid, queue::Outcome::kSoftBounce, queue::HardKind::kOther};
+        switch (rr.outcome) {
+            case smtp::RecipientOutcome::kDelivered:
+                o.outcome = queue::Outcome::kDelivered;
+                break;
+            case smtp::RecipientOutcome::kHard:
+                o.outcome = queue::Outcome::kHardBounce;
+                o.kind = rr.reply.code >= 500 ? queue::HardKind::k5xx : queue::HardKind::kOther;
+                host.record_5xx(now,
+                                fmt::format("{} {}", rr.reply.code,
+                                            rr.reply.lines.empty() ? "" : rr.reply.lines.front()));
+                break;
+            case smtp::RecipientOutcome::kSoft:
+                o.outcome = queue::Outcome::kSoftBounce;
+                host.record_soft_error(
+                    now, rr.reply.code
+                             ? fmt::format("{} {}", rr.reply.code,
+                                           rr.reply.lines.empty() ? "" : rr.reply.lines.front())
+                             : (rr.reply.lines.empty() ? "" : rr.reply.lines.front()));
+                break;
+            case smtp::RecipientOutcome::kDeferred:
+                o.outcome = queue::Outcome::kNotAttempted;
+                break;
+        }
+        rep.outcomes.push_back(o);
+    }
+    queue::ReportResult res = scheduler_->apply_report(rep, now);
+    queue::Work work = l.work;
+    work.mid = report.mid;
+    log_outcomes(work, &report, res, s.dcid(), s.current_ip());
+    record(res, s.domain());
+    kick();
+}
+
+void DeliveryManager::on_idle(SmtpSession& s) {
+    auto it = live_.find(&s);
+    if (it == live_.end()) return;
+    Live& l = *it->second;
+    if (l.loading) return;
+    if (stopping_ || s.messages() >= destination(s.domain()).max_messages_per_connection) {
+        s.quit();
+        return;
+    }
+    queue::Pick pick = scheduler_->next_work_on_connection(l.domain, now_ms());
+    handle_pick_side_effects(pick);
+    if (!pick.work) {
+        s.quit();
+        return;
+    }
+    l.loading = true;
+    std::weak_ptr<SmtpSession> weak = sessions_[&s];
+    queue::Work work = std::move(*pick.work);
+    with_transaction(
+        work, [this, weak, work](std::optional<smtp::Transaction> tx, std::string error) {
+            auto session = weak.lock();
+            if (!session || !live_.count(session.get())) {
+                // The connection went away while the content loaded: the recipients go back.
+                fail_work(work, queue::Outcome::kNotAttempted, queue::HardKind::kNone, "4.4.2",
+                          "Other network problem", "000", "connection lost", 0);
+                return;
+            }
+            Live& live = *live_[session.get()];
+            live.loading = false;
+            if (!tx) {
+                fail_work(work, queue::Outcome::kSoftBounce, queue::HardKind::kNone, "4.3.0",
+                          "Other network problem", "000", error, session->dcid());
+                session->quit();
+                return;
+            }
+            live.work = work;
+            if (!session->submit(std::move(*tx))) {
+                fail_work(work, queue::Outcome::kNotAttempted, queue::HardKind::kNone, "4.4.2",
+                          "Other network problem", "000", "connection closing", session->dcid());
+            }
+        });
+}
+
+void DeliveryManager::on_closed(SmtpSession& s) {
+    auto it = sessions_.find(&s);
+    if (it == sessions_.end()) return;
+    auto live = live_.find(&s);
+    if (live != live_.end()) {
+        scheduler_->connection_ended(live->second->domain, s.greeted(), now_ms());
+        live_.erase(live);
+    }
+    graveyard_.push_back(std::move(it->second));
+    sessions_.erase(it);
+    if (reaper_) reaper_->start(0);
+    kick();
+}
+
+void DeliveryManager::record(const queue::ReportResult& res, const std::string&) {
+    for (const auto& f : res.finals) {
+        switch (f.state) {
+            case queue::FinalState::kDelivered:
+                state_.counters.add(Counter::kDeliveredRecipients);
+                break;
+            case queue::FinalState::kHardBounced:
+                state_.counters.add(Counter::kHardBouncedRecipients);
+                state_.counters.add(hard_counter(f.kind));
+                break;
+            case queue::FinalState::kDeleted:
+                state_.counters.add(Counter::kDeletedRecipients);
+                break;
+        }
+        state_.counters.add(Counter::kCompletedRecipients);
+    }
+    journal(res.finals, res.messages_done);
+    finish_messages(res.messages_done);
+}
+
+void DeliveryManager::apply_removal(const queue::RemoveResult& removed, bool bounced) {
+    queue::ReportResult res;
+    res.finals = removed.removed;
+    res.messages_done = removed.messages_done;
+    if (bounced) {
+        std::map<spool::Mid, std::vector<BounceInfo>> bounces;
+        std::map<spool::Mid, std::string> domains;
+        for (const auto& f : removed.removed) {
+            domains[f.mid] = scheduler_->domain(f.domain).name();
+            mail_log_.info(
+                fmt::format("Bounced: DCID 0 MID {} to RID {} - 5.0.0 - Bounced by administrator "
+                            "('000', []) []",
+                            f.mid, f.rid));
+            bounces[f.mid].push_back({f.rid, "5.0.0", "smtp; bounced by the administrator", ""});
+        }
+        for (auto& [mid, list] : bounces)
+            bounce(mid, domains[mid], std::move(list));
+    } else {
+        for (const auto& f : removed.removed)
+            mail_log_.info(fmt::format("MID {} RID [{}] deleted by administrator", f.mid, f.rid));
+    }
+    record(res, "");
+    kick();
+}
+
+void DeliveryManager::journal(const std::vector<queue::FinalRecipient>& finals,
+                              const std::vector<spool::Mid>& done) {
+    for (const auto& f : finals) {
+        spool::RcptState st =
+            f.state == queue::FinalState::kDelivered     ? spool::RcptState::kDelivered
+            : f.state == queue::FinalState::kHardBounced ? spool::RcptState::kHardBounced
+                                                         : spool::RcptState::kDeleted;
+        journal_pending_.push_back({f.mid, f.rid, st, journal_kind(f.kind)});
+    }
+    remove_pending_.insert(remove_pending_.end(), done.begin(), done.end());
+    flush_journal();
+}
+
+void DeliveryManager::flush_journal() {
+    if (journal_in_flight_ || (journal_pending_.empty() && remove_pending_.empty())) return;
+    journal_in_flight_ = true;
+    auto records = std::make_shared<std::vector<spool::JournalRecord>>(std::move(journal_pending_));
+    auto removes = std::make_shared<std::vector<spool::Mid>>(std::move(remove_pending_));
+    journal_pending_.clear();
+    remove_pending_.clear();
+    auto status = std::make_shared<spool::IoStatus>();
+    spool::Spool* sp = &spool_;
+    loop::queue_work(
+        loop_,
+        [sp, records, removes, status] {
+            if (!records->empty()) {
+                *status = sp->journal->append(*records);
+                if (status->ok()) *status = sp->journal->sync();
+            }
+            // A message file goes only after its final records are durable.
+            if (status->ok())
+                for (spool::Mid mid : *removes)
+                    sp->store->remove_message(mid);
+            if (status->ok() && sp->journal->needs_compaction())
+                spool::compact_journal(*sp->store, *sp->journal);
+        },
+        [this, records, status] {
+            journal_in_flight_ = false;
+            ++stats_.journal_flushes;
+            stats_.journal_records += records->size();
+            if (!status->ok())
+                spdlog::error(
+                    "spool: journal write failed ({} records; they will be redone after a "
+                    "restart): {}",
+                    records->size(), status->reason());
+            flush_journal();
+        });
+}
+
+void DeliveryManager::finish_messages(const std::vector<spool::Mid>& done) {
+    for (spool::Mid mid : done) {
+        mail_log_.info(fmt::format("Message finished MID {} done", mid));
+        auto it = sizes_.find(mid);
+        if (it != sizes_.end()) {
+            queued_bytes_ -= it->second;
+            sizes_.erase(it);
+        }
+    }
+}
+
+void DeliveryManager::bounce(spool::Mid mid, const std::string& domain,
+                             std::vector<BounceInfo> rcpts) {
+    if (!profile(domain).send_dsn) return;
+    // The message may already be finished in the index: read what we need from the spool.
+    auto result = std::make_shared<spool::LoadResult>();
+    spool::Store* store = spool_.store.get();
+    loop::queue_work(
+        loop_, [store, mid, result] { *result = store->load_content(mid); },
+        [this, mid, rcpts = std::move(rcpts), result] {
+            if (result->status != spool::LoadStatus::kOk) {
+                spdlog::warn("bounce for MID {} not generated: {}", mid, result->reason);
+                return;
+            }
+            const spool::Envelope& orig = result->message.envelope;
+            std::string headers = header_section(result->message.content);
+            if (!queue::should_send_dsn(orig.sender, headers)) return;
+            queue::DsnInput in;
+            in.reporting_mta = env_.helo_name;
+            in.original_mid = mid;
+            in.original_sender = orig.sender;
+            in.arrival = static_cast<std::time_t>(orig.received_unix_ms / 1000);
+            in.original_headers = headers;
+            in.now = std::time(nullptr);
+            in.boundary_seed = rng_();
+            for (const auto& b : rcpts) {
+                queue::DsnRecipient r;
+                for (const auto& rc : orig.recipients)
+                    if (rc.rid == b.rid) r.address = rc.address;
+                r.action = "failed";
+                r.status = b.status;
+                r.remote_mta = b.remote_mta;
+                r.diagnostic = b.diagnostic;
+                r.last_attempt = in.now;
+                in.recipients.push_back(r);
+            }
+            spool::Message dsn;
+            spool::IoStatus st = committer_.next_mid(&dsn.envelope.mid);
+            if (!st.ok()) {
+                spdlog::error("bounce for MID {}: no MID: {}", mid, st.reason());
+                return;
+            }
+            dsn.envelope.received_unix_ms = now_ms();
+            dsn.envelope.sender = "";
+            size_t at = orig.sender.rfind('@');
+            std::string domain = at == std::string::npos ? "" : orig.sender.substr(at + 1);
+            for (auto& c : domain)
+                c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            dsn.envelope.recipients.push_back({0, orig.sender, domain});
+            dsn.envelope.client_ip = "127.0.0.1";
+            dsn.envelope.client_helo = env_.helo_name;
+            dsn.content = queue::build_dsn(in);
+            spool::Mid new_mid = dsn.envelope.mid;
+            spool::Envelope env_copy = dsn.envelope;
+            uint64_t size = dsn.content.size();
+            committer_.commit(
+                std::move(dsn), [this, mid, new_mid, env_copy, size](const spool::IoStatus& cs) {
+                    if (!cs.ok()) {
+                        spdlog::error("bounce for MID {} not queued: {}", mid, cs.reason());
+                        return;
+                    }
+                    ++stats_.dsns;
+                    state_.counters.add(Counter::kGenBounceRecipients);
+                    mail_log_.info(
+                        fmt::format("MID {} was generated for bounce of MID {}", new_mid, mid));
+                    mail_log_.info(fmt::format("MID {} queued for delivery", new_mid));
+                    add_message(env_copy, size);
+                });
+        });
+}
+
+}  // namespace esad::delivery

@@ -1,0 +1,130 @@
+// The delivery engine's driver: the queue (queue::Scheduler over hosts::HostTable), one uv
+// timer, outbound SmtpSessions, outcome application, the recipient journal and DSNs.
+//
+//   mgr.add_message(envelope, size)   from injection (after commit) and from recovery
+//   mgr.kick()                        something changed: ask the scheduler for work soon
+//
+// The scheduler decides what to deliver and when (STYLE §9); sessions report what happened;
+// this file applies reports: final recipients are journaled (append + fsync on a worker,
+// batched like group commit) and a message file is removed only after its last recipient's
+// final record is durable; hard bounces generate an RFC 3464 DSN to the sender (never for
+// the null sender or a DSN), committed to the spool as a new message. Per-recipient ESA mail
+// log lines (Message done / Response / Delayed / pending till / Bounced / Message finished)
+// are written here. Operator commands (delivernow, suspend, delete, bounce) go through here.
+#pragma once
+
+#include <uv.h>
+
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/config.h"
+#include "daemon/daemon_state.h"
+#include "daemon/delivery/router.h"
+#include "daemon/delivery/smtp_session.h"
+#include "daemon/hosts/host_table.h"
+#include "daemon/inject/committer.h"
+#include "daemon/logs/mail_log.h"
+#include "daemon/loop/handle.h"
+#include "daemon/queue/scheduler.h"
+#include "daemon/spool/recovery.h"
+
+namespace esad::delivery {
+
+struct DeliveryStats {
+    uint64_t journal_flushes = 0;
+    uint64_t journal_records = 0;
+    uint64_t dsns = 0;
+};
+
+class DeliveryManager {
+  public:
+    DeliveryManager(uv_loop_t* loop, DaemonState& state, logs::MailLog& mail_log,
+                    spool::Spool& spool, inject::Committer& committer, Router& router,
+                    const Config& config);
+    ~DeliveryManager();
+
+    void apply_config(const Config& config);  // destinations, bounce profiles (live)
+    void add_message(const spool::Envelope& envelope, uint64_t size);
+    void kick();
+    void stop();  // no new work; sessions finish their transaction and QUIT
+
+    queue::Scheduler& scheduler() { return *scheduler_; }
+    hosts::HostTable& hosts() { return hosts_; }
+    uint64_t queued_bytes() const { return queued_bytes_; }
+    const DeliveryStats& stats() const { return stats_; }
+    size_t session_count() const { return sessions_.size(); }
+    // Operator: records the finals of deleted/bounced recipients (journal, counters, logs).
+    void apply_removal(const queue::RemoveResult& removed, bool bounce);
+    // Domain debug: SMTP trace lines of these domains go to the domain debug log.
+    void set_trace(std::function<void(const std::string&, uint64_t, const std::string&)> trace) {
+        env_.trace = std::move(trace);
+    }
+    std::string helo_name() const { return env_.helo_name; }
+
+  private:
+    struct Live;  // per-session bookkeeping
+    void dispatch();
+    void handle_pick_side_effects(queue::Pick& pick);
+    void start_work(queue::Work work);
+    void on_routed(queue::Work work, RouteResult result);
+    void fail_work(const queue::Work& work, queue::Outcome outcome, queue::HardKind kind,
+                   const std::string& enhanced, const std::string& reason, const std::string& code,
+                   const std::string& detail, uint64_t dcid);
+    void with_transaction(
+        const queue::Work& work,
+        std::function<void(std::optional<smtp::Transaction>, std::string error)> done);
+    void on_report(SmtpSession& s, const smtp::TransactionReport& report);
+    void on_idle(SmtpSession& s);
+    void on_closed(SmtpSession& s);
+    void record(const queue::ReportResult& result, const std::string& domain);
+    void journal(const std::vector<queue::FinalRecipient>& finals,
+                 const std::vector<spool::Mid>& done);
+    void flush_journal();
+    void finish_messages(const std::vector<spool::Mid>& done);
+    struct BounceInfo {
+        uint32_t rid = 0;
+        std::string status;      // "5.1.1"
+        std::string diagnostic;  // "smtp; 550 5.1.1 no such user"
+        std::string remote_mta;
+    };
+    void bounce(spool::Mid mid, const std::string& domain, std::vector<BounceInfo> rcpts);
+    void log_outcomes(const queue::Work& work, const smtp::TransactionReport* report,
+                      const queue::ReportResult& result, uint64_t dcid, const std::string& remote);
+    queue::TimeMs now_ms() const;
+    const DestinationControl& destination(const std::string& domain) const;
+    const BounceProfile& profile(const std::string& domain) const;
+
+    uv_loop_t* loop_;
+    DaemonState& state_;
+    logs::MailLog& mail_log_;
+    spool::Spool& spool_;
+    inject::Committer& committer_;
+    Router& router_;
+    Config config_;
+    SessionEnv env_;
+    hosts::HostTable hosts_;
+    std::unique_ptr<queue::Scheduler> scheduler_;
+    std::mt19937_64 rng_;
+    loop::HandlePtr<loop::Timer> timer_;
+    loop::HandlePtr<loop::Timer> reaper_;
+    bool dispatch_scheduled_ = false;
+    bool stopping_ = false;
+    std::map<SmtpSession*, std::shared_ptr<SmtpSession>> sessions_;
+    std::map<SmtpSession*, std::unique_ptr<Live>> live_;
+    std::vector<std::shared_ptr<SmtpSession>> graveyard_;
+    std::unordered_map<spool::Mid, uint64_t> sizes_;
+    uint64_t queued_bytes_ = 0;
+    // Journal batching.
+    std::vector<spool::JournalRecord> journal_pending_;
+    std::vector<spool::Mid> remove_pending_;
+    bool journal_in_flight_ = false;
+    DeliveryStats stats_;
+};
+
+}  // namespace esad::delivery

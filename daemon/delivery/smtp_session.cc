@@ -1,0 +1,304 @@
+// See smtp_session.h.
+#include "daemon/delivery/smtp_session.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "common/escape.h"
+
+namespace esad::delivery {
+
+namespace {
+struct ConnectReq {
+    uv_connect_t req;
+    std::weak_ptr<SmtpSession> self;
+    std::function<void(int)> cb;
+};
+
+bool make_addr(const std::string& ip, uint16_t port, sockaddr_storage* out) {
+    if (ip.find(':') != std::string::npos)
+        return uv_ip6_addr(ip.c_str(), port, reinterpret_cast<sockaddr_in6*>(out)) == 0;
+    return uv_ip4_addr(ip.c_str(), port, reinterpret_cast<sockaddr_in*>(out)) == 0;
+}
+
+std::string rid_list(const std::vector<uint32_t>& rids) {
+    std::string out = "[";
+    for (size_t i = 0; i < rids.size(); ++i) {
+        if (i) out += ", ";
+        out += std::to_string(rids[i]);
+    }
+    return out + "]";
+}
+}  // namespace
+
+SmtpSession::SmtpSession(SessionEnv& env, std::string domain, std::vector<Candidate> candidates,
+                         smtp::TlsPolicy policy, Callbacks callbacks)
+    : env_(env),
+      domain_(std::move(domain)),
+      candidates_(std::move(candidates)),
+      policy_(policy),
+      cb_(std::move(callbacks)) {}
+
+SmtpSession::~SmtpSession() = default;
+
+void SmtpSession::start(smtp::Transaction first) {
+    retry_tx_ = std::move(first);
+    std::weak_ptr<SmtpSession> weak = weak_from_this();
+    timer_ = loop::Timer::create(env_.loop, [weak] {
+        if (auto self = weak.lock()) {
+            if (self->fsm_) self->fsm_->on_timeout(self->now());
+            self->run_actions();
+        }
+    });
+    connect();
+}
+
+void SmtpSession::connect() {
+    dcid_ = ++env_.state->current_dcid;
+    smtp::ClientConfig config;
+    config.helo_name = env_.helo_name;
+    config.mx_name = candidate().mx_name;
+    config.tls = tls_retry_plain_ ? smtp::TlsPolicy::kNone : policy_;
+    config.timeouts = env_.timeouts;
+    fsm_ = std::make_unique<smtp::ClientSession>(config);
+    tls_.reset();
+    greeted_ = false;
+    fsm_->submit(*retry_tx_, now());
+    fsm_->start(now());
+
+    sockaddr_storage addr{};
+    if (!make_addr(candidate().ip, candidate().port, &addr)) {
+        fsm_->on_disconnected(now(), "bad address " + candidate().ip);
+        run_actions();
+        return;
+    }
+    tcp_ = loop::Tcp::create(env_.loop);
+    if (!env_.source_address.empty()) {
+        sockaddr_storage src{};
+        if (make_addr(env_.source_address, 0, &src))
+            uv_tcp_bind(tcp_->tcp(), reinterpret_cast<sockaddr*>(&src), 0);
+    }
+    auto* req = new ConnectReq{{}, weak_from_this(), nullptr};
+    req->req.data = req;
+    int rc = uv_tcp_connect(&req->req, tcp_->tcp(), reinterpret_cast<sockaddr*>(&addr),
+                            [](uv_connect_t* r, int status) {
+                                auto* cr = static_cast<ConnectReq*>(r->data);
+                                if (auto self = cr->self.lock()) self->on_connect(status);
+                                delete cr;
+                            });
+    if (rc != 0) {
+        delete req;
+        fsm_->on_disconnected(now(), uv_strerror(rc));
+        run_actions();
+        return;
+    }
+    arm_timer();
+}
+
+void SmtpSession::on_connect(int status) {
+    if (closed_ || !fsm_ || fsm_->closed()) return;
+    if (status == UV_ECANCELED) return;
+    if (status != 0) {
+        fsm_->on_disconnected(now(), uv_strerror(status));
+        run_actions();
+        return;
+    }
+    connected_ = true;
+    ++env_.state->outbound_connections;
+    uv_tcp_nodelay(tcp_->tcp(), 1);
+    sockaddr_storage local{};
+    int len = sizeof local;
+    char src[INET6_ADDRSTRLEN] = "?";
+    if (uv_tcp_getsockname(tcp_->tcp(), reinterpret_cast<sockaddr*>(&local), &len) == 0) {
+        if (local.ss_family == AF_INET6)
+            uv_ip6_name(reinterpret_cast<sockaddr_in6*>(&local), src, sizeof src);
+        else
+            uv_ip4_name(reinterpret_cast<sockaddr_in*>(&local), src, sizeof src);
+    }
+    env_.mail_log->info(fmt::format("New SMTP DCID {} interface {} address {} port {}", dcid_, src,
+                                    candidate().ip, candidate().port));
+    std::weak_ptr<SmtpSession> weak = weak_from_this();
+    tcp_->read_start([weak](const char* data, ssize_t n) {
+        if (auto self = weak.lock()) self->on_read(data, n);
+    });
+    fsm_->on_connected(now());
+    run_actions();
+}
+
+void SmtpSession::on_read(const char* data, ssize_t n) {
+    if (!fsm_ || fsm_->closed()) return;
+    if (n < 0) {
+        fsm_->on_disconnected(now(), n == UV_EOF ? "EOF" : uv_strerror(static_cast<int>(n)));
+        run_actions();
+        return;
+    }
+    std::string_view bytes(data, static_cast<size_t>(n));
+    if (!tls_) {
+        fsm_->on_bytes(bytes, now());
+        run_actions();
+        return;
+    }
+    bool was_established = tls_->state() == tls::Engine::State::kEstablished;
+    tls_->feed_ciphertext(bytes);
+    std::string out = tls_->take_ciphertext();
+    if (!out.empty()) tcp_->write(std::move(out));
+    if (tls_->state() == tls::Engine::State::kFailed) {
+        fsm_->on_tls_failed(tls_->error(), now());
+        run_actions();
+        return;
+    }
+    if (!was_established && tls_->state() == tls::Engine::State::kEstablished) {
+        env_.mail_log->info(fmt::format("DCID {} TLS success protocol {} cipher {}", dcid_,
+                                        tls_->protocol(), tls_->cipher()));
+        fsm_->on_tls_established(now(), tls_->verified());
+        run_actions();
+    }
+    std::string plain = tls_->take_plaintext();
+    if (!plain.empty() && fsm_ && !fsm_->closed()) {
+        fsm_->on_bytes(plain, now());
+        run_actions();
+    }
+}
+
+void SmtpSession::write(std::string bytes, bool content) {
+    if (!tcp_ || !connected_) return;
+    std::function<void()> done;
+    if (content) {
+        std::weak_ptr<SmtpSession> weak = weak_from_this();
+        done = [weak] {
+            auto self = weak.lock();
+            if (!self || !self->fsm_ || self->fsm_->closed()) return;
+            self->fsm_->on_content_sent(self->now());
+            self->run_actions();
+        };
+    }
+    if (tls_ && tls_->state() == tls::Engine::State::kEstablished) {
+        tls_->write_plaintext(bytes);
+        std::string out = tls_->take_ciphertext();
+        tcp_->write(std::move(out), std::move(done));
+    } else {
+        tcp_->write(std::move(bytes), std::move(done));
+    }
+}
+
+void SmtpSession::run_actions() {
+    if (!fsm_) return;
+    auto self = shared_from_this();
+    std::string failure_detail;
+    for (auto& action : fsm_->take_actions()) {
+        if (auto* c = std::get_if<smtp::SendCommands>(&action)) {
+            write(std::move(c->bytes), false);
+        } else if (auto* sc = std::get_if<smtp::SendContent>(&action)) {
+            write(std::move(sc->bytes), true);
+        } else if (auto* st = std::get_if<smtp::StartTlsHandshake>(&action)) {
+            const auto& ctx = st->verify && env_.tls_verify ? env_.tls_verify : env_.tls_plain;
+            tls_ = tls::Engine::client(*ctx, st->sni, st->verify ? st->sni : "");
+            std::string out = tls_->take_ciphertext();
+            if (!out.empty() && tcp_) tcp_->write(std::move(out));
+        } else if (std::holds_alternative<smtp::CloseConnection>(action)) {
+            close_connection();
+        } else if (auto* ts = std::get_if<smtp::TransactionStarted>(&action)) {
+            env_.mail_log->info(fmt::format("Delivery start DCID {} MID {} to RID {}", dcid_,
+                                            ts->mid, rid_list(ts->rids)));
+        } else if (auto* r = std::get_if<smtp::TransactionReport>(&action)) {
+            bool reached = r->host == smtp::HostOutcome::kReached || greeted_;
+            if (!reached && !r->started) {
+                failure_detail =
+                    r->reply.lines.empty() ? "connection failed" : r->reply.lines.front();
+                env_.mail_log->info(
+                    fmt::format("Connection Error: DCID {} domain: {} IP: {} port: {} details: {} "
+                                "interface: {} "
+                                "reason: network error",
+                                dcid_, domain_, candidate().ip, candidate().port,
+                                escape_for_log(failure_detail, 200),
+                                env_.source_address.empty() ? "default" : env_.source_address));
+                if (index_ + 1 < candidates_.size()) {
+                    pending_next_ = true;
+                    continue;
+                }
+            }
+            if (r->tls_handshake_failed && !tls_retry_plain_ &&
+                (policy_ == smtp::TlsPolicy::kPreferred ||
+                 policy_ == smtp::TlsPolicy::kPreferredVerify)) {
+                pending_plain_ = true;
+                continue;
+            }
+            ++messages_;
+            if (cb_.on_report) cb_.on_report(*this, *r);
+        } else if (auto* tf = std::get_if<smtp::TlsFailed>(&action)) {
+            if (tf->required)
+                env_.mail_log->info(fmt::format(
+                    "DCID {} IP {} TLS was required but could not be successfully negotiated",
+                    dcid_, candidate().ip));
+            else
+                env_.mail_log->info(
+                    fmt::format("DCID {} TLS failed: {}", dcid_, escape_for_log(tf->reason, 200)));
+        } else if (auto* tr = std::get_if<smtp::ClientTrace>(&action)) {
+            if (env_.trace) env_.trace(domain_, dcid_, tr->line);
+        }
+    }
+    if (fsm_ && !greeted_ && fsm_->greeting_received()) {
+        greeted_ = true;
+        if (cb_.on_greeting) cb_.on_greeting(*this, candidate().ip);
+    }
+    if (closed_) return;
+    if ((pending_next_ || pending_plain_) && fsm_->closed() && !tcp_) {
+        if (pending_next_) ++index_;
+        if (pending_plain_) tls_retry_plain_ = true;
+        pending_next_ = pending_plain_ = false;
+        connect();
+        return;
+    }
+    if (fsm_->closed() && !tcp_) {
+        closed_ = true;
+        timer_.reset();
+        if (cb_.on_closed) cb_.on_closed(*this);
+        return;
+    }
+    if (fsm_->idle() && cb_.on_idle) cb_.on_idle(*this);
+    arm_timer();
+}
+
+bool SmtpSession::submit(smtp::Transaction tx) {
+    if (!fsm_ || fsm_->closed()) return false;
+    retry_tx_ = tx;
+    bool ok = fsm_->submit(std::move(tx), now());
+    if (ok) run_actions();
+    return ok;
+}
+
+void SmtpSession::quit() {
+    if (!fsm_ || fsm_->closed()) return;
+    fsm_->quit(now());
+    run_actions();
+}
+
+void SmtpSession::arm_timer() {
+    if (!timer_ || !fsm_ || fsm_->closed()) return;
+    std::optional<smtp::Millis> deadline = fsm_->next_deadline();
+    if (!deadline) {
+        timer_->stop();
+        return;
+    }
+    uint64_t now_ms = uv_now(env_.loop);
+    uint64_t at = static_cast<uint64_t>(deadline->count());
+    timer_->start(at > now_ms ? at - now_ms : 0);
+}
+
+void SmtpSession::close_connection() {
+    if (!tcp_) return;
+    if (tls_ && tls_->state() == tls::Engine::State::kEstablished) {
+        tls_->shutdown();
+        std::string out = tls_->take_ciphertext();
+        if (!out.empty()) tcp_->write(std::move(out));
+    }
+    loop::Tcp* raw = tcp_.release();
+    raw->close_after_writes();
+    if (connected_) {
+        connected_ = false;
+        --env_.state->outbound_connections;
+        env_.mail_log->info(fmt::format("DCID {} close", dcid_));
+    }
+}
+
+}  // namespace esad::delivery

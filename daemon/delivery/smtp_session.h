@@ -1,0 +1,106 @@
+// One outbound delivery connection: the pure smtp::ClientSession driven over a uv TCP handle,
+// with STARTTLS through a memory-BIO tls::Engine.
+//
+// The session walks its candidate list (MX preference order, from the Router): a candidate
+// that fails before a greeting (refused, unreachable, timeout, 421/554 banner) is logged as a
+// Connection Error and the next candidate is tried with the same transaction; only when the
+// last one fails does the report reach the manager (host not reached → the host goes down).
+// A broken opportunistic TLS handshake is retried once on the same address without TLS.
+// Reports go to the manager, which applies them to the queue (STYLE §1: this file never
+// decides retry policy). Every action of the FSM is executed in order; mail log lines for
+// connections (New SMTP DCID, TLS, Delivery start, DCID close, Connection Error) are written
+// here, per-recipient outcome lines by the manager.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "daemon/daemon_state.h"
+#include "daemon/logs/mail_log.h"
+#include "daemon/loop/handle.h"
+#include "daemon/smtp/client_fsm.h"
+#include "daemon/tls/tls_context.h"
+#include "daemon/tls/tls_engine.h"
+
+namespace esad::delivery {
+
+struct Candidate {
+    std::string ip;
+    uint16_t port = 25;
+    std::string mx_name;  // SNI / certificate name; the IP for address routes
+};
+
+struct SessionEnv {
+    uv_loop_t* loop = nullptr;
+    DaemonState* state = nullptr;
+    logs::MailLog* mail_log = nullptr;
+    std::shared_ptr<tls::ClientContext> tls_plain;   // opportunistic: no verification
+    std::shared_ptr<tls::ClientContext> tls_verify;  // chain verified against the system store
+    std::string helo_name;
+    std::string source_address;  // empty: the kernel picks
+    smtp::ClientTimeouts timeouts;
+    // Domain debug: called with each SMTP trace line for domains being debugged.
+    std::function<void(const std::string& domain, uint64_t dcid, const std::string& line)> trace;
+};
+
+class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
+  public:
+    struct Callbacks {
+        // A transaction finished (delivered, bounced or deferred); dcid of the connection.
+        std::function<void(SmtpSession&, const smtp::TransactionReport&)> on_report;
+        // The connection reached a greeting from `ip` (host up).
+        std::function<void(SmtpSession&, const std::string& ip)> on_greeting;
+        // Ready for another transaction on this connection: submit() one or quit().
+        std::function<void(SmtpSession&)> on_idle;
+        // The connection is gone; the session can be released (on a later iteration).
+        std::function<void(SmtpSession&)> on_closed;
+    };
+
+    SmtpSession(SessionEnv& env, std::string domain, std::vector<Candidate> candidates,
+                smtp::TlsPolicy policy, Callbacks callbacks);
+    ~SmtpSession();
+
+    void start(smtp::Transaction first);
+    bool submit(smtp::Transaction tx);
+    void quit();
+    const std::string& domain() const { return domain_; }
+    uint64_t dcid() const { return dcid_; }
+    bool greeted() const { return greeted_; }
+    uint32_t messages() const { return messages_; }
+    const std::string& current_ip() const { return candidate().ip; }
+
+  private:
+    const Candidate& candidate() const { return candidates_[index_]; }
+    void connect();
+    void on_connect(int status);
+    void on_read(const char* data, ssize_t n);
+    void run_actions();
+    void arm_timer();
+    void write(std::string bytes, bool content);
+    void close_connection();
+    smtp::Millis now() const { return smtp::Millis(uv_now(env_.loop)); }
+
+    SessionEnv& env_;
+    std::string domain_;
+    std::vector<Candidate> candidates_;
+    size_t index_ = 0;
+    smtp::TlsPolicy policy_;
+    Callbacks cb_;
+    std::unique_ptr<smtp::ClientSession> fsm_;
+    std::unique_ptr<tls::Engine> tls_;
+    loop::HandlePtr<loop::Tcp> tcp_;
+    loop::HandlePtr<loop::Timer> timer_;
+    std::optional<smtp::Transaction> retry_tx_;  // the transaction to re-run on the next candidate
+    uint64_t dcid_ = 0;
+    uint32_t messages_ = 0;
+    bool greeted_ = false;
+    bool tls_retry_plain_ = false;
+    bool pending_next_ = false;   // this candidate failed before a greeting: try the next
+    bool pending_plain_ = false;  // opportunistic TLS broke the stream: once more without it
+    bool closed_ = false;
+    bool connected_ = false;
+};
+
+}  // namespace esad::delivery
