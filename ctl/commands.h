@@ -29,6 +29,7 @@ struct Command {
 
 const std::vector<Command>& all_commands();
 std::vector<Command> status_commands();
+std::vector<Command> queue_commands();
 
 // Connects, sends one request, and prints errors the common way. On success *data holds
 // the reply's data and kExitOk is returned; otherwise the exit code to use.

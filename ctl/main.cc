@@ -15,8 +15,8 @@ namespace esad::ctl {
 const std::vector<Command>& all_commands() {
     static const std::vector<Command> commands = [] {
         std::vector<Command> all;
-        for (auto& c : status_commands())
-            all.push_back(std::move(c));
+        for (auto& c : status_commands()) all.push_back(std::move(c));
+        for (auto& c : queue_commands()) all.push_back(std::move(c));
         return all;
     }();
     return commands;

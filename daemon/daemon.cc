@@ -12,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "daemon/control/cmd_queue.h"
 #include "daemon/control/cmd_status.h"
 #include "daemon/logs/daemon_log.h"
 #include "daemon/loop/work.h"
@@ -74,6 +75,11 @@ bool Daemon::start(std::string* error) {
     control_ =
         std::make_unique<control::ControlServer>(&loop_, config_.daemon.control_socket, policy);
     control::register_status_commands(*control_, state_);
+    control::QueueCommandsEnv qenv;
+    qenv.state = &state_;
+    qenv.manager = [this] { return delivery_.get(); };
+    qenv.resolver = nullptr;  // set below once created
+    qenv.router = nullptr;
     control_->add_handler("reload",
                           [this](const control::Request&, std::shared_ptr<control::Responder> r) {
                               nlohmann::json result = reload();
@@ -98,6 +104,9 @@ bool Daemon::start(std::string* error) {
     rto.own_names = {config_.daemon.hostname};
     router_ = std::make_unique<delivery::Router>(resolver_.get(), rto);
     if (!load_routes(config_, error)) return false;
+    qenv.resolver = resolver_.get();
+    qenv.router = router_.get();
+    control::register_queue_commands(*control_, qenv);
 
     // Recovery reads every queue file: a worker does it while the control socket answers.
     auto options = std::make_shared<spool::SpoolOptions>();
