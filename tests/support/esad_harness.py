@@ -61,7 +61,8 @@ class Daemon:
             if self.proc.poll() is not None:
                 raise AssertionError(f"esad exited early with {self.proc.returncode}:\n{self.read_log()}")
             r = self.ctl("--json", "status", check=False)
-            if r.returncode == 0:
+            # Ready means recovered and listening, not just answering on the control socket.
+            if r.returncode == 0 and json.loads(r.stdout).get("listener"):
                 return json.loads(r.stdout)
             time.sleep(0.05)
         raise AssertionError("esad did not become ready:\n" + self.read_log())

@@ -1,0 +1,226 @@
+"""The delivery engine against the real binary: static routes and MX (scripted DNS), the
+SMTP client against a scripted sink, STARTTLS, soft and hard bounces with DSNs, a dead
+destination held (not bounced) and the ESA runbook: tophosts, hoststatus, dig, delivernow."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from esad_harness import (Daemon, free_port, make_body, send_message, spool_messages, wait_for,
+                          run_tests)
+from smtp_sink import SmtpSink
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FAKE_DNS = os.path.join(HERE, "..", "support", "fake_dns.py")
+
+
+def start_dns():
+    p = subprocess.Popen(["/usr/bin/python3", FAKE_DNS, "--idle", "300"], stdout=subprocess.PIPE, text=True)
+    port = int(p.stdout.readline().split()[0])
+    return p, port
+
+
+def mail_log(d):
+    with open(os.path.join(d.state, "logs", "mail.current")) as f:
+        return f.read()
+
+
+def delivery_daemon(routes="", extra="", dns_port=None, port=25):
+    d = Daemon(start=False)
+    routes_path = os.path.join(d.dir, "routes.txt")
+    with open(routes_path, "w") as f:
+        f.write(routes)
+    dns = f'servers = ["127.0.0.1:{dns_port}"]\nallow_loopback = true\ntimeout_ms = 500\n' if dns_port else \
+        'servers = ["127.0.0.1:9"]\ntimeout_ms = 200\n'
+    d.write_config(f'[routes]\nfile = "{routes_path}"\n[delivery]\nport = {port}\n[dns]\n{dns}' + extra)
+    d.start()
+    return d
+
+
+def active(d):
+    return d.ctl_json("status")["gauges"]["active_recipients"]
+
+
+def test_static_route_delivery_and_log_lines():
+    sink = SmtpSink()
+    d = delivery_daemon(f"ALL [127.0.0.1]:{sink.port}\n")
+    try:
+        for i in range(3):
+            code, text = send_message(d.smtp_port, "alice@src.test", [f"bob{i}@dst.test", f"carol{i}@dst.test"],
+                                      make_body(f"dlv-{i}@t"))
+            assert code == 250, text
+        assert wait_for(lambda: len(sink.messages) == 3 and active(d) == 0, timeout=15), (sink.messages, mail_log(d))
+        # One transaction per message for its domain: both recipients together.
+        assert all(len(m["rcpts"]) == 2 for m in sink.messages)
+        assert all(b"Received: from" in m["data"] for m in sink.messages)
+        s = d.ctl_json("status")
+        assert s["counters"]["delivered_recipients"]["uptime"] == 6
+        assert s["counters"]["completed_recipients"]["uptime"] == 6
+        log = mail_log(d)
+        for needle in ["New SMTP DCID 1 interface 127.0.0.1 address 127.0.0.1 port %d" % sink.port,
+                       "Delivery start DCID", "to RID [0, 1]", "Message done DCID", "Response '2.0.0 Ok: queued as",
+                       "Message finished MID", "DCID 1 close"]:
+            assert needle in log, (needle, log)
+        # The spool is empty once every recipient is final and journaled.
+        assert wait_for(lambda: spool_messages(d.state) == [], timeout=5)
+        h = d.ctl_json("hoststatus", "dst.test")
+        assert h["status"] == "up"
+        assert h["counters"]["delivered_recipients"] == 6
+        assert h["routes"] == [f"[127.0.0.1]:{sink.port}"]
+    finally:
+        d.cleanup()
+        sink.close()
+
+
+def test_hard_bounce_generates_dsn_and_soft_bounce_is_retried():
+    sink = SmtpSink()
+    d = delivery_daemon(f"ALL [127.0.0.1]:{sink.port}\n")
+    try:
+        code, _ = send_message(d.smtp_port, "alice@src.test", ["hard1@dst.test", "ok1@dst.test"],
+                               make_body("mixed@t", subject="mixed"))
+        assert code == 250
+        # ok1 delivered, hard1 bounced: a DSN goes back to alice@src.test (routed to the sink too).
+        assert wait_for(lambda: any(m["mail_from"] == "" for m in sink.messages), timeout=15), mail_log(d)
+        dsn = [m for m in sink.messages if m["mail_from"] == ""][0]
+        assert dsn["rcpts"] == ["alice@src.test"]
+        assert b"multipart/report; report-type=delivery-status" in dsn["data"]
+        assert b"Final-Recipient: rfc822; hard1@dst.test" in dsn["data"]
+        assert b"Status: 5.1.1" in dsn["data"]
+        assert b"Subject: mixed" in dsn["data"]  # original headers, never the body
+        assert b"xxxxxxxxxx" not in dsn["data"]
+        log = mail_log(d)
+        assert "Bounced: DCID" in log and "- 5.1.1 - Unknown address error ('550'" in log
+        assert "was generated for bounce of MID" in log
+        s = d.ctl_json("status")
+        assert s["counters"]["5xx_hard_bounces"]["uptime"] == 1
+        assert s["counters"]["gen_bounce_recipients"]["uptime"] == 1
+
+        # softonce: 451 first, accepted after delivernow.
+        code, _ = send_message(d.smtp_port, "alice@src.test", ["softonce@dst.test"], make_body("soft@t"))
+        assert code == 250
+        assert wait_for(lambda: "pending till" in mail_log(d), timeout=15)
+        assert "Delayed: DCID" in mail_log(d) and "- 4.3.0 -" in mail_log(d)
+        assert active(d) == 1
+        rows = d.ctl_json("showrecipients")["recipients"]
+        assert rows[0]["recipient"] == "softonce@dst.test" and rows[0]["state"] == "deferred"
+        assert d.ctl_json("delivernow", "all")["recipients"] >= 1
+        assert wait_for(lambda: active(d) == 0, timeout=15), mail_log(d)
+        assert any(m["rcpts"] == ["softonce@dst.test"] for m in sink.messages)
+        assert d.ctl_json("status")["counters"]["soft_bounced_events"]["uptime"] == 1
+    finally:
+        d.cleanup()
+        sink.close()
+
+
+def test_dead_host_is_held_then_runbook_recovers_it():
+    dead_port = free_port()  # nothing listens here yet
+    live = SmtpSink()
+    d = delivery_daemon(f"dead.test [127.0.0.1]:{dead_port}\nALL [127.0.0.1]:{live.port}\n")
+    try:
+        for i in range(5):
+            assert send_message(d.smtp_port, "a@src.test", [f"u{i}@dead.test"], make_body(f"dead-{i}@t"))[0] == 250
+            assert send_message(d.smtp_port, "a@src.test", [f"u{i}@live.test"], make_body(f"live-{i}@t"))[0] == 250
+        # The live domain is unaffected by the dead one.
+        assert wait_for(lambda: len(live.messages) == 5, timeout=15)
+        # Step 1: tophosts shows the waiting mail, the dead host marked '*'.
+        assert wait_for(lambda: d.ctl_json("hoststatus", "dead.test")["status"] == "down", timeout=10)
+        top = d.ctl("tophosts", "active_rcpts").stdout
+        row = [l for l in top.splitlines() if "dead.test" in l][0]
+        assert row.split()[0] == "1*" and row.split()[2] == "5", top
+        assert "the.euq.queue" in top and "Hosts marked with '*'" in top
+        # Step 2: hoststatus says down; the mail is held, not bounced.
+        hs = d.ctl("hoststatus", "dead.test").stdout
+        assert "Host up/down:         down" in hs
+        assert "Active Recipients                   5" in hs
+        assert "Connection Error: DCID" in mail_log(d) and "domain: dead.test" in mail_log(d)
+        assert d.ctl_json("status")["counters"]["hard_bounced_recipients"]["uptime"] == 0
+        # Step 3: the destination comes back; delivernow all retries at once.
+        sink = SmtpSink(port=dead_port)
+        try:
+            out = d.ctl("delivernow", "all").stdout
+            assert "recipients scheduled for immediate delivery" in out
+            assert wait_for(lambda: len(sink.messages) == 5, timeout=15), mail_log(d)
+            assert wait_for(lambda: d.ctl_json("hoststatus", "dead.test")["status"] == "up", timeout=5)
+        finally:
+            sink.close()
+        # Unknown hosts: exit 1 and the ESA message.
+        r = d.ctl("hoststatus", "never.test", check=False)
+        assert r.returncode == 1 and "No record of host: never.test" in r.stderr
+    finally:
+        d.cleanup()
+        live.close()
+
+
+def test_mx_resolution_nxdomain_and_dig():
+    dns_proc, dns_port = start_dns()
+    sink = SmtpSink()
+    d = delivery_daemon("", dns_port=dns_port, port=sink.port)
+    try:
+        # The sender's domain resolves too, so the DSN for the NXDOMAIN recipient is delivered.
+        sender = "a@deliver.esad.test"
+        assert send_message(d.smtp_port, sender, ["x@deliver.esad.test"], make_body("mx@t"))[0] == 250
+        assert send_message(d.smtp_port, sender, ["y@implicit.esad.test"], make_body("imp@t"))[0] == 250
+        assert send_message(d.smtp_port, sender, ["z@nowhere.esad.test"], make_body("nx@t"))[0] == 250
+        assert wait_for(lambda: len([m for m in sink.messages if m["mail_from"] == sender]) == 2, timeout=15), mail_log(d)
+        assert wait_for(lambda: any(m["mail_from"] == "" for m in sink.messages), timeout=15), mail_log(d)
+        assert wait_for(lambda: "Bad destination host" in mail_log(d), timeout=10)
+        assert "DNS Hard Error looking up nowhere.esad.test (MX): NXDomain" in mail_log(d)
+        h = d.ctl_json("hoststatus", "deliver.esad.test")
+        assert [m["host"] for m in h["mx_records"]] == ["mx-local.esad.test", "mx-backup.esad.test"]
+        assert any(ip["ip"] == "127.0.0.1" for ip in h["ordered_ips"])
+        assert d.ctl_json("status")["counters"]["dns_hard_bounces"]["uptime"] == 1
+        out = d.ctl("dig", "mx", "deliver.esad.test").stdout
+        assert ";; QUESTION SECTION:" in out and ";; ANSWER SECTION:" in out
+        assert "IN  MX    10 mx-local.esad.test." in out, out
+        r = d.ctl("dig", "a", "nowhere.esad.test", check=False)
+        assert r.returncode == 1 and "nxdomain" in r.stdout
+    finally:
+        d.cleanup()
+        sink.close()
+        dns_proc.terminate()
+
+
+def test_starttls_delivery_is_logged():
+    d0 = Daemon(start=False)
+    cert, key = os.path.join(d0.dir, "c.pem"), os.path.join(d0.dir, "k.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=sink.test", "-keyout", key, "-out", cert], check=True, capture_output=True)
+    sink = SmtpSink(tls_cert=cert, tls_key=key)
+    d = delivery_daemon(f"ALL [127.0.0.1]:{sink.port}\n")
+    try:
+        assert send_message(d.smtp_port, "a@src.test", ["t@tls.test"], make_body("tls@t"))[0] == 250
+        assert wait_for(lambda: len(sink.messages) == 1, timeout=15), mail_log(d)
+        assert sink.messages[0]["tls"] is True
+        assert "TLS success protocol TLSv1." in mail_log(d)
+    finally:
+        d.cleanup()
+        d0.cleanup()
+        sink.close()
+
+
+def test_restart_keeps_deferred_mail_and_delivers_it():
+    dead_port = free_port()
+    d = delivery_daemon(f"ALL [127.0.0.1]:{dead_port}\n")
+    try:
+        for i in range(4):
+            assert send_message(d.smtp_port, "a@src.test", [f"r{i}@later.test"], make_body(f"later-{i}@t"))[0] == 250
+        assert wait_for(lambda: d.ctl_json("hoststatus", "later.test")["status"] == "down", timeout=10)
+        assert d.stop() == 0
+        sink = SmtpSink(port=dead_port)
+        try:
+            d.start()
+            assert active(d) == 4
+            assert wait_for(lambda: len(sink.messages) == 4, timeout=15), mail_log(d)
+            assert wait_for(lambda: spool_messages(d.state) == [], timeout=5)
+        finally:
+            sink.close()
+    finally:
+        d.cleanup()
+
+
+if __name__ == "__main__":
+    run_tests([test_static_route_delivery_and_log_lines, test_hard_bounce_generates_dsn_and_soft_bounce_is_retried,
+               test_dead_host_is_held_then_runbook_recovers_it, test_mx_resolution_nxdomain_and_dig,
+               test_starttls_delivery_is_logged, test_restart_keeps_deferred_mail_and_delivers_it])
