@@ -39,11 +39,22 @@ class Daemon:
             self.start()
 
     def write_config(self, extra=""):
+        """[daemon] and [listener] (extra lines first go into [listener]). Unless the test
+        configures them, DNS points at a closed loopback port and every domain is routed to a
+        closed loopback port: nothing ever leaves the machine and mail stays queued."""
+        tail = ""
+        if "[dns]" not in extra:
+            tail += '[dns]\nservers = ["127.0.0.1:9"]\ntimeout_ms = 200\n'
+        if "[routes]" not in extra:
+            routes = os.path.join(self.dir, "hold.routes")
+            with open(routes, "w") as f:
+                f.write("ALL [127.0.0.1]:9\n")
+            tail += f'[routes]\nfile = "{routes}"\n'
         with open(self.config_path, "w") as f:
             f.write(
                 f'[daemon]\nstate_dir = "{self.state}"\ncontrol_socket = "{self.socket}"\n'
                 f'hostname = "esad.test"\n'
-                f'[listener]\naddress = "127.0.0.1:{self.smtp_port}"\n' + extra
+                f'[listener]\naddress = "127.0.0.1:{self.smtp_port}"\n' + extra + "\n" + tail
             )
 
     def start(self, wait=True, extra_args=()):
