@@ -161,8 +161,7 @@ def test_sighup_reloads_and_reports_restart_only_changes():
 def test_check_config_names_key_and_exits_2():
     d = Daemon(start=False)
     try:
-        with open(d.config_path, "a") as f:
-            f.write("max_recipients = -4\n")
+        d.write_config("max_recipients = -4\n")
         r = subprocess.run([ESAD, "--config", d.config_path, "--check-config"],
                            capture_output=True, text=True)
         assert r.returncode == 2
