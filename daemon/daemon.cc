@@ -278,6 +278,17 @@ void Daemon::refresh_gauges() {
             oldest = g.oldest_received;
     }
     state_.oldest_message_unix_ms = oldest;
+    if (committer_) {
+        state_.commit_batches = committer_->stats().batches;
+        state_.commit_messages = committer_->stats().messages;
+        state_.commit_largest_batch = committer_->stats().largest_batch;
+    }
+    if (spool_.store) {
+        spool::StoreStats st = spool_.store->stats();
+        state_.file_fsyncs = st.file_fsyncs;
+        state_.dir_fsyncs = st.dir_fsyncs;
+    }
+    state_.journal_flushes = delivery_->stats().journal_flushes;
 }
 
 void Daemon::save_counters() {

@@ -31,7 +31,14 @@ struct DaemonState {
     int64_t oldest_message_unix_ms = 0;  // 0: no messages
     uint64_t spool_bytes = 0;            // bytes of message files in the queue
     uint64_t spool_free_bytes = 0;
-    std::string listener_address;  // as bound; empty until listening
+    std::string listener_address;
+    // Group commit and journal (refreshed with the gauges).
+    uint64_t commit_batches = 0;
+    uint64_t commit_messages = 0;
+    uint64_t commit_largest_batch = 0;
+    uint64_t file_fsyncs = 0;
+    uint64_t dir_fsyncs = 0;
+    uint64_t journal_flushes = 0;  // as bound; empty until listening
     bool recovering = true;
     uint64_t corrupt_files = 0;  // quarantined by recovery (lifetime of the process)
     bool delivery_suspended = false;

@@ -434,6 +434,17 @@ void DeliveryManager::log_outcomes(const queue::Work& work, const smtp::Transact
     for (const auto& d : res.deferred)
         mail_log_.info(fmt::format("Message {} to RID [{}] pending till {}", work.mid, d.rid,
                                    esa_log_time(static_cast<std::time_t>(d.next_attempt / 1000))));
+    // A soft failure past the bounce profile's limits is final here: an expiry bounce.
+    for (const auto& f : res.finals) {
+        if (f.state != queue::FinalState::kHardBounced || f.kind != queue::HardKind::kExpired)
+            continue;
+        mail_log_.info(
+            fmt::format("Bounced: DCID {} MID {} to RID {} - 5.4.7 - Delivery expired "
+                        "(message too old) ('000', ['retry limit reached']) []",
+                        dcid, f.mid, f.rid));
+        bounces[f.mid].push_back(
+            {f.rid, "5.4.7", "smtp; 000 Delivery expired (retry limit reached)", remote});
+    }
     // Only recipients the queue really made final bounce (in-flight deletions are ignored).
     for (auto& [mid, list] : bounces) {
         std::vector<BounceInfo> final_list;
@@ -465,7 +476,24 @@ void DeliveryManager::on_report(SmtpSession& s, const smtp::TransactionReport& r
     }
 
     queue::Report rep{l.domain, report.mid, {}};
-    for (const auto& rr : report.recipients) {
+    // "Possible delivery" (ESA option, off by default): the connection died after the final
+    // dot was sent and before its reply; count the recipients as delivered instead of
+    // retrying them (no duplicate, at the risk of a loss).
+    smtp::TransactionReport adjusted;
+    const smtp::TransactionReport* effective = &report;
+    if (report.possible_duplicate && config_.delivery.possible_delivery) {
+        adjusted = report;
+        for (auto& rr : adjusted.recipients)
+            if (rr.outcome == smtp::RecipientOutcome::kSoft) {
+                rr.outcome = smtp::RecipientOutcome::kDelivered;
+                rr.reply.lines = {"possible delivery: connection lost after the final dot"};
+            }
+        effective = &adjusted;
+        mail_log_.info(
+            fmt::format("MID {} possible delivery: DCID {} lost the connection after the final dot",
+                        report.mid, s.dcid()));
+    }
+    for (const auto& rr : effective->recipients) {
         queue::RecipientOutcome o{rr.rid, queue::Outcome::kSoftBounce, queue::HardKind::kOther};
         switch (rr.outcome) {
             case smtp::RecipientOutcome::kDelivered:
@@ -495,7 +523,7 @@ void DeliveryManager::on_report(SmtpSession& s, const smtp::TransactionReport& r
     queue::ReportResult res = scheduler_->apply_report(rep, now);
     queue::Work work = l.work;
     work.mid = report.mid;
-    log_outcomes(work, &report, res, s.dcid(), s.current_ip());
+    log_outcomes(work, effective, res, s.dcid(), s.current_ip());
     record(res, s.domain());
     kick();
 }
@@ -677,7 +705,14 @@ void DeliveryManager::bounce(spool::Mid mid, const std::string& domain,
             }
             const spool::Envelope& orig = result->message.envelope;
             std::string headers = header_section(result->message.content);
-            if (!queue::should_send_dsn(orig.sender, headers)) return;
+            if (!queue::should_send_dsn(orig.sender, headers)) {
+                for (const auto& b : rcpts)
+                    mail_log_.info(
+                        fmt::format("Double bounce: MID {} to RID {} - {} - no DSN for a "
+                                    "message from the null sender or a bounce",
+                                    mid, b.rid, b.status));
+                return;
+            }
             queue::DsnInput in;
             in.reporting_mta = env_.helo_name;
             in.original_mid = mid;

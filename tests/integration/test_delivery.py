@@ -27,14 +27,14 @@ def mail_log(d):
         return f.read()
 
 
-def delivery_daemon(routes="", extra="", dns_port=None, port=25):
+def delivery_daemon(routes="", extra="", dns_port=None, port=25, delivery_extra=""):
     d = Daemon(start=False)
     routes_path = os.path.join(d.dir, "routes.txt")
     with open(routes_path, "w") as f:
         f.write(routes)
     dns = f'servers = ["127.0.0.1:{dns_port}"]\nallow_loopback = true\ntimeout_ms = 500\n' if dns_port else \
         'servers = ["127.0.0.1:9"]\ntimeout_ms = 200\n'
-    d.write_config(f'[routes]\nfile = "{routes_path}"\n[delivery]\nport = {port}\n[dns]\n{dns}' + extra)
+    d.write_config(f'[routes]\nfile = "{routes_path}"\n[delivery]\nport = {port}\n{delivery_extra}[dns]\n{dns}' + extra)
     d.start()
     return d
 
@@ -220,7 +220,115 @@ def test_restart_keeps_deferred_mail_and_delivers_it():
         d.cleanup()
 
 
+def test_null_mx_and_servfail():
+    dns_proc, dns_port = start_dns()
+    sink = SmtpSink()
+    d = delivery_daemon("", dns_port=dns_port, port=sink.port)
+    try:
+        sender = "a@deliver.esad.test"
+        assert send_message(d.smtp_port, sender, ["x@nullmx.esad.test"], make_body("null@t"))[0] == 250
+        assert send_message(d.smtp_port, sender, ["y@servfail.esad.test"], make_body("sf@t"))[0] == 250
+        assert wait_for(lambda: "5.1.10" in mail_log(d), timeout=10), mail_log(d)
+        assert wait_for(lambda: "Delayed: DCID 0" in mail_log(d), timeout=10), mail_log(d)
+        log = mail_log(d)
+        bounced = [l for l in log.splitlines() if "Bounced:" in l]
+        assert len(bounced) == 1 and "5.1.10" in bounced[0], bounced
+        # SERVFAIL is temporary: held, never bounced.
+        assert "servfail" not in " ".join(bounced)
+        assert d.ctl_json("hoststatus", "servfail.esad.test")["gauges"]["active_recipients"] == 1
+    finally:
+        d.cleanup()
+        sink.close()
+        dns_proc.terminate()
+
+
+def test_backoff_retry_then_expiry_with_dsn():
+    sink = SmtpSink()
+    profile = '[bounce_profiles.default]\ninitial_retry = "1s"\nmax_retry = "2s"\nmax_retries = 2\n'
+    d = delivery_daemon(f"ALL [127.0.0.1]:{sink.port}\n", extra=profile)
+    try:
+        # softonce: 451, then delivered by the retry timer alone (no delivernow).
+        assert send_message(d.smtp_port, "a@src.test", ["softonce2@dst.test"], make_body("b1@t"))[0] == 250
+        assert wait_for(lambda: any(m["rcpts"] == ["softonce2@dst.test"] for m in sink.messages), timeout=10), mail_log(d)
+        # soft forever: retried until max_retries, then expired with a DSN to the sender.
+        assert send_message(d.smtp_port, "a@src.test", ["soft9@dst.test"], make_body("b2@t"))[0] == 250
+        assert wait_for(lambda: "Delivery expired" in mail_log(d), timeout=20), mail_log(d)
+        assert wait_for(lambda: any(m["mail_from"] == "" and b"Status: 5.4.7" in m["data"] for m in sink.messages),
+                        timeout=10)
+        s = d.ctl_json("status")["counters"]
+        assert s["expired_hard_bounces"]["uptime"] == 1
+        assert s["soft_bounced_events"]["uptime"] >= 3
+        assert s["completed_recipients"]["uptime"] == s["hard_bounced_recipients"]["uptime"] + \
+            s["delivered_recipients"]["uptime"] + s["deleted_recipients"]["uptime"]
+    finally:
+        d.cleanup()
+        sink.close()
+
+
+def test_twenty_percent_dead_does_not_block_the_rest():
+    live = SmtpSink()
+    dead_port = free_port()
+    routes = "".join(f"dead{i}.test [127.0.0.1]:{dead_port}\n" for i in range(2)) + f"ALL [127.0.0.1]:{live.port}\n"
+    d = delivery_daemon(routes)
+    try:
+        for rnd in range(3):
+            for i in range(10):
+                dom = f"dead{i}.test" if i < 2 else f"live{i}.test"
+                assert send_message(d.smtp_port, "a@src.test", [f"u{rnd}@{dom}"], make_body(f"p-{rnd}-{i}@t"))[0] == 250
+        assert wait_for(lambda: len(live.messages) == 24, timeout=20), mail_log(d)
+        assert active(d) == 6
+        top = d.ctl_json("tophosts")
+        down = {h["host"] for h in top["hosts"] if h["down"]}
+        assert down == {"dead0.test", "dead1.test"}, top
+    finally:
+        d.cleanup()
+        live.close()
+
+
+def test_drop_after_final_dot_is_retried_or_counted_with_possible_delivery():
+    for possible in (False, True):
+        sink = SmtpSink()
+        extra = '[bounce_profiles.default]\ninitial_retry = "1s"\n'
+        d = delivery_daemon(f"ALL [127.0.0.1]:{sink.port}\n", extra=extra,
+                            delivery_extra="possible_delivery = true\n" if possible else "")
+        try:
+            assert send_message(d.smtp_port, "a@src.test", ["dropdotonce@dst.test"], make_body("drop@t"))[0] == 250
+            if possible:
+                assert wait_for(lambda: "possible delivery" in mail_log(d), timeout=10), mail_log(d)
+                assert wait_for(lambda: active(d) == 0, timeout=5)
+                time.sleep(1.5)
+                assert len(sink.messages) == 1  # not retried: no duplicate
+            else:
+                # Not delivered as far as we know: retried, so the sink sees it twice.
+                assert wait_for(lambda: len(sink.messages) == 2, timeout=15), mail_log(d)
+                assert "Delayed: DCID" in mail_log(d)
+                assert wait_for(lambda: active(d) == 0, timeout=5)
+        finally:
+            d.cleanup()
+            sink.close()
+
+
+def test_real_postfix_smtp_sink_peer():
+    port = free_port()
+    sink = subprocess.Popen(["/usr/sbin/smtp-sink", "-u", "root", "-c", f"127.0.0.1:{port}", "100"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    d = delivery_daemon(f"ALL [127.0.0.1]:{port}\n")
+    try:
+        for i in range(20):
+            assert send_message(d.smtp_port, "a@src.test", [f"r{i}@pf.test"], make_body(f"pf-{i}@t"))[0] == 250
+        assert wait_for(lambda: d.ctl_json("status")["counters"]["delivered_recipients"]["uptime"] == 20,
+                        timeout=20), mail_log(d)
+        assert d.ctl_json("hoststatus", "pf.test")["status"] == "up"
+    finally:
+        d.cleanup()
+        sink.terminate()
+
+
 if __name__ == "__main__":
     run_tests([test_static_route_delivery_and_log_lines, test_hard_bounce_generates_dsn_and_soft_bounce_is_retried,
                test_dead_host_is_held_then_runbook_recovers_it, test_mx_resolution_nxdomain_and_dig,
-               test_starttls_delivery_is_logged, test_restart_keeps_deferred_mail_and_delivers_it])
+               test_starttls_delivery_is_logged, test_restart_keeps_deferred_mail_and_delivers_it,
+               test_null_mx_and_servfail, test_backoff_retry_then_expiry_with_dsn,
+               test_twenty_percent_dead_does_not_block_the_rest,
+               test_drop_after_final_dot_is_retried_or_counted_with_possible_delivery,
+               test_real_postfix_smtp_sink_peer])

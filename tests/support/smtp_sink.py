@@ -4,7 +4,8 @@
     sink.port, sink.messages (list of dicts: mail_from, rcpts, data, tls), sink.connections
 
 Recipient rules by local part prefix: "hard" → 550 5.1.1, "soft" → 451 4.3.0, "softonce" →
-451 the first time, 250 afterwards; anything else 250. `sink.greeting` may be set to a
+451 the first time, 250 afterwards; "dropdotonce" → the first time, the connection is
+dropped after the final dot without a reply; anything else 250. `sink.greeting` may be set to a
 421 banner. STARTTLS is offered when a certificate is given.
 """
 import socket
@@ -121,6 +122,13 @@ class SmtpSink:
                     with self.lock:
                         self.messages.append({"mail_from": mail_from, "rcpts": list(rcpts),
                                               "data": data, "tls": tls})
+                        drop = any(r.lower().startswith("dropdotonce") and r not in self.seen_softonce
+                                   for r in rcpts)
+                        for r in rcpts:
+                            if r.lower().startswith("dropdotonce"):
+                                self.seen_softonce.add(r)
+                    if drop:
+                        return  # the message arrived, the reply never does
                     send("250 2.0.0 Ok: queued as %d" % len(self.messages))
                 elif verb == "RSET":
                     mail_from, rcpts = None, []
