@@ -162,6 +162,10 @@ void InjectSession::run_actions() {
             if (mid_)
                 env_.mail_log->info(fmt::format("MID {} Message-ID '{}'", mid_,
                                                 escape_for_log(id->message_id, 256)));
+        } else if (auto* rj = std::get_if<smtp::RcptRejected>(&action)) {
+            env_.state->counters.add(Counter::kRejectedRecipients);
+            env_.mail_log->info(fmt::format("ICID {} Rejected recipient {}: relaying denied ({})",
+                                            icid_, rj->address, rj->enhanced));
         } else if (auto* rs = std::get_if<smtp::Rset>(&action)) {
             if (mid_)
                 env_.mail_log->info(fmt::format("MID {} ICID {} aborted: {}", mid_, icid_,

@@ -593,7 +593,10 @@ void ServerSession::do_rcpt(std::string_view arg, Millis now) {
     if (path.mailbox->domain_is_literal && !l.allow_literal_recipients) {
         return protocol_error(553, "5.1.3", "Address literal recipients not permitted");
     }
-    if (!config_.relay_allowed) return reply(554, "5.7.1", "Relaying denied");
+    if (!config_.relay_allowed) {
+        actions_.push_back(RcptRejected{escape_for_log(path.mailbox->path(), 256), "5.7.1"});
+        return reply(554, "5.7.1", "Relaying denied");
+    }
     if (envelope_.recipients.size() >= l.max_recipients) {
         return reply(452, "4.5.3", "Too many recipients");
     }

@@ -41,6 +41,8 @@
 //     Rset{reason}        a transaction (after MAIL) was dropped without a commit: reason is
 //                         "RSET", "EHLO", "HELO", or the reply text of a refused DATA.
 //     Transition{from, to}   state change, for trace logs.
+//     RcptRejected{address, enhanced}   a recipient refused by policy (554 5.7.1 relaying
+//                         denied), counted as ESA "Rejected Recipients".
 //
 // Replies and limits (ServerLimits):
 //   unknown command 500 5.5.2; recognised but unimplemented (EXPN, AUTH, BDAT...) 502 5.5.1;
@@ -184,12 +186,17 @@ struct MessageIdSeen {
 struct Rset {
     std::string reason;
 };
+// A recipient refused by policy (relaying denied): ESA "Rejected Recipients".
+struct RcptRejected {
+    std::string address;  // escaped, bounded
+    std::string enhanced;
+};
 struct Transition {
     State from = State::kInit;
     State to = State::kInit;
 };
 using Action = std::variant<Reply, Close, StartTls, CommitMessage, MailFrom, RcptTo, DataStart,
-                            MessageIdSeen, Rset, Transition>;
+                            MessageIdSeen, Rset, Transition, RcptRejected>;
 
 struct CommitResult {
     enum class Kind {

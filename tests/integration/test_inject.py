@@ -62,6 +62,10 @@ def test_relay_refused_outside_relay_from():
         assert code == 554 and "5.7.1" in text
         c.close()
         assert spool_messages(d.state) == []
+        s = d.ctl_json("status")
+        assert s["counters"]["rejected_recipients"]["uptime"] == 1
+        assert "Rejected Recipients                  1" in d.ctl("status").stdout
+        assert wait_for(lambda: "Rejected recipient <c@d.test>: relaying denied" in mail_log(d))
     finally:
         d.cleanup()
 
