@@ -21,7 +21,7 @@ set(ESAD_DOC_DIR "${CMAKE_INSTALL_DATAROOTDIR}/doc/esad")
 set(ESAD_COMPLETION_DIR "${CMAKE_INSTALL_DATAROOTDIR}/bash-completion/completions")
 
 # --- systemd integration --------------------------------------------------------------------
-install(FILES systemd/esad.service DESTINATION ${ESAD_UNIT_DIR})
+install(FILES systemd/esad.service systemd/esad.socket DESTINATION ${ESAD_UNIT_DIR})
 install(FILES systemd/esad.sysusers.conf DESTINATION ${ESAD_SYSUSERS_DIR} RENAME esad.conf)
 install(FILES systemd/esad.tmpfiles.conf DESTINATION ${ESAD_TMPFILES_DIR} RENAME esad.conf)
 
@@ -29,7 +29,7 @@ install(FILES systemd/esad.tmpfiles.conf DESTINATION ${ESAD_TMPFILES_DIR} RENAME
 # 0644 as shipped; the tmpfiles.d entry makes it root:esad 0640 once the esad group exists.
 install(FILES systemd/esad.toml DESTINATION ${ESAD_CONFIG_DIR})
 install(FILES systemd/esad.toml DESTINATION ${ESAD_DOC_DIR} RENAME esad.toml.example)
-install(FILES docs/systemd.md DESTINATION ${ESAD_DOC_DIR})
+install(FILES docs/systemd.md docs/metrics.md DESTINATION ${ESAD_DOC_DIR})
 
 # --- man pages and shell completion ---------------------------------------------------------
 install(FILES docs/esactl.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
