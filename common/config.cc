@@ -238,6 +238,15 @@ void read_logging(TableReader& r, LoggingConfig& c) {
     r.reject_unknown();
 }
 
+void read_metrics(TableReader& r, MetricsConfig& c) {
+    r.read("address", c.address);
+    r.read_int("top_hosts", c.top_hosts, 0, 1000);
+    if (!c.address.empty() && !valid_host_port(c.address))
+        r.error("address", r.line_for("address"),
+                "expected \"host:port\" or \"[ipv6]:port\" (empty: off)");
+    r.reject_unknown();
+}
+
 // Reads "[name.*]" sub-tables: "default" first so named entries inherit from it.
 template <typename T, typename ReadFn>
 void read_named_tables(TableReader& top, const char* section, std::map<std::string, T>& out,
@@ -349,6 +358,10 @@ ConfigResult load_config_string(const std::string& text, const std::string& orig
         TableReader r(*t, "logging", errors);
         read_logging(r, c.logging);
     }
+    if (const toml::table* t = top.subtable("metrics")) {
+        TableReader r(*t, "metrics", errors);
+        read_metrics(r, c.metrics);
+    }
     top.reject_unknown();
 
     for (const auto& [name, dest] : c.destinations) {
@@ -397,6 +410,7 @@ std::vector<std::string> restart_only_changes(const Config& a, const Config& b) 
     check(a.listener.tls_key != b.listener.tls_key, "listener.tls_key");
     check(a.dns.servers != b.dns.servers, "dns.servers");
     check(a.logging.dir != b.logging.dir, "logging.dir");
+    check(a.metrics.address != b.metrics.address, "metrics.address");
     return out;
 }
 

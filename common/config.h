@@ -83,6 +83,11 @@ struct LoggingConfig {
     std::vector<std::string> domain_debug;
 };
 
+struct MetricsConfig {
+    std::string address;      // Prometheus GET /metrics on "host:port"; empty: off
+    uint32_t top_hosts = 20;  // per-host series for this many busiest hosts (+ down hosts)
+};
+
 struct Config {
     DaemonConfig daemon;
     ListenerConfig listener;
@@ -92,6 +97,7 @@ struct Config {
     std::map<std::string, BounceProfile> bounce_profiles;    // always has "default"
     std::map<std::string, DestinationControl> destinations;  // always has "default"
     LoggingConfig logging;
+    MetricsConfig metrics;
     std::string origin;  // file path or "<embedded defaults>"
 };
 

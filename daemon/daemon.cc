@@ -11,10 +11,12 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 #include "daemon/control/cmd_queue.h"
 #include "daemon/control/cmd_status.h"
 #include "daemon/logs/daemon_log.h"
+#include "daemon/loop/privileges.h"
 #include "daemon/loop/work.h"
 #include "daemon/spool/counters.h"
 #include "esad_version.h"
@@ -52,16 +54,23 @@ Daemon::~Daemon() {
     if (resolver_) resolver_->close();
     resolver_.reset();
     control_.reset();
+    metrics_.reset();
     signals_.clear();
     int rc = loop::drain_and_close(&loop_);
     if (rc != 0) spdlog::error("event loop closed with handles still open: {}", uv_strerror(rc));
 }
 
 bool Daemon::start(std::string* error) {
+    listen_fds_ = loop::take_listen_fds();
     if (!ensure_dir(config_.daemon.state_dir, 0750, error)) return false;
 
     control::PeerPolicy policy;
     policy.daemon_uid = getuid();
+    std::optional<loop::UserIds> run_as;  // root with [daemon] user: bind first, then drop
+    if (getuid() == 0 && !config_.daemon.user.empty()) {
+        if (!(run_as = loop::lookup_user(config_.daemon.user, error))) return false;
+        policy.daemon_uid = run_as->uid;
+    }
     if (!config_.daemon.control_group.empty()) {
         // getgrnam is a file read, done once at startup before the loop runs.
         if (struct group* g = getgrnam(config_.daemon.control_group.c_str())) {
@@ -88,7 +97,27 @@ bool Daemon::start(std::string* error) {
                               else
                                   r->ok(result);
                           });
-    if (!control_->start(error)) return false;
+    if (!(listen_fds_.control >= 0 ? control_->start_from_fd(listen_fds_.control, error)
+                                   : control_->start(error)))
+        return false;
+    if (!config_.metrics.address.empty()) {
+        metrics_ = std::make_unique<control::MetricsServer>(
+            &loop_, state_, [this] { return delivery_.get(); }, config_.metrics.top_hosts);
+        if (!metrics_->start(config_.metrics.address, error)) return false;
+    }
+    if (run_as) {
+        if (listen_fds_.smtp < 0 &&
+            (listen_fds_.smtp = loop::bind_tcp_socket(config_.listener.address, error)) < 0)
+            return false;
+        const std::string& sock = config_.daemon.control_socket;
+        std::string sock_dir =
+            sock.rfind('/') == std::string::npos ? "" : sock.substr(0, sock.rfind('/'));
+        if (!loop::hand_over_paths(*run_as,
+                                   {config_.daemon.state_dir, sock_dir, config_.logging.dir},
+                                   {sock, config_.logging.daemon_log}, error) ||
+            !loop::drop_privileges(config_.daemon.user, error))
+            return false;
+    }
 
     mail_log_ = logs::MailLog::open(config_.logging.dir, config_.logging.mail_log, error);
     if (!mail_log_) return false;
@@ -197,6 +226,7 @@ void Daemon::on_recovered(const spool::IoStatus& status, spool::RecoveryReport& 
         stop();
         return;
     }
+    loop::drop_capabilities();  // CAP_NET_BIND_SERVICE (systemd's ambient set) only binds
     std::string summary =
         "Running; SMTP " + state_.listener_address + ", control " + config_.daemon.control_socket;
     notifier_.ready(summary);
@@ -236,7 +266,10 @@ bool Daemon::start_listener(std::string* error) {
     }
     listener_ = std::make_unique<inject::Listener>(
         inject_env_, std::move(*relay), lc.max_connections, lc.max_connections_per_client);
-    if (!listener_->start(lc.address, error)) return false;
+    bool listening = listen_fds_.smtp >= 0
+                         ? listener_->start_from_fd(std::exchange(listen_fds_.smtp, -1), error)
+                         : listener_->start(lc.address, error);
+    if (!listening) return false;
     state_.listener_address = listener_->bound_address();
     return true;
 }
@@ -319,6 +352,7 @@ void Daemon::stop() {
     if (committer_) committer_->stop();
     counters_timer_.reset();
     if (control_) control_->stop();
+    if (metrics_) metrics_->stop();
     signals_.clear();
     if (spool_.store) {
         saving_counters_ = false;
@@ -362,7 +396,9 @@ nlohmann::json Daemon::reload() {
     applied.listener.tls_key = config_.listener.tls_key;
     applied.dns = config_.dns;
     applied.logging.dir = config_.logging.dir;
+    applied.metrics.address = config_.metrics.address;
     config_ = std::move(applied);
+    if (metrics_) metrics_->set_top_hosts(config_.metrics.top_hosts);
     if (router_) {
         std::string route_error;
         if (!load_routes(config_, &route_error))
@@ -391,6 +427,7 @@ int Daemon::run() {
     delivery_.reset();
     if (resolver_) resolver_->close();
     control_.reset();
+    metrics_.reset();
     if (mail_log_) mail_log_->flush();
     int rc = loop::drain_and_close(&loop_);
     if (rc != 0) {

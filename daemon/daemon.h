@@ -15,6 +15,7 @@
 
 #include "common/config.h"
 #include "daemon/control/control_server.h"
+#include "daemon/control/metrics_server.h"
 #include "daemon/daemon_state.h"
 #include "daemon/delivery/delivery_manager.h"
 #include "daemon/delivery/router.h"
@@ -23,6 +24,7 @@
 #include "daemon/inject/listener.h"
 #include "daemon/logs/mail_log.h"
 #include "daemon/loop/handle.h"
+#include "daemon/loop/listen_fds.h"
 #include "daemon/loop/systemd_notify.h"
 #include "daemon/spool/recovery.h"
 
@@ -54,6 +56,8 @@ class Daemon {
     DaemonState state_;
     loop::SystemdNotifier notifier_;
     std::unique_ptr<control::ControlServer> control_;
+    std::unique_ptr<control::MetricsServer> metrics_;
+    loop::ListenFds listen_fds_;
     std::unique_ptr<logs::MailLog> mail_log_;
     spool::Spool spool_;
     std::unique_ptr<inject::Committer> committer_;

@@ -207,6 +207,19 @@ bool ControlServer::start(std::string* error) {
     return true;
 }
 
+bool ControlServer::start_from_fd(int fd, std::string* error) {
+    listener_ = loop::Pipe::create(loop_);
+    int rc = uv_pipe_open(reinterpret_cast<uv_pipe_t*>(listener_->stream()), fd);
+    if (rc == 0) rc = listener_->listen(64, [this](int status) { on_connection(status); });
+    if (rc != 0) {
+        *error = "cannot use inherited control socket (fd " + std::to_string(fd) +
+                 "): " + uv_strerror(rc);
+        listener_.reset();
+        return false;
+    }
+    return true;
+}
+
 void ControlServer::stop() {
     listener_.reset();
     auto conns = connections_;

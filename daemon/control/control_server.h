@@ -67,6 +67,8 @@ class ControlServer {
     // Creates the directory and socket and starts listening. On failure returns false and
     // sets *error to a message for the operator.
     bool start(std::string* error);
+    // Socket activation: serve an inherited listening socket (never unlinked by stop()).
+    bool start_from_fd(int fd, std::string* error);
     // Stops listening and disconnects every client; removes the socket file.
     void stop();
     size_t client_count() const { return connections_.size(); }

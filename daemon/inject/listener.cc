@@ -56,9 +56,31 @@ bool Listener::start(const std::string& address, std::string* error) {
     }
     server_ = loop::Tcp::create(env_.loop);
     int rc = uv_tcp_bind(server_->tcp(), reinterpret_cast<sockaddr*>(&addr), 0);
-    if (rc == 0) rc = server_->listen(1024, [this](int status) { on_connection(status); });
     if (rc != 0) {
         *error = "cannot listen on " + address + ": " + uv_strerror(rc);
+        server_.reset();
+        return false;
+    }
+    return listen_and_log(address, error);
+}
+
+bool Listener::start_from_fd(int fd, std::string* error) {
+    server_ = loop::Tcp::create(env_.loop);
+    int rc = uv_tcp_open(server_->tcp(), fd);
+    if (rc != 0) {
+        *error =
+            "cannot use inherited SMTP socket (fd " + std::to_string(fd) + "): " + uv_strerror(rc);
+        server_.reset();
+        return false;
+    }
+    return listen_and_log("inherited socket fd " + std::to_string(fd), error);
+}
+
+// libuv reports most bind errors (EADDRINUSE) only here, at listen().
+bool Listener::listen_and_log(const std::string& what, std::string* error) {
+    int rc = server_->listen(1024, [this](int status) { on_connection(status); });
+    if (rc != 0) {
+        *error = "cannot listen on " + what + ": " + uv_strerror(rc);
         server_.reset();
         return false;
     }

@@ -25,6 +25,8 @@ class Listener {
     ~Listener();
     // address: "host:port" / "[v6]:port"; port 0 picks a free port.
     bool start(const std::string& address, std::string* error);
+    // Socket activation: listen on an inherited, already bound socket.
+    bool start_from_fd(int fd, std::string* error);
     void stop();
     // "127.0.0.1:2525" as bound.
     const std::string& bound_address() const { return bound_; }
@@ -36,6 +38,7 @@ class Listener {
 
   private:
     void on_connection(int status);
+    bool listen_and_log(const std::string& what, std::string* error);
     void on_session_finished(InjectSession* session);
 
     InjectEnv& env_;

@@ -168,6 +168,7 @@ def config_keys_from_source():
         "daemon": "read_daemon", "listener": "read_listener", "delivery": "read_delivery",
         "bounce_profiles.default": "read_bounce_profile",
         "destinations.default": "read_destination", "logging": "read_logging",
+        "metrics": "read_metrics",
     }
     keys = {}
     for section, fn in functions.items():
