@@ -53,6 +53,9 @@ int main(int argc, char** argv) {
         std::cerr << "esad: " << error << "\n";
         return 2;
     }
+    // Spool commits, journal syncs and content reads share libuv's thread pool; its default
+    // of 4 threads would serialise fsyncs that the file system can overlap.
+    if (!getenv("UV_THREADPOOL_SIZE")) setenv("UV_THREADPOOL_SIZE", "16", 1);
     esad::Daemon daemon(std::move(*loaded.config), config_path);
     return daemon.run();
 }

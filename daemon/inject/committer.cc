@@ -63,14 +63,37 @@ smtp::SpoolAdmit Committer::admit(uint64_t declared_size) const {
 void Committer::commit(spool::Message message, Done done) {
     waiting_->messages.push_back({std::move(message), {}});
     waiting_->done.push_back(std::move(done));
-    if (!in_flight_) flush();
+    flush();
 }
 
 void Committer::flush() {
-    if (waiting_->messages.empty()) return;
-    in_flight_ = true;
-    auto batch = std::shared_ptr<Batch>(std::move(waiting_));
-    waiting_ = std::make_unique<Batch>();
+    // Up to kMaxBatchesInFlight batches run at once on the thread pool: their fsyncs
+    // overlap (the file system folds concurrent syncs into one journal commit), and what
+    // arrives meanwhile waits to go out together with the next free slot.
+    while (!waiting_->messages.empty() && in_flight_ < kMaxBatchesInFlight) {
+        size_t slots = kMaxBatchesInFlight - in_flight_;
+        size_t total = waiting_->messages.size();
+        size_t take = (total + slots - 1) / slots;
+        auto batch = std::make_shared<Batch>();
+        if (take >= total) {
+            batch = std::shared_ptr<Batch>(std::move(waiting_));
+            waiting_ = std::make_unique<Batch>();
+        } else {
+            auto& msgs = waiting_->messages;
+            auto& dones = waiting_->done;
+            batch->messages.assign(std::make_move_iterator(msgs.begin()),
+                                   std::make_move_iterator(msgs.begin() + static_cast<std::ptrdiff_t>(take)));
+            batch->done.assign(std::make_move_iterator(dones.begin()),
+                               std::make_move_iterator(dones.begin() + static_cast<std::ptrdiff_t>(take)));
+            msgs.erase(msgs.begin(), msgs.begin() + static_cast<std::ptrdiff_t>(take));
+            dones.erase(dones.begin(), dones.begin() + static_cast<std::ptrdiff_t>(take));
+        }
+        start_batch(std::move(batch));
+    }
+}
+
+void Committer::start_batch(std::shared_ptr<Batch> batch) {
+    ++in_flight_;
     ++stats_.batches;
     stats_.messages += batch->messages.size();
     stats_.largest_batch = std::max<uint64_t>(stats_.largest_batch, batch->messages.size());
@@ -78,7 +101,7 @@ void Committer::flush() {
     loop::queue_work(
         loop_, [store, batch] { store->commit_batch(batch->messages); },
         [this, batch] {
-            in_flight_ = false;
+            --in_flight_;
             bool was_healthy = spool_.store->healthy();
             for (size_t i = 0; i < batch->messages.size(); ++i) {
                 const spool::IoStatus& result = batch->messages[i].result;
@@ -89,8 +112,8 @@ void Committer::flush() {
             }
             if (!was_healthy)
                 spdlog::error(
-                    "spool: unhealthy after an fsync failure; refusing new sessions until a probe "
-                    "write succeeds");
+                    "spool: unhealthy after an fsync failure; refusing new sessions until a "
+                    "probe write succeeds");
             flush();
         });
 }

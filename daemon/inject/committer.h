@@ -5,9 +5,9 @@
 //   committer.commit(message, done)          done(status) on the loop thread, after the
 //                                            message file and its directory entry are durable
 //
-// Group commit: while one batch is being written on the thread pool, newly finished
-// messages wait; when it completes, everything waiting goes out as the next batch, so under
-// load many messages share one directory fsync. A message is answered 250 only from `done`
+// Group commit: up to four batches are written on the thread pool at once; messages that
+// finish DATA while every slot is busy wait and go out together with the next free slot, so
+// under load many messages share one directory fsync and concurrent file fsyncs overlap. A message is answered 250 only from `done`
 // with an ok status. After an fsync failure the store is unhealthy: admit() answers
 // kUnavailable (new sessions get 421 4.3.2) and a probe runs every second until a probe
 // write succeeds. Free space is re-checked on a worker once a second, never on the loop.
@@ -59,6 +59,7 @@ class Committer {
         std::vector<Done> done;
     };
     void flush();
+    void start_batch(std::shared_ptr<Batch> batch);
     void refresh_space();
     void maybe_probe();
 
@@ -66,7 +67,8 @@ class Committer {
     spool::Spool& spool_;
     uint64_t max_message_size_;
     std::unique_ptr<Batch> waiting_;
-    bool in_flight_ = false;
+    static constexpr size_t kMaxBatchesInFlight = 4;
+    size_t in_flight_ = 0;
     bool refilling_ = false;
     bool space_checking_ = false;
     bool probing_ = false;
