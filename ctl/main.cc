@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "common/defaults.h"
+#include "ctl/cmd_tools.h"
 #include "ctl/commands.h"
 #include "esad_version.h"
 
@@ -17,6 +18,7 @@ const std::vector<Command>& all_commands() {
         std::vector<Command> all;
         for (auto& c : status_commands()) all.push_back(std::move(c));
         for (auto& c : queue_commands()) all.push_back(std::move(c));
+        for (auto& c : tool_commands()) all.push_back(std::move(c));
         return all;
     }();
     return commands;

@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "daemon/control/cmd_queue.h"
+#include "daemon/control/cmd_tools.h"
 #include "daemon/control/cmd_status.h"
 #include "daemon/logs/daemon_log.h"
 #include "daemon/loop/privileges.h"
@@ -136,6 +137,13 @@ bool Daemon::start(std::string* error) {
     qenv.resolver = resolver_.get();
     qenv.router = router_.get();
     control::register_queue_commands(*control_, qenv);
+    control::ToolCommandsEnv tenv;
+    tenv.loop = &loop_;
+    tenv.state = &state_;
+    tenv.config = &config_;
+    tenv.resolver = resolver_.get();
+    tenv.router = router_.get();
+    control::register_tool_commands(*control_, tenv);
 
     // Recovery reads every queue file: a worker does it while the control socket answers.
     auto options = std::make_shared<spool::SpoolOptions>();
