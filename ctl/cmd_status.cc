@@ -3,6 +3,7 @@
 
 #include "common/counters.h"
 #include "common/format.h"
+#include "ctl/cmd_logs.h"
 #include "ctl/commands.h"
 #include "ctl/render.h"
 
@@ -69,6 +70,7 @@ void render_status(std::ostream& out, const json& d) {
     out << pad_label("Delivery Conn. ID (DCID)", 4, kLabelWidth)
         << num_field(ids.value("dcid", 0ull), kNumWidth) << "\n\n";
 
+    render_rates(out, d);
     const json& g = d["gauges"];
     out << pad_label("Gauges:", 0, kLabelWidth - 1) << "    Current\n";
     struct Gauge {

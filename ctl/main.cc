@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "common/defaults.h"
+#include "ctl/cmd_logs.h"
 #include "ctl/cmd_tools.h"
 #include "ctl/commands.h"
 #include "esad_version.h"
@@ -16,9 +17,14 @@ namespace esad::ctl {
 const std::vector<Command>& all_commands() {
     static const std::vector<Command> commands = [] {
         std::vector<Command> all;
-        for (auto& c : status_commands()) all.push_back(std::move(c));
-        for (auto& c : queue_commands()) all.push_back(std::move(c));
-        for (auto& c : tool_commands()) all.push_back(std::move(c));
+        for (auto& c : status_commands())
+            all.push_back(std::move(c));
+        for (auto& c : queue_commands())
+            all.push_back(std::move(c));
+        for (auto& c : tool_commands())
+            all.push_back(std::move(c));
+        for (auto& c : log_commands())
+            all.push_back(std::move(c));
         return all;
     }();
     return commands;

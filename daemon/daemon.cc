@@ -14,8 +14,8 @@
 #include <utility>
 
 #include "daemon/control/cmd_queue.h"
-#include "daemon/control/cmd_tools.h"
 #include "daemon/control/cmd_status.h"
+#include "daemon/control/cmd_tools.h"
 #include "daemon/logs/daemon_log.h"
 #include "daemon/loop/privileges.h"
 #include "daemon/loop/work.h"
@@ -55,6 +55,7 @@ Daemon::~Daemon() {
     if (resolver_) resolver_->close();
     resolver_.reset();
     control_.reset();
+    log_commands_.reset();
     metrics_.reset();
     signals_.clear();
     int rc = loop::drain_and_close(&loop_);
@@ -122,6 +123,18 @@ bool Daemon::start(std::string* error) {
 
     mail_log_ = logs::MailLog::open(config_.logging.dir, config_.logging.mail_log, error);
     if (!mail_log_) return false;
+    domain_debug_ =
+        logs::DomainDebug::open(config_.logging.dir, config_.logging.domain_debug, error);
+    if (!domain_debug_) return false;
+    state_.rates = &rates_;
+    control::LogCommandsEnv lenv;
+    lenv.loop = &loop_;
+    lenv.state = &state_;
+    lenv.manager = [this] { return delivery_.get(); };
+    lenv.logs_dir = config_.logging.dir;
+    lenv.domain_debug = domain_debug_.get();
+    lenv.rates = &rates_;
+    log_commands_ = control::register_log_commands(*control_, std::move(lenv));
 
     dns::ResolverOptions ro;
     ro.servers = config_.dns.servers;
@@ -198,6 +211,9 @@ void Daemon::on_recovered(const spool::IoStatus& status, spool::RecoveryReport& 
         std::make_unique<inject::Committer>(&loop_, spool_, config_.listener.max_message_size);
     delivery_ = std::make_unique<delivery::DeliveryManager>(&loop_, state_, *mail_log_, spool_,
                                                             *committer_, *router_, config_);
+    delivery_->set_trace([this](const std::string& d, uint64_t dcid, const std::string& l) {
+        if (domain_debug_) domain_debug_->trace(d, dcid, l);
+    });
     for (const auto& m : report.messages)
         delivery_->add_message(m.envelope, m.file_size);
     if (report.max_mid_seen > state_.current_mid) state_.current_mid = report.max_mid_seen;
@@ -359,6 +375,7 @@ void Daemon::stop() {
     if (resolver_) resolver_->cancel_all();
     if (committer_) committer_->stop();
     counters_timer_.reset();
+    if (log_commands_) log_commands_->stop();
     if (control_) control_->stop();
     if (metrics_) metrics_->stop();
     signals_.clear();
@@ -413,6 +430,7 @@ nlohmann::json Daemon::reload() {
             spdlog::error("reload: {} (keeping the old routes)", route_error);
     }
     if (delivery_) delivery_->apply_config(config_);
+    if (domain_debug_) domain_debug_->set_configured(config_.logging.domain_debug);
     spdlog::info("reload: configuration reloaded from {}", config_.origin);
     notifier_.status("Running");
     result["restart_required"] = restart;
@@ -435,8 +453,10 @@ int Daemon::run() {
     delivery_.reset();
     if (resolver_) resolver_->close();
     control_.reset();
+    log_commands_.reset();
     metrics_.reset();
     if (mail_log_) mail_log_->flush();
+    if (domain_debug_) domain_debug_->flush();
     int rc = loop::drain_and_close(&loop_);
     if (rc != 0) {
         spdlog::critical("event loop did not close cleanly: {}", uv_strerror(rc));

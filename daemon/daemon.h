@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "common/config.h"
+#include "common/rate_tracker.h"
+#include "daemon/control/cmd_logs.h"
 #include "daemon/control/control_server.h"
 #include "daemon/control/metrics_server.h"
 #include "daemon/daemon_state.h"
@@ -22,6 +24,7 @@
 #include "daemon/dns/cares_resolver.h"
 #include "daemon/inject/committer.h"
 #include "daemon/inject/listener.h"
+#include "daemon/logs/domain_debug.h"
 #include "daemon/logs/mail_log.h"
 #include "daemon/loop/handle.h"
 #include "daemon/loop/listen_fds.h"
@@ -59,6 +62,9 @@ class Daemon {
     std::unique_ptr<control::MetricsServer> metrics_;
     loop::ListenFds listen_fds_;
     std::unique_ptr<logs::MailLog> mail_log_;
+    RateTracker rates_;
+    std::unique_ptr<logs::DomainDebug> domain_debug_;
+    std::unique_ptr<control::LogCommands> log_commands_;
     spool::Spool spool_;
     std::unique_ptr<inject::Committer> committer_;
     inject::InjectEnv inject_env_;

@@ -11,6 +11,8 @@
 
 namespace esad {
 
+class RateTracker;
+
 struct DaemonState {
     std::string hostname;
     std::time_t started = 0;
@@ -25,6 +27,7 @@ struct DaemonState {
     uint64_t reloads = 0;
     // Gauges below are refreshed by refresh_gauges() (set by the daemon) before each status.
     std::function<void()> refresh_gauges;
+    const RateTracker* rates = nullptr;  // events per hour for `status detail`
     uint64_t destinations = 0;
     uint64_t active_recipients = 0;
     uint64_t attempted_recipients = 0;

@@ -1,6 +1,7 @@
 // See cmd_status.h.
 #include "daemon/control/cmd_status.h"
 
+#include "common/rate_tracker.h"
 #include "esad_version.h"
 
 namespace esad::control {
@@ -59,9 +60,12 @@ json status_data(const DaemonState& s, std::time_t now) {
 }
 
 void register_status_commands(ControlServer& server, DaemonState& state) {
-    server.add_handler("status", [&state](const Request&, std::shared_ptr<Responder> r) {
+    server.add_handler("status", [&state](const Request& req, std::shared_ptr<Responder> r) {
         if (state.refresh_gauges) state.refresh_gauges();
-        r->ok(status_data(state, std::time(nullptr)));
+        json data = status_data(state, std::time(nullptr));
+        if (req.args.contains("detail") && req.args["detail"] == true && state.rates)
+            add_rates(data, *state.rates);
+        r->ok(data);
     });
     server.add_handler("version", [&state](const Request&, std::shared_ptr<Responder> r) {
         r->ok({{"version", ESAD_VERSION},

@@ -1,5 +1,6 @@
 // The mail log: ESA "IronPort Text Mail Logs" lines (esa-reference §8) in
-// <logging.dir>/mail.current, rotated by size to mail.current.1 ... mail.current.9.
+// <logging.dir>/mail.current, rotated by size to mail.1.current ... mail.9.current
+// (spdlog's rotating sink names).
 //
 //   Fri Nov 27 22:56:10 2026 Info: New SMTP ICID 5 interface 127.0.0.1 address 127.0.0.1 ...
 //
