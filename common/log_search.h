@@ -7,8 +7,8 @@
 // Blocking file reads: run it on a worker thread, never on the loop. Files are given oldest
 // first (mail.9.current ... mail.1.current, mail.current). Criteria are ANDed: `mid`; `sender`
 // on the "MID n ICID i From: <addr>" line; `recipient` on any "MID n ICID i RID r To: <addr>"
-// line; `subject` on a "MID n Subject '...'" line (see subject_log_line: esad does not log one
-// yet, so the subject criterion only matches logs that carry it); `since`/`until` on any line
+// line; `subject` on the "MID n Subject '...'" line injection writes (subject_log_line);
+// `since`/`until` on any line
 // of the message. Text criteria are case-insensitive substrings, or ECMAScript regular
 // expressions (case-insensitive) with `regex`.
 //
@@ -89,8 +89,7 @@ struct LineIds {
 LineIds scan_ids(std::string_view message);
 
 // "MID 5 Subject 'Hello\x0a'": the line findevent's subject criterion reads. The subject is
-// escaped (escape_for_log) and bounded; injection should log it after the message's headers
-// are parsed (not wired yet).
+// escaped (escape_for_log) and bounded; injection logs it when DATA ends.
 std::string subject_log_line(uint64_t mid, std::string_view subject);
 
 }  // namespace esad

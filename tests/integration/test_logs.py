@@ -171,7 +171,7 @@ def test_findevent_tracks_a_message():
     try:
         assert send_message(d.smtp_port, "alice@src.test", ["bob@dst.test"], make_body("fe-1@t"))[0] == 250
         assert send_message(d.smtp_port, "carol@src.test", ["dave@dst.test", "hard1@dst.test"],
-                            make_body("fe-2@t"))[0] == 250
+                            make_body("fe-2@t", subject="Quarterly report"))[0] == 250
         assert wait_for(lambda: active(d) == 0 and mail_log(d).count("Message finished MID") >= 2,
                         timeout=15), mail_log(d)
         alice_mid, carol_mid = mids_of(d)[:2]
@@ -193,6 +193,11 @@ def test_findevent_tracks_a_message():
         assert [m["mid"] for m in res["messages"]] == [carol_mid]
         lines = "\n".join(res["messages"][0]["lines"])
         assert "Bounced: DCID" in lines and f"was generated for bounce of MID {carol_mid}" in lines
+
+        # Subjects are logged at injection ("MID n Subject '...'") and searchable.
+        assert f"MID {carol_mid} Subject 'Quarterly report'" in mail_log(d)
+        res = d.ctl_json("findevent", "--subject", "quarterly")
+        assert [m["mid"] for m in res["messages"]] == [carol_mid]
 
         res = d.ctl_json("findevent", "--sender", r"^<(alice|carol)@", "--regex", "--since", "1h")
         assert sorted(m["mid"] for m in res["messages"]) == sorted([alice_mid, carol_mid])
