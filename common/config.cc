@@ -163,6 +163,7 @@ void read_daemon(TableReader& r, DaemonConfig& c) {
     r.read("hostname", c.hostname);
     r.read("user", c.user);
     r.read_int("spool_min_free_bytes", c.spool_min_free_bytes, 0, int64_t{1} << 50);
+    r.read_duration("shutdown_timeout", c.shutdown_timeout_s);
     if (c.state_dir.empty()) r.error("state_dir", r.line_for("state_dir"), "must not be empty");
     r.reject_unknown();
 }

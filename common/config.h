@@ -24,6 +24,7 @@ struct DaemonConfig {
     std::string hostname;        // banner / Received / prompt; default: gethostname()
     std::string user;            // drop privileges to this user after binding (when root)
     uint64_t spool_min_free_bytes = 64ull << 20;  // below this free space: 452 4.3.1 at MAIL
+    uint64_t shutdown_timeout_s = 30;  // graceful stop: transactions get this long to finish
 };
 
 struct ListenerConfig {

@@ -50,6 +50,7 @@ Daemon::Daemon(Config config, std::string config_path)
 }
 
 Daemon::~Daemon() {
+    shutdown_timer_.reset();
     listener_.reset();
     delivery_.reset();
     if (resolver_) resolver_->close();
@@ -383,6 +384,18 @@ void Daemon::stop() {
         saving_counters_ = false;
         save_counters();
     }
+    // In-flight injections get their commit reply and 421; delivery transactions finish and
+    // QUIT. Whatever still runs at the deadline is cut: nothing acknowledged is lost (an
+    // unfinished delivery stays queued), the process just stops waiting for slow peers.
+    // Unreferenced: when everything finished earlier, the timer does not hold the loop.
+    shutdown_timer_ = loop::Timer::create(&loop_, [this] {
+        spdlog::warn("shutdown: {} s deadline passed, closing the remaining connections",
+                     config_.daemon.shutdown_timeout_s);
+        if (listener_) listener_->abort_sessions();
+        if (delivery_) delivery_->abort_sessions();
+    });
+    shutdown_timer_->start(config_.daemon.shutdown_timeout_s * 1000);
+    shutdown_timer_->unref();
 }
 
 nlohmann::json Daemon::reload() {
@@ -449,6 +462,7 @@ int Daemon::run() {
     stop();
     // Sessions still flushing their last reply finish here; then every handle is closed.
     uv_run(&loop_, UV_RUN_DEFAULT);
+    shutdown_timer_.reset();
     listener_.reset();
     delivery_.reset();
     if (resolver_) resolver_->close();

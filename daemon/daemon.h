@@ -73,6 +73,7 @@ class Daemon {
     std::unique_ptr<delivery::Router> router_;
     std::unique_ptr<delivery::DeliveryManager> delivery_;
     loop::HandlePtr<loop::Timer> counters_timer_;
+    loop::HandlePtr<loop::Timer> shutdown_timer_;
     bool saving_counters_ = false;
     int exit_code_ = 0;
     std::vector<loop::HandlePtr<loop::Signal>> signals_;

@@ -209,6 +209,12 @@ void DeliveryManager::stop() {
     }
 }
 
+void DeliveryManager::abort_sessions() {
+    auto sessions = sessions_;
+    for (auto& [raw, s] : sessions)
+        s->abort();
+}
+
 void DeliveryManager::dispatch() {
     dispatch_scheduled_ = false;
     if (stopping_) return;

@@ -52,7 +52,8 @@ class DeliveryManager {
     void apply_config(const Config& config);  // destinations, bounce profiles (live)
     void add_message(const spool::Envelope& envelope, uint64_t size);
     void kick();
-    void stop();  // no new work; sessions finish their transaction and QUIT
+    void stop();            // no new work; sessions finish their transaction and QUIT
+    void abort_sessions();  // the shutdown deadline passed: close every connection now
 
     queue::Scheduler& scheduler() { return *scheduler_; }
     hosts::HostTable& hosts() { return hosts_; }

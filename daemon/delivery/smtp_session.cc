@@ -273,6 +273,12 @@ void SmtpSession::quit() {
     run_actions();
 }
 
+void SmtpSession::abort() {
+    if (!fsm_ || fsm_->closed()) return;
+    fsm_->on_disconnected(now(), "shutting down");
+    run_actions();
+}
+
 void SmtpSession::arm_timer() {
     if (!timer_ || !fsm_ || fsm_->closed()) return;
     std::optional<smtp::Millis> deadline = fsm_->next_deadline();

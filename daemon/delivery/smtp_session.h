@@ -65,6 +65,8 @@ class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
     void start(smtp::Transaction first);
     bool submit(smtp::Transaction tx);
     void quit();
+    // Shutdown deadline passed: drop the connection now (the transaction is reported soft).
+    void abort();
     const std::string& domain() const { return domain_; }
     uint64_t dcid() const { return dcid_; }
     bool greeted() const { return greeted_; }

@@ -47,6 +47,8 @@ class InjectSession : public std::enable_shared_from_this<InjectSession> {
     void start(smtp::Greeting greeting, std::function<void(InjectSession*)> on_finished);
     // Graceful stop: 421 4.3.2 now, or after the commit in progress.
     void shutdown();
+    // Shutdown deadline passed: close now.
+    void abort() { finish(); }
     const std::string& peer_ip() const { return peer_ip_; }
     uint64_t icid() const { return icid_; }
 

@@ -101,6 +101,12 @@ void Listener::stop() {
         session->shutdown();
 }
 
+void Listener::abort_sessions() {
+    auto sessions = sessions_;
+    for (auto& [raw, session] : sessions)
+        session->abort();
+}
+
 void Listener::on_connection(int status) {
     if (status != 0) {
         spdlog::warn("listener: accept failed: {}", uv_strerror(status));

@@ -28,6 +28,7 @@ class Listener {
     // Socket activation: listen on an inherited, already bound socket.
     bool start_from_fd(int fd, std::string* error);
     void stop();
+    void abort_sessions();
     // "127.0.0.1:2525" as bound.
     const std::string& bound_address() const { return bound_; }
     size_t session_count() const { return sessions_.size(); }

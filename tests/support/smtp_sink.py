@@ -5,12 +5,14 @@
 
 Recipient rules by local part prefix: "hard" → 550 5.1.1, "soft" → 451 4.3.0, "softonce" →
 451 the first time, 250 afterwards; "dropdotonce" → the first time, the connection is
-dropped after the final dot without a reply; anything else 250. `sink.greeting` may be set to a
+dropped after the final dot without a reply; "hangdot" → the final dot is never answered;
+anything else 250. `sink.greeting` may be set to a
 421 banner. STARTTLS is offered when a certificate is given.
 """
 import socket
 import ssl
 import threading
+import time
 
 
 class SmtpSink:
@@ -129,6 +131,10 @@ class SmtpSink:
                                 self.seen_softonce.add(r)
                     if drop:
                         return  # the message arrived, the reply never does
+                    if any(r.lower().startswith("hangdot") for r in rcpts):
+                        while self.running:  # never answer the final dot
+                            time.sleep(0.1)
+                        return
                     send("250 2.0.0 Ok: queued as %d" % len(self.messages))
                 elif verb == "RSET":
                     mail_from, rcpts = None, []
