@@ -1,6 +1,9 @@
-// esactl delivery-queue and troubleshooting commands (esa-reference §2, §3, §5, §7.1):
-// tophosts, hoststatus, delivernow, suspenddel, resumedel, showrecipients,
-// deleterecipients, bouncerecipients, dig.
+// esactl delivery-queue and troubleshooting commands (esa-reference §2, §3, §4.5, §5, §7.1):
+// tophosts, hoststatus, delivernow, suspenddel, resumedel, suspend, resume, workqueue,
+// showrecipients, showmessage, deleterecipients, bouncerecipients, redirectrecipients, dig.
+// Each command parses its arguments, calls the daemon, and prints with a renderer from
+// ctl/renderers.h (or the reply's JSON with --json). Destructive commands ask first
+// (`[N]>`, a line from stdin) unless --yes or --json.
 #include <iostream>
 #include <ostream>
 #include <sstream>
@@ -8,16 +11,19 @@
 #include "common/format.h"
 #include "ctl/commands.h"
 #include "ctl/render.h"
+#include "ctl/renderers.h"
 
 namespace esad::ctl {
 
-namespace {
-
 using nlohmann::json;
 
+namespace {
+
 std::string pad(std::string s, size_t width) {
-    if (s.size() < width) s.append(width - s.size(), ' ');
-    else s.push_back(' ');
+    if (s.size() < width)
+        s.append(width - s.size(), ' ');
+    else
+        s.push_back(' ');
     return s;
 }
 
@@ -25,9 +31,15 @@ std::string time_or(const json& v, const char* none) {
     return v.is_number() ? esa_time(v.get<std::time_t>()) : std::string(none);
 }
 
-int print_or_json(Context& ctx, const json& data, const std::function<void()>& render) {
-    if (ctx.json) ctx.out << data.dump(2) << "\n";
-    else render();
+uint64_t u64(const json& j, const char* key) {
+    return j.contains(key) && j[key].is_number() ? j[key].get<uint64_t>() : 0;
+}
+
+int print_or_json(Context& ctx, const json& data, void (*render)(std::ostream&, const json&)) {
+    if (ctx.json)
+        ctx.out << data.dump(2) << "\n";
+    else
+        render(ctx.out, data);
     return kExitOk;
 }
 
@@ -53,8 +65,245 @@ bool confirm(Context& ctx, const std::string& question) {
     ctx.out << question << " [N]> " << std::flush;
     std::string answer;
     if (!std::getline(std::cin, answer)) return false;
-    return answer == "y" || answer == "Y" || answer == "yes";
+    return answer == "y" || answer == "Y" || answer == "yes" || answer == "Yes";
 }
+
+void counter_line(std::ostream& o, const char* label, int indent, uint64_t v) {
+    o << pad_label(label, indent, 35) << num_field(v, 6) << "\n";
+}
+
+}  // namespace
+
+// --- renderers ----------------------------------------------------------------------------
+
+void render_tophosts(std::ostream& o, const json& d) {
+    o << "\nStatus as of: " << esa_time(d.value("status_as_of", 0ll)) << "\n";
+    o << "Hosts marked with '*' were down as of the last delivery attempt.\n\n";
+    o << "                                        Active   Conn.   Deliv.   Soft      Hard\n";
+    o << "#   Recipient Host                      Recip.   Out     Recip.   Bounced   Bounced\n";
+    int rank = 0;
+    for (const auto& h : d.value("hosts", json::array())) {
+        ++rank;
+        std::string num = std::to_string(rank) + (h.value("down", false) ? "*" : "");
+        o << pad(num, 4) << pad(h.value("host", ""), 36)
+          << pad(thousands(u64(h, "active_recipients")), 9)
+          << pad(thousands(u64(h, "connections_out")), 8)
+          << pad(thousands(u64(h, "delivered_recipients")), 9)
+          << pad(thousands(u64(h, "soft_bounced")), 10) << thousands(u64(h, "hard_bounced"))
+          << "\n";
+    }
+}
+
+void render_hoststatus(std::ostream& o, const json& d) {
+    const json& c = d["counters"];
+    const json& g = d["gauges"];
+    o << "\nHost mail status for: '" << d.value("host", "") << "'\n";
+    o << "Status as of:         " << esa_time(d.value("status_as_of", 0ll)) << "\n";
+    o << "Host up/down:         " << d.value("status", "unknown") << "\n\n";
+    o << "Counters:\n  Queue\n";
+    counter_line(o, "Soft Bounced Events", 4, u64(c, "soft_bounced_events"));
+    o << "  Completion\n";
+    counter_line(o, "Completed Recipients", 4, u64(c, "completed_recipients"));
+    counter_line(o, "Hard Bounced Recipients", 6, u64(c, "hard_bounced_recipients"));
+    counter_line(o, "DNS Hard Bounces", 8, u64(c, "dns_hard_bounces"));
+    counter_line(o, "5XX Hard Bounces", 8, u64(c, "5xx_hard_bounces"));
+    counter_line(o, "Filter Hard Bounces", 8, u64(c, "filter_hard_bounces"));
+    counter_line(o, "Expired Hard Bounces", 8, u64(c, "expired_hard_bounces"));
+    counter_line(o, "Other Hard Bounces", 8, u64(c, "other_hard_bounces"));
+    counter_line(o, "Delivered Recipients", 6, u64(c, "delivered_recipients"));
+    counter_line(o, "Deleted Recipients", 6, u64(c, "deleted_recipients"));
+    o << "\nGauges:\n  Queue\n";
+    counter_line(o, "Active Recipients", 4, u64(g, "active_recipients"));
+    counter_line(o, "Unattempted Recipients", 6, u64(g, "unattempted_recipients"));
+    counter_line(o, "Attempted Recipients", 6, u64(g, "attempted_recipients"));
+    o << "  Connections\n";
+    counter_line(o, "Current Outbound Connections", 4, u64(g, "current_outbound_connections"));
+    counter_line(o, "Pending Outbound Connections", 4, u64(g, "pending_outbound_connections"));
+    o << "\n"
+      << pad("Oldest Message", 40) << time_or(d.value("oldest_message", json()), "No Messages")
+      << "\n";
+    o << pad("Last Activity", 40) << time_or(d.value("last_activity", json()), "Never") << "\n";
+    if (d.value("status", "") == "down" && d.value("retry_at", json()).is_number())
+        o << pad("Next Host Retry", 40) << esa_time(d["retry_at"].get<std::time_t>()) << "\n";
+    if (d.value("suspended", false)) o << pad("Delivery", 40) << "suspended\n";
+    const json routes = d.value("routes", json::array());
+    o << "\nSMTP routes for this host:\n";
+    if (routes.empty()) o << "    (none: MX lookup)\n";
+    for (const auto& r : routes)
+        o << "    " << r.get<std::string>() << "\n";
+    const json ips = d.value("ordered_ips", json::array());
+    o << "\nOrdered IP addresses:\n";
+    if (ips.empty())
+        o << "    (none cached)\n";
+    else
+        o << "    Host                                IP                                       "
+             "Expires\n";
+    for (const auto& ip : ips)
+        o << "    " << pad(ip.value("host", ""), 36) << pad(ip.value("ip", ""), 41)
+          << esa_time(ip.value("expires_at", 0ll)) << "\n";
+    const json mxs = d.value("mx_records", json::array());
+    o << "\nMX Records:\n";
+    if (mxs.empty())
+        o << "    (none cached)\n";
+    else
+        o << "    Preference  TTL       Hostname\n";
+    for (const auto& mx : mxs)
+        o << "    " << pad(std::to_string(mx.value("preference", 0)), 12)
+          << pad(human_duration(u64(mx, "ttl")), 10) << mx.value("host", "") << "\n";
+    for (const char* key : {"last_5xx_error", "last_soft_error"}) {
+        const json e = d.value(key, json::object());
+        o << "\n"
+          << (std::string(key) == "last_5xx_error" ? "Last 5XX Error:" : "Last Soft Error:")
+          << "\n";
+        if (e.value("text", "").empty()) {
+            o << "    (none)\n";
+            continue;
+        }
+        o << "----------\n"
+          << e.value("text", "") << "\n(at " << time_or(e.value("at", json()), "?")
+          << ")\n----------\n";
+    }
+}
+
+void render_delivernow(std::ostream& o, const json& d) {
+    o << thousands(u64(d, "recipients")) << " recipients scheduled for immediate delivery ("
+      << d.value("target", "all") << ").\n";
+}
+
+void render_suspenddel(std::ostream& o, const json& d) {
+    bool suspend = d.value("suspended", false);
+    for (const auto& x : d.value("domains", json::array()))
+        o << "Mail delivery " << (suspend ? "suspended" : "resumed") << " for "
+          << x.get<std::string>() << ".\n";
+    for (const auto& x : d.value("unknown", json::array()))
+        o << "No record of host: " << x.get<std::string>() << "\n";
+}
+
+void render_suspend(std::ostream& o, const json& d) {
+    o << "Receiving suspended for Listener " << d.value("listener", "") << ".\n";
+    o << "Mail delivery suspended.\n";
+}
+
+void render_resume(std::ostream& o, const json& d) {
+    if (d.value("receiving_resumed", false))
+        o << "Receiving resumed for Listener " << d.value("listener", "") << ".\n";
+    else
+        o << "No listeners were resumed.\n";
+    if (d.value("delivery_resumed", false))
+        o << "Mail delivery resumed.\n";
+    else
+        o << "Mail delivery was not suspended.\n";
+}
+
+void render_workqueue(std::ostream& o, const json& d) {
+    o << "Status: " << d.value("status", "") << "\n";
+    o << "Messages: " << thousands(u64(d, "messages")) << "\n";
+}
+
+void render_showrecipients(std::ostream& o, const json& d) {
+    uint64_t total = u64(d, "total");
+    int64_t offset = d.value("offset", 0ll);
+    const json rows = d.value("recipients", json::array());
+    if (total == 0) {
+        o << "There are no messages in the delivery queue matching that request.\n";
+        return;
+    }
+    o << "Showing " << rows.size() << " of " << thousands(total) << " recipients (from "
+      << offset + 1 << ")\n\n";
+    o << pad("MID", 10) << pad("RID", 5) << pad("Age", 12) << pad("State", 11) << pad("Tries", 6)
+      << pad("Recipient Host", 26) << pad("Sender", 30) << "Recipient\n";
+    for (const auto& r : rows)
+        o << pad(std::to_string(u64(r, "mid")), 10) << pad(std::to_string(u64(r, "rid")), 5)
+          << pad(human_duration(u64(r, "age_seconds")), 12) << pad(r.value("state", ""), 11)
+          << pad(std::to_string(u64(r, "attempts")), 6) << pad(r.value("host", ""), 26)
+          << pad("<" + r.value("sender", "") + ">", 30) << "<" << r.value("recipient", "") << ">\n";
+    int64_t next = offset + static_cast<int64_t>(rows.size());
+    if (next < static_cast<int64_t>(total)) o << "\n(more: --offset " << next << ")\n";
+}
+
+void render_showmessage(std::ostream& o, const json& d) {
+    auto field = [&](const char* label, const std::string& value) {
+        o << pad_label(label, 0, 16) << value << "\n";
+    };
+    field("MID:", std::to_string(u64(d, "mid")));
+    field("Received:", time_or(d.value("received", json()), "?"));
+    field("Envelope From:", "<" + d.value("sender", "") + ">");
+    if (d.contains("icid"))
+        field("Injected:", "ICID " + std::to_string(u64(d, "icid")) + " from " +
+                               d.value("client_ip", "") + " (HELO " + d.value("client_helo", "") +
+                               ")");
+    if (d.contains("size")) field("Size:", thousands(u64(d, "size")) + " bytes");
+    o << "\nRecipients:\n";
+    o << "    " << pad("RID", 5) << pad("State", 11) << pad("Tries", 6) << pad("Next Attempt", 30)
+      << "Recipient\n";
+    for (const auto& r : d.value("recipients", json::array())) {
+        std::string next = time_or(r.value("next_attempt", json()), "-");
+        if (r.value("suspended", false) && r.value("state", "") != "completed")
+            next = "(delivery suspended)";
+        o << "    " << pad(std::to_string(u64(r, "rid")), 5) << pad(r.value("state", ""), 11)
+          << pad(std::to_string(u64(r, "attempts")), 6) << pad(next, 30) << "<"
+          << r.value("recipient", "") << ">\n";
+        std::string err = r.value("last_error", "");
+        if (r.value("state", "") != "completed" && r.value("attempts", 0) > 0 && !err.empty())
+            o << "          host " << r.value("host", "") << " ("
+              << r.value("host_status", "unknown") << "), last error: " << err << "\n";
+    }
+    o << "\nHeaders:\n";
+    if (d.value("headers", json()).is_string()) {
+        std::istringstream lines(d["headers"].get<std::string>());
+        std::string line;
+        while (std::getline(lines, line))
+            o << "    " << line << "\n";
+    } else {
+        o << "    (not available: " << d.value("headers_error", "unknown reason") << ")\n";
+    }
+}
+
+void render_removal(std::ostream& o, const json& d) {
+    bool bounce = d.value("bounced", false);
+    uint64_t n = u64(d, "recipients");
+    if (n == 0) {
+        o << (bounce ? "No messages bounced.\n" : "No recipients deleted.\n");
+        return;
+    }
+    o << thousands(n) << " recipients " << (bounce ? "bounced" : "deleted") << ".\n";
+    if (bounce && d.value("delivery_suspended", false))
+        o << "Delivery is currently suspended: the bounce messages will be sent when it is "
+             "resumed.\n";
+}
+
+void render_redirect(std::ostream& o, const json& d) {
+    if (d.value("redirect", json()).is_null()) {
+        o << "Redirect cleared: mail is routed normally again.\n";
+        return;
+    }
+    o << "All mail is now redirected to " << d.value("redirect", "") << ".\n";
+    o << thousands(u64(d, "recipients")) << " recipients scheduled for immediate delivery.\n";
+}
+
+void render_dig(std::ostream& o, const json& d) {
+    std::string qname = d.value("name", "");
+    if (!qname.empty() && qname.back() != '.') qname += ".";
+    o << ";; ->>HEADER<<- status: " << d.value("status", "")
+      << (d.value("from_cache", false) ? " (cached)" : "") << "\n;; QUESTION SECTION:\n;"
+      << pad(qname, 27) << " IN " << d.value("type", "") << "\n";
+    const json answers = d.value("answers", json::array());
+    if (!answers.empty()) o << "\n;; ANSWER SECTION:\n";
+    for (const auto& a : answers)
+        o << pad(a.value("name", ""), 28) << pad(std::to_string(u64(a, "ttl")), 7)
+          << pad(a.value("class", "IN"), 4) << pad(a.value("type", ""), 6) << a.value("data", "")
+          << "\n";
+    if (!d.value("error", "").empty()) o << ";; " << d.value("error", "") << "\n";
+}
+
+// --- commands -----------------------------------------------------------------------------
+
+namespace {
+
+constexpr const char* kTophostsUsage =
+    "tophosts [--limit N] [active_rcpts|conn_out|deliv_rcpts|soft_bounced|hard_bounced]";
+constexpr const char* kShowrecipientsUsage =
+    "showrecipients [host DOMAIN|sender ADDR|all] [--offset N] [--limit N]";
 
 int cmd_tophosts(Context& ctx, const std::vector<std::string>& args) {
     json req = json::object();
@@ -64,38 +313,18 @@ int cmd_tophosts(Context& ctx, const std::vector<std::string>& args) {
             try {
                 req["limit"] = std::stoll(args[++i]);
             } catch (...) {
-                return usage(ctx, "tophosts [--limit N] [active_rcpts|conn_out|deliv_rcpts|soft_bounced|hard_bounced]");
+                return usage(ctx, kTophostsUsage);
             }
         } else {
             rest.push_back(args[i]);
         }
     }
-    if (rest.size() > 1) return usage(ctx, "tophosts [--limit N] [active_rcpts|conn_out|deliv_rcpts|soft_bounced|hard_bounced]");
+    if (rest.size() > 1) return usage(ctx, kTophostsUsage);
     if (!rest.empty()) req["sort"] = rest[0];
     json d;
     int rc = call_daemon(ctx, "tophosts", req, &d);
     if (rc != kExitOk) return rc;
-    return print_or_json(ctx, d, [&] {
-        std::ostream& o = ctx.out;
-        o << "\nStatus as of: " << esa_time(d.value("status_as_of", 0ll)) << "\n";
-        o << "Hosts marked with '*' were down as of the last delivery attempt.\n\n";
-        o << "                                        Active   Conn.   Deliv.   Soft      Hard\n";
-        o << "#   Recipient Host                      Recip.   Out     Recip.   Bounced   Bounced\n";
-        int rank = 0;
-        for (const auto& h : d["hosts"]) {
-            ++rank;
-            std::string num = std::to_string(rank) + (h.value("down", false) ? "*" : "");
-            o << pad(num, 4) << pad(h.value("host", ""), 36) << pad(thousands(h.value("active_recipients", 0ull)), 9)
-              << pad(thousands(h.value("connections_out", 0ull)), 8)
-              << pad(thousands(h.value("delivered_recipients", 0ull)), 9)
-              << pad(thousands(h.value("soft_bounced", 0ull)), 10) << thousands(h.value("hard_bounced", 0ull))
-              << "\n";
-        }
-    });
-}
-
-void counter_line(std::ostream& o, const char* label, int indent, uint64_t v) {
-    o << pad_label(label, indent, 35) << num_field(v, 6) << "\n";
+    return print_or_json(ctx, d, render_tophosts);
 }
 
 int cmd_hoststatus(Context& ctx, const std::vector<std::string>& args) {
@@ -103,63 +332,7 @@ int cmd_hoststatus(Context& ctx, const std::vector<std::string>& args) {
     json d;
     int rc = call_daemon(ctx, "hoststatus", {{"domain", args[0]}}, &d);
     if (rc != kExitOk) return rc;
-    return print_or_json(ctx, d, [&] {
-        std::ostream& o = ctx.out;
-        const json& c = d["counters"];
-        const json& g = d["gauges"];
-        auto n = [](const json& j, const char* k) { return j.value(k, 0ull); };
-        o << "\nHost mail status for: '" << d.value("host", "") << "'\n";
-        o << "Status as of:         " << esa_time(d.value("status_as_of", 0ll)) << "\n";
-        o << "Host up/down:         " << d.value("status", "unknown") << "\n\n";
-        o << "Counters:\n  Queue\n";
-        counter_line(o, "Soft Bounced Events", 4, n(c, "soft_bounced_events"));
-        o << "  Completion\n";
-        counter_line(o, "Completed Recipients", 4, n(c, "completed_recipients"));
-        counter_line(o, "Hard Bounced Recipients", 6, n(c, "hard_bounced_recipients"));
-        counter_line(o, "DNS Hard Bounces", 8, n(c, "dns_hard_bounces"));
-        counter_line(o, "5XX Hard Bounces", 8, n(c, "5xx_hard_bounces"));
-        counter_line(o, "Filter Hard Bounces", 8, n(c, "filter_hard_bounces"));
-        counter_line(o, "Expired Hard Bounces", 8, n(c, "expired_hard_bounces"));
-        counter_line(o, "Other Hard Bounces", 8, n(c, "other_hard_bounces"));
-        counter_line(o, "Delivered Recipients", 6, n(c, "delivered_recipients"));
-        counter_line(o, "Deleted Recipients", 6, n(c, "deleted_recipients"));
-        o << "\nGauges:\n  Queue\n";
-        counter_line(o, "Active Recipients", 4, n(g, "active_recipients"));
-        counter_line(o, "Unattempted Recipients", 6, n(g, "unattempted_recipients"));
-        counter_line(o, "Attempted Recipients", 6, n(g, "attempted_recipients"));
-        o << "  Connections\n";
-        counter_line(o, "Current Outbound Connections", 4, n(g, "current_outbound_connections"));
-        counter_line(o, "Pending Outbound Connections", 4, n(g, "pending_outbound_connections"));
-        o << "\n" << pad("Oldest Message", 40) << time_or(d["oldest_message"], "No Messages") << "\n";
-        o << pad("Last Activity", 40) << time_or(d["last_activity"], "Never") << "\n";
-        if (d.value("status", "") == "down" && d["retry_at"].is_number())
-            o << pad("Next Host Retry", 40) << esa_time(d["retry_at"].get<std::time_t>()) << "\n";
-        if (d.value("suspended", false)) o << pad("Delivery", 40) << "suspended\n";
-        o << "\nSMTP routes for this host:\n";
-        if (d["routes"].empty()) o << "    (none: MX lookup)\n";
-        for (const auto& r : d["routes"]) o << "    " << r.get<std::string>() << "\n";
-        o << "\nOrdered IP addresses:\n";
-        if (d["ordered_ips"].empty()) o << "    (none cached)\n";
-        else o << "    Host                                IP                                       Expires\n";
-        for (const auto& ip : d["ordered_ips"])
-            o << "    " << pad(ip.value("host", ""), 36) << pad(ip.value("ip", ""), 41)
-              << esa_time(ip.value("expires_at", 0ll)) << "\n";
-        o << "\nMX Records:\n";
-        if (d["mx_records"].empty()) o << "    (none cached)\n";
-        else o << "    Preference  TTL       Hostname\n";
-        for (const auto& mx : d["mx_records"])
-            o << "    " << pad(std::to_string(mx.value("preference", 0)), 12)
-              << pad(human_duration(mx.value("ttl", 0ull)), 10) << mx.value("host", "") << "\n";
-        for (const char* key : {"last_5xx_error", "last_soft_error"}) {
-            const json& e = d[key];
-            o << "\n" << (std::string(key) == "last_5xx_error" ? "Last 5XX Error:" : "Last Soft Error:") << "\n";
-            if (e.value("text", "").empty()) {
-                o << "    (none)\n";
-                continue;
-            }
-            o << "----------\n" << e.value("text", "") << "\n(at " << time_or(e["at"], "?") << ")\n----------\n";
-        }
-    });
+    return print_or_json(ctx, d, render_hoststatus);
 }
 
 int cmd_delivernow(Context& ctx, const std::vector<std::string>& args) {
@@ -168,10 +341,7 @@ int cmd_delivernow(Context& ctx, const std::vector<std::string>& args) {
     json d;
     int rc = call_daemon(ctx, "delivernow", {{"target", target}}, &d);
     if (rc != kExitOk) return rc;
-    return print_or_json(ctx, d, [&] {
-        ctx.out << thousands(d.value("recipients", 0ull)) << " recipients scheduled for immediate delivery ("
-                << target << ").\n";
-    });
+    return print_or_json(ctx, d, render_delivernow);
 }
 
 int suspend_resume(Context& ctx, const std::vector<std::string>& args, bool suspend) {
@@ -186,16 +356,41 @@ int suspend_resume(Context& ctx, const std::vector<std::string>& args, bool susp
     json d;
     int rc = call_daemon(ctx, suspend ? "suspenddel" : "resumedel", {{"domains", domains}}, &d);
     if (rc != kExitOk) return rc;
-    print_or_json(ctx, d, [&] {
-        for (const auto& x : d["domains"])
-            ctx.out << "Delivery " << (suspend ? "suspended" : "resumed") << " for " << x.get<std::string>() << ".\n";
-        for (const auto& x : d["unknown"]) ctx.out << "No record of host: " << x.get<std::string>() << "\n";
-    });
-    return d["unknown"].empty() ? kExitOk : kExitFailed;
+    print_or_json(ctx, d, render_suspenddel);
+    return d.value("unknown", json::array()).empty() ? kExitOk : kExitFailed;
 }
 
-int cmd_suspenddel(Context& ctx, const std::vector<std::string>& args) { return suspend_resume(ctx, args, true); }
-int cmd_resumedel(Context& ctx, const std::vector<std::string>& args) { return suspend_resume(ctx, args, false); }
+int cmd_suspenddel(Context& ctx, const std::vector<std::string>& args) {
+    return suspend_resume(ctx, args, true);
+}
+int cmd_resumedel(Context& ctx, const std::vector<std::string>& args) {
+    return suspend_resume(ctx, args, false);
+}
+
+int cmd_suspend(Context& ctx, const std::vector<std::string>& args) {
+    if (!args.empty()) return usage(ctx, "suspend");
+    json d;
+    int rc = call_daemon(ctx, "suspend", json::object(), &d);
+    if (rc != kExitOk) return rc;
+    return print_or_json(ctx, d, render_suspend);
+}
+
+int cmd_resume(Context& ctx, const std::vector<std::string>& args) {
+    if (!args.empty()) return usage(ctx, "resume");
+    json d;
+    int rc = call_daemon(ctx, "resume", json::object(), &d);
+    if (rc != kExitOk) return rc;
+    return print_or_json(ctx, d, render_resume);
+}
+
+int cmd_workqueue(Context& ctx, const std::vector<std::string>& args) {
+    if (args.size() > 1 || (args.size() == 1 && args[0] != "status"))
+        return usage(ctx, "workqueue [status]");
+    json d;
+    int rc = call_daemon(ctx, "workqueue", {{"action", "status"}}, &d);
+    if (rc != kExitOk) return rc;
+    return print_or_json(ctx, d, render_workqueue);
+}
 
 int cmd_showrecipients(Context& ctx, const std::vector<std::string>& args) {
     std::vector<std::string> rest;
@@ -206,39 +401,31 @@ int cmd_showrecipients(Context& ctx, const std::vector<std::string>& args) {
             try {
                 (args[i] == "--offset" ? offset : limit) = std::stoll(args[i + 1]);
             } catch (...) {
-                return usage(ctx, "showrecipients [host DOMAIN|sender ADDR|all] [--offset N] [--limit N]");
+                return usage(ctx, kShowrecipientsUsage);
             }
             ++i;
         } else {
             rest.push_back(args[i]);
         }
     }
-    if (!selector_args(rest, 0, &req))
-        return usage(ctx, "showrecipients [host DOMAIN|sender ADDR|all] [--offset N] [--limit N]");
+    if (!selector_args(rest, 0, &req)) return usage(ctx, kShowrecipientsUsage);
     req["offset"] = offset;
     req["limit"] = limit;
     json d;
     int rc = call_daemon(ctx, "showrecipients", req, &d);
     if (rc != kExitOk) return rc;
-    return print_or_json(ctx, d, [&] {
-        std::ostream& o = ctx.out;
-        uint64_t total = d.value("total", 0ull);
-        if (total == 0) {
-            o << "There are no messages in the delivery queue matching that request.\n";
-            return;
-        }
-        o << "Showing " << d["recipients"].size() << " of " << thousands(total) << " recipients (from "
-          << offset + 1 << ")\n\n";
-        o << pad("MID", 10) << pad("RID", 5) << pad("Age", 12) << pad("State", 11) << pad("Tries", 6)
-          << pad("Recipient Host", 26) << pad("Sender", 30) << "Recipient\n";
-        for (const auto& r : d["recipients"])
-            o << pad(std::to_string(r.value("mid", 0ull)), 10) << pad(std::to_string(r.value("rid", 0u)), 5)
-              << pad(human_duration(r.value("age_seconds", 0ull)), 12) << pad(r.value("state", ""), 11)
-              << pad(std::to_string(r.value("attempts", 0u)), 6) << pad(r.value("host", ""), 26)
-              << pad("<" + r.value("sender", "") + ">", 30) << "<" << r.value("recipient", "") << ">\n";
-        if (offset + static_cast<int64_t>(d["recipients"].size()) < static_cast<int64_t>(total))
-            o << "\n(more: --offset " << offset + static_cast<int64_t>(d["recipients"].size()) << ")\n";
-    });
+    return print_or_json(ctx, d, render_showrecipients);
+}
+
+int cmd_showmessage(Context& ctx, const std::vector<std::string>& args) {
+    uint64_t mid = 0;
+    if (args.size() != 1 || args[0].find_first_not_of("0123456789") != std::string::npos ||
+        args[0].size() > 19 || (mid = std::stoull(args[0])) == 0)
+        return usage(ctx, "showmessage MID");
+    json d;
+    int rc = call_daemon(ctx, "showmessage", {{"mid", mid}}, &d);
+    if (rc != kExitOk) return rc;
+    return print_or_json(ctx, d, render_showmessage);
 }
 
 int remover(Context& ctx, const std::vector<std::string>& args, bool bounce) {
@@ -246,8 +433,10 @@ int remover(Context& ctx, const std::vector<std::string>& args, bool bounce) {
     bool yes = false;
     std::vector<std::string> rest;
     for (const auto& a : args) {
-        if (a == "--yes" || a == "-y") yes = true;
-        else rest.push_back(a);
+        if (a == "--yes" || a == "-y")
+            yes = true;
+        else
+            rest.push_back(a);
     }
     json req;
     if (rest.empty() || !selector_args(rest, 0, &req))
@@ -261,21 +450,47 @@ int remover(Context& ctx, const std::vector<std::string>& args, bool bounce) {
     json d;
     int rc = call_daemon(ctx, name, req, &d);
     if (rc != kExitOk) return rc;
-    return print_or_json(ctx, d, [&] {
-        ctx.out << thousands(d.value("recipients", 0ull)) << " recipients " << (bounce ? "bounced" : "deleted")
-                << ".\n";
-    });
+    return print_or_json(ctx, d, render_removal);
 }
 
-int cmd_deleterecipients(Context& ctx, const std::vector<std::string>& args) { return remover(ctx, args, false); }
-int cmd_bouncerecipients(Context& ctx, const std::vector<std::string>& args) { return remover(ctx, args, true); }
+int cmd_deleterecipients(Context& ctx, const std::vector<std::string>& args) {
+    return remover(ctx, args, false);
+}
+int cmd_bouncerecipients(Context& ctx, const std::vector<std::string>& args) {
+    return remover(ctx, args, true);
+}
+
+int cmd_redirectrecipients(Context& ctx, const std::vector<std::string>& args) {
+    constexpr const char* kUsage = "redirectrecipients [--yes] HOST[:PORT] | clear";
+    bool yes = false;
+    std::vector<std::string> rest;
+    for (const auto& a : args) {
+        if (a == "--yes" || a == "-y")
+            yes = true;
+        else
+            rest.push_back(a);
+    }
+    if (rest.size() != 1 || rest[0].empty() || rest[0][0] == '-') return usage(ctx, kUsage);
+    json req = rest[0] == "clear" ? json{{"clear", true}} : json{{"host", rest[0]}};
+    if (rest[0] != "clear" && !yes && !ctx.json &&
+        !confirm(ctx, "Are you sure you want to redirect all mail to " + rest[0] + "?")) {
+        ctx.out << "Cancelled.\n";
+        return kExitFailed;
+    }
+    json d;
+    int rc = call_daemon(ctx, "redirectrecipients", req, &d);
+    if (rc != kExitOk) return rc;
+    return print_or_json(ctx, d, render_redirect);
+}
 
 int cmd_dig(Context& ctx, const std::vector<std::string>& args) {
     bool no_cache = false;
     std::vector<std::string> rest;
     for (const auto& a : args) {
-        if (a == "--no-cache") no_cache = true;
-        else rest.push_back(a);
+        if (a == "--no-cache")
+            no_cache = true;
+        else
+            rest.push_back(a);
     }
     std::string type = "a", name;
     if (rest.size() == 1) {
@@ -289,18 +504,7 @@ int cmd_dig(Context& ctx, const std::vector<std::string>& args) {
     json d;
     int rc = call_daemon(ctx, "dig", {{"type", type}, {"name", name}, {"no_cache", no_cache}}, &d);
     if (rc != kExitOk) return rc;
-    print_or_json(ctx, d, [&] {
-        std::ostream& o = ctx.out;
-        std::string qname = d.value("name", name);
-        if (!qname.empty() && qname.back() != '.') qname += ".";
-        o << ";; ->>HEADER<<- status: " << d.value("status", "") << (d.value("from_cache", false) ? " (cached)" : "")
-          << "\n;; QUESTION SECTION:\n;" << pad(qname, 27) << " IN " << d.value("type", "") << "\n";
-        if (!d["answers"].empty()) o << "\n;; ANSWER SECTION:\n";
-        for (const auto& a : d["answers"])
-            o << pad(a.value("name", ""), 28) << pad(std::to_string(a.value("ttl", 0u)), 7)
-              << pad(a.value("class", "IN"), 4) << pad(a.value("type", ""), 6) << a.value("data", "") << "\n";
-        if (!d.value("error", "").empty()) o << ";; " << d.value("error", "") << "\n";
-    });
+    print_or_json(ctx, d, render_dig);
     std::string status = d.value("status", "");
     return status == "ok" || status == "nodata" ? kExitOk : kExitFailed;
 }
@@ -315,14 +519,23 @@ std::vector<Command> queue_commands() {
          cmd_hoststatus},
         {"delivernow", "[all|DOMAIN]", "retry queued recipients now (clears host retry timers)",
          cmd_delivernow},
-        {"suspenddel", "[ALL|DOMAIN,...]", "suspend delivery (all, or to the given hosts)", cmd_suspenddel},
+        {"suspenddel", "[ALL|DOMAIN,...]", "suspend delivery (all, or to the given hosts)",
+         cmd_suspenddel},
         {"resumedel", "[ALL|DOMAIN,...]", "resume suspended delivery", cmd_resumedel},
+        {"suspend", "", "suspend receiving (new SMTP clients get 421) and delivery", cmd_suspend},
+        {"resume", "", "resume receiving and delivery", cmd_resume},
+        {"workqueue", "[status]", "messages received and waiting for their spool commit",
+         cmd_workqueue},
         {"showrecipients", "[host DOMAIN|sender ADDR|all] [--offset N] [--limit N]",
          "list queued recipients", cmd_showrecipients},
+        {"showmessage", "MID", "envelope, recipient states and headers of a queued message",
+         cmd_showmessage},
         {"deleterecipients", "[--yes] host DOMAIN|sender ADDR|all", "delete queued recipients",
          cmd_deleterecipients},
         {"bouncerecipients", "[--yes] host DOMAIN|sender ADDR|all",
          "hard-bounce queued recipients (DSN to the sender)", cmd_bouncerecipients},
+        {"redirectrecipients", "[--yes] HOST[:PORT] | clear",
+         "send all mail to one host (until clear or restart)", cmd_redirectrecipients},
         {"dig", "[--no-cache] [mx|a|aaaa|txt|ptr] NAME", "DNS lookup through esad's own resolver",
          cmd_dig},
     };

@@ -6,12 +6,13 @@
 #include "ctl/cmd_logs.h"
 #include "ctl/commands.h"
 #include "ctl/render.h"
+#include "ctl/renderers.h"
 
 namespace esad::ctl {
 
-namespace {
-
 using nlohmann::json;
+
+namespace {
 
 constexpr size_t kLabelWidth = 31;
 constexpr size_t kNumWidth = 11;
@@ -28,6 +29,8 @@ void counter_row(std::ostream& out, const json& counters, Counter c) {
 void heading(std::ostream& out, const char* text, int indent) {
     out << std::string(static_cast<size_t>(indent) * 2, ' ') << text << "\n";
 }
+
+}  // namespace
 
 void render_status(std::ostream& out, const json& d) {
     auto t = [&](const char* key) { return static_cast<std::time_t>(d.value(key, 0ll)); };
@@ -95,6 +98,12 @@ void render_status(std::ostream& out, const json& d) {
     }
 }
 
+void render_version(std::ostream& out, const json& d) {
+    out << "esad " << d.value("version", "?") << " on " << d.value("hostname", "?") << "\n";
+}
+
+namespace {
+
 int cmd_status(Context& ctx, const std::vector<std::string>& args) {
     if (args.size() > 1 || (args.size() == 1 && args[0] != "detail")) {
         ctx.err << "esactl: usage: status [detail]\n";
@@ -121,8 +130,7 @@ int cmd_version(Context& ctx, const std::vector<std::string>& args) {
     if (ctx.json)
         ctx.out << data.dump(2) << "\n";
     else
-        ctx.out << "esad " << data.value("version", "?") << " on " << data.value("hostname", "?")
-                << "\n";
+        render_version(ctx.out, data);
     return kExitOk;
 }
 

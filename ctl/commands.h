@@ -1,4 +1,5 @@
-// esactl command table: each command family lives in its own cmd_*.cc and registers here.
+// esactl command table: each command family lives in its own cmd_*.cc and registers here;
+// commands.cc holds the table, the daemon call, help and dispatch.
 #pragma once
 
 #include <functional>
@@ -28,6 +29,7 @@ struct Command {
 };
 
 const std::vector<Command>& all_commands();
+const Command* find_command(const std::string& name);  // nullptr: unknown
 std::vector<Command> status_commands();
 std::vector<Command> queue_commands();
 
@@ -35,5 +37,10 @@ std::vector<Command> queue_commands();
 // the reply's data and kExitOk is returned; otherwise the exit code to use.
 int call_daemon(Context& ctx, const std::string& cmd, const nlohmann::json& args,
                 nlohmann::json* data);
+
+void print_help(std::ostream& out);
+// Runs one command line already split into words ("help [COMMAND]" included); returns its
+// exit code. Unknown commands: a message on ctx.err and kExitUsage.
+int run_command(Context& ctx, std::vector<std::string> words);
 
 }  // namespace esad::ctl

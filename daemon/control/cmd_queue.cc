@@ -156,10 +156,11 @@ bool apply_slice(delivery::DeliveryManager& m, RemovalJob& job) {
     return job.next >= all.size();
 }
 
-json removal_reply(const RemovalJob& job) {
+json removal_reply(const RemovalJob& job, delivery::DeliveryManager& m) {
     return {{"recipients", job.result.removed.size()},
             {"messages", job.messages},
-            {"bounced", job.bounce}};
+            {"bounced", job.bounce},
+            {"delivery_suspended", m.scheduler().suspended_all()}};
 }
 
 // Refreshes the status flags the `status` command shows from the scheduler's state.
@@ -434,7 +435,7 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
             if (!env.loop) {  // no loop to slice on: apply everything now
                 while (!apply_slice(m, *job)) {
                 }
-                r->ok(removal_reply(*job));
+                r->ok(removal_reply(*job, m));
                 return;
             }
             jobs->jobs.remove_if([](const auto& j) { return j->finished; });
@@ -452,7 +453,7 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
                     return;
                 }
                 raw->finished = true;
-                raw->responder->ok(removal_reply(*raw));
+                raw->responder->ok(removal_reply(*raw, *dm));
             });
             raw->timer->start(0);
             jobs->jobs.push_back(std::move(job));

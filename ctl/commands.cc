@@ -1,0 +1,91 @@
+// See commands.h: the command table, the daemon call every command uses, help, dispatch.
+#include "ctl/commands.h"
+
+#include <ostream>
+
+#include "ctl/cmd_logs.h"
+#include "ctl/cmd_tools.h"
+
+namespace esad::ctl {
+
+const std::vector<Command>& all_commands() {
+    static const std::vector<Command> commands = [] {
+        std::vector<Command> all;
+        for (auto* family : {status_commands, queue_commands, tool_commands, log_commands})
+            for (auto& c : family())
+                all.push_back(std::move(c));
+        return all;
+    }();
+    return commands;
+}
+
+const Command* find_command(const std::string& name) {
+    for (const auto& c : all_commands())
+        if (c.name == name) return &c;
+    return nullptr;
+}
+
+int call_daemon(Context& ctx, const std::string& cmd, const nlohmann::json& args,
+                nlohmann::json* data) {
+    Client client;
+    std::string error;
+    if (!client.connect(ctx.socket_path, ctx.timeout_s, &error)) {
+        ctx.err << "esactl: " << error << "\n";
+        return kExitUnreachable;
+    }
+    auto reply = client.call(cmd, args, &error);
+    if (!reply) {
+        ctx.err << "esactl: " << error << "\n";
+        return kExitUnreachable;
+    }
+    if (!reply->ok) {
+        if (ctx.json)
+            ctx.out << nlohmann::json{{"error",
+                                       {{"code", reply->error_code},
+                                        {"message", reply->error_message}}}}
+                           .dump(2)
+                    << "\n";
+        ctx.err << "esactl: " << reply->error_message << "\n";
+        return reply->error_code == "bad_args" || reply->error_code == "unknown_command"
+                   ? kExitUsage
+                   : kExitFailed;
+    }
+    *data = reply->data;
+    return kExitOk;
+}
+
+void print_help(std::ostream& out) {
+    out << "usage: esactl [--socket PATH] [--json] [--timeout S] [COMMAND [ARGS]]\n"
+           "       (no COMMAND: interactive prompt, or commands read line by line from stdin)\n"
+           "\ncommands:\n";
+    for (const auto& c : all_commands()) {
+        std::string head = "  " + c.name + (c.usage.empty() ? "" : " " + c.usage);
+        if (head.size() < 34) head.append(34 - head.size(), ' ');
+        out << head << c.help << "\n";
+    }
+}
+
+int run_command(Context& ctx, std::vector<std::string> words) {
+    if (words.empty()) return kExitOk;
+    std::string name = words.front();
+    words.erase(words.begin());
+    if (name == "help") {
+        if (words.empty()) {
+            print_help(ctx.out);
+            return kExitOk;
+        }
+        if (const Command* c = find_command(words.front())) {
+            ctx.out << "usage: esactl " << c->name << (c->usage.empty() ? "" : " " + c->usage)
+                    << "\n"
+                    << c->help << "\n";
+            return kExitOk;
+        }
+        ctx.err << "esactl: unknown command '" << words.front() << "'\n";
+        return kExitUsage;
+    }
+    if (const Command* c = find_command(name)) return c->run(ctx, words);
+    ctx.err << "esactl: unknown command '" << name << "' (esactl help lists them)\n";
+    return kExitUsage;
+}
+
+}  // namespace esad::ctl

@@ -1,0 +1,31 @@
+// The text layouts of esactl's one-shot commands: each takes the daemon's reply `data` (the
+// JSON that `--json` prints) and writes what the operator sees. Pure functions of their
+// input (times print in the local zone, via esa_time), so tests/unit/test_renderers.cc can
+// compare them with golden text. Layouts follow esa-reference §2–§5, §7.1; where the
+// reference has no layout, esad's own is documented in README.md.
+#pragma once
+
+#include <iosfwd>
+#include <nlohmann/json.hpp>
+
+namespace esad::ctl {
+
+// cmd_status.cc
+void render_status(std::ostream& out, const nlohmann::json& d);
+void render_version(std::ostream& out, const nlohmann::json& d);
+
+// cmd_queue.cc
+void render_tophosts(std::ostream& out, const nlohmann::json& d);
+void render_hoststatus(std::ostream& out, const nlohmann::json& d);
+void render_delivernow(std::ostream& out, const nlohmann::json& d);
+void render_suspenddel(std::ostream& out, const nlohmann::json& d);  // and resumedel
+void render_suspend(std::ostream& out, const nlohmann::json& d);
+void render_resume(std::ostream& out, const nlohmann::json& d);
+void render_workqueue(std::ostream& out, const nlohmann::json& d);
+void render_showrecipients(std::ostream& out, const nlohmann::json& d);
+void render_showmessage(std::ostream& out, const nlohmann::json& d);
+void render_removal(std::ostream& out, const nlohmann::json& d);  // delete/bouncerecipients
+void render_redirect(std::ostream& out, const nlohmann::json& d);
+void render_dig(std::ostream& out, const nlohmann::json& d);
+
+}  // namespace esad::ctl
