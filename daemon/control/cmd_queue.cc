@@ -363,6 +363,10 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
             int64_t offset = std::max<int64_t>(0, req.args.value("offset", 0));
             int64_t limit = std::clamp<int64_t>(req.args.value("limit", 100), 1, 10000);
             queue::Scheduler& s = m.scheduler();
+            if (sel.by == queue::Selector::By::kDomain && !s.find_domain(sel.value)) {
+                r->error("not_found", "No record of host: " + sel.value);
+                return;
+            }
             const queue::MessageIndex& idx = s.index();
             int64_t now = now_ms();
             json rows = json::array();
