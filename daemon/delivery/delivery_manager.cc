@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "common/escape.h"
@@ -101,6 +102,8 @@ struct DeliveryManager::Live {
     queue::DomainId domain = 0;
     queue::Work work;
     bool loading = false;
+    bool idle = false;  // parked in idle_, waiting for work
+    queue::TimeMs idle_since = 0;
 };
 
 DeliveryManager::DeliveryManager(uv_loop_t* loop, DaemonState& state, logs::MailLog& mail_log,
@@ -142,10 +145,12 @@ DeliveryManager::DeliveryManager(uv_loop_t* loop, DaemonState& state, logs::Mail
     scheduler_ = std::make_unique<queue::Scheduler>(hosts_, options);
     timer_ = loop::Timer::create(loop, [this] { dispatch(); });
     reaper_ = loop::Timer::create(loop, [this] { graveyard_.clear(); });
+    idle_timer_ = loop::Timer::create(loop, [this] { sweep_idle(); });
 }
 
 DeliveryManager::~DeliveryManager() {
     timer_.reset();
+    idle_timer_.reset();
     reaper_.reset();
     sessions_.clear();
     graveyard_.clear();
@@ -153,6 +158,8 @@ DeliveryManager::~DeliveryManager() {
 
 void DeliveryManager::apply_config(const Config& config) {
     config_ = config;
+    // Idle connections were opened under the old routes and TLS policies: let them go.
+    close_idle();
     scheduler_->set_max_concurrency(config.delivery.max_concurrency);
     scheduler_->reload_policies();
     kick();
@@ -205,8 +212,10 @@ void DeliveryManager::stop() {
     auto sessions = sessions_;
     for (auto& [raw, s] : sessions) {
         Live& l = *live_[raw];
+        unpark(*s);
         if (!l.loading) s->quit();
     }
+    idle_timer_.reset();
 }
 
 void DeliveryManager::abort_sessions() {
@@ -218,6 +227,7 @@ void DeliveryManager::abort_sessions() {
 void DeliveryManager::dispatch() {
     dispatch_scheduled_ = false;
     if (stopping_) return;
+    feed_idle();
     for (int i = 0; i < kPicksPerTurn; ++i) {
         queue::Pick pick = scheduler_->next_work(now_ms());
         handle_pick_side_effects(pick);
@@ -538,7 +548,7 @@ void DeliveryManager::on_idle(SmtpSession& s) {
     auto it = live_.find(&s);
     if (it == live_.end()) return;
     Live& l = *it->second;
-    if (l.loading) return;
+    if (l.loading || l.idle) return;
     if (stopping_ || s.messages() >= destination(s.domain()).max_messages_per_connection) {
         s.quit();
         return;
@@ -546,12 +556,23 @@ void DeliveryManager::on_idle(SmtpSession& s) {
     queue::Pick pick = scheduler_->next_work_on_connection(l.domain, now_ms());
     handle_pick_side_effects(pick);
     if (!pick.work) {
-        s.quit();
+        // Keep the connection for a moment: mail for this domain that arrives meanwhile goes
+        // out on it instead of paying for a new TCP and SMTP handshake (dispatch() offers
+        // work to idle connections first; the idle sweep QUITs the ones left unused).
+        l.idle = true;
+        l.idle_since = now_ms();
+        idle_[l.domain].push_back(&s);
+        arm_idle_sweep();
         return;
     }
+    submit_on(s, std::move(*pick.work));
+}
+
+void DeliveryManager::submit_on(SmtpSession& s, queue::Work work) {
+    Live& l = *live_[&s];
     l.loading = true;
+    l.idle = false;
     std::weak_ptr<SmtpSession> weak = sessions_[&s];
-    queue::Work work = std::move(*pick.work);
     with_transaction(
         work, [this, weak, work](std::optional<smtp::Transaction> tx, std::string error) {
             auto session = weak.lock();
@@ -577,9 +598,68 @@ void DeliveryManager::on_idle(SmtpSession& s) {
         });
 }
 
+void DeliveryManager::unpark(SmtpSession& s) {
+    auto live = live_.find(&s);
+    if (live == live_.end() || !live->second->idle) return;
+    live->second->idle = false;
+    auto list = idle_.find(live->second->domain);
+    if (list == idle_.end()) return;
+    auto& v = list->second;
+    v.erase(std::remove(v.begin(), v.end(), &s), v.end());
+    if (v.empty()) idle_.erase(list);
+}
+
+void DeliveryManager::feed_idle() {
+    queue::TimeMs now = now_ms();
+    for (auto it = idle_.begin(); it != idle_.end();) {
+        queue::DomainId d = it->first;
+        auto& list = it->second;
+        while (!list.empty()) {
+            queue::Pick pick = scheduler_->next_work_on_connection(d, now);
+            handle_pick_side_effects(pick);
+            if (!pick.work) break;
+            SmtpSession* s = list.back();
+            list.pop_back();
+            submit_on(*s, std::move(*pick.work));
+        }
+        it = list.empty() ? idle_.erase(it) : std::next(it);
+    }
+}
+
+void DeliveryManager::arm_idle_sweep() {
+    if (idle_sweep_armed_ || !idle_timer_) return;
+    idle_sweep_armed_ = true;
+    idle_timer_->start(kIdleSweepMs);
+}
+
+void DeliveryManager::close_idle() {
+    std::vector<SmtpSession*> all;
+    for (auto& [d, list] : idle_)
+        all.insert(all.end(), list.begin(), list.end());
+    for (SmtpSession* s : all) {
+        unpark(*s);
+        s->quit();
+    }
+}
+
+void DeliveryManager::sweep_idle() {
+    idle_sweep_armed_ = false;
+    queue::TimeMs now = now_ms();
+    std::vector<SmtpSession*> expired;
+    for (auto& [d, list] : idle_)
+        for (SmtpSession* s : list)
+            if (now - live_[s]->idle_since >= kIdleKeepMs) expired.push_back(s);
+    for (SmtpSession* s : expired) {
+        unpark(*s);
+        s->quit();
+    }
+    if (!idle_.empty()) arm_idle_sweep();
+}
+
 void DeliveryManager::on_closed(SmtpSession& s) {
     auto it = sessions_.find(&s);
     if (it == sessions_.end()) return;
+    unpark(s);
     auto live = live_.find(&s);
     if (live != live_.end()) {
         scheduler_->connection_ended(live->second->domain, s.greeted(), now_ms());

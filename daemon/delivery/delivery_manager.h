@@ -11,6 +11,8 @@
 // the null sender or a DSN), committed to the spool as a new message. Per-recipient ESA mail
 // log lines (Message done / Response / Delayed / pending till / Bounced / Message finished)
 // are written here. Operator commands (delivernow, suspend, delete, bounce) go through here.
+// A connection with nothing left to send is kept open for 2 s; new work for its domain goes
+// out on it before any new connection is opened.
 #pragma once
 
 #include <uv.h>
@@ -82,6 +84,12 @@ class DeliveryManager {
         std::function<void(std::optional<smtp::Transaction>, std::string error)> done);
     void on_report(SmtpSession& s, const smtp::TransactionReport& report);
     void on_idle(SmtpSession& s);
+    void submit_on(SmtpSession& s, queue::Work work);
+    void unpark(SmtpSession& s);
+    void feed_idle();
+    void arm_idle_sweep();
+    void sweep_idle();
+    void close_idle();
     void on_closed(SmtpSession& s);
     void record(const queue::ReportResult& result, const std::string& domain);
     void journal(const std::vector<queue::FinalRecipient>& finals,
@@ -114,6 +122,12 @@ class DeliveryManager {
     std::mt19937_64 rng_;
     loop::HandlePtr<loop::Timer> timer_;
     loop::HandlePtr<loop::Timer> reaper_;
+    // Connections with nothing to send, per domain, kept kIdleKeepMs for new work.
+    static constexpr queue::TimeMs kIdleKeepMs = 2000;
+    static constexpr uint64_t kIdleSweepMs = 500;
+    std::unordered_map<queue::DomainId, std::vector<SmtpSession*>> idle_;
+    loop::HandlePtr<loop::Timer> idle_timer_;
+    bool idle_sweep_armed_ = false;
     bool dispatch_scheduled_ = false;
     bool stopping_ = false;
     std::map<SmtpSession*, std::shared_ptr<SmtpSession>> sessions_;
