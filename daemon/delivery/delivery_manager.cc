@@ -146,9 +146,14 @@ DeliveryManager::DeliveryManager(uv_loop_t* loop, DaemonState& state, logs::Mail
     timer_ = loop::Timer::create(loop, [this] { dispatch(); });
     reaper_ = loop::Timer::create(loop, [this] { graveyard_.clear(); });
     idle_timer_ = loop::Timer::create(loop, [this] { sweep_idle(); });
+    journal_timer_ = loop::Timer::create(loop, [this] {
+        journal_timer_armed_ = false;
+        flush_journal();
+    });
 }
 
 DeliveryManager::~DeliveryManager() {
+    journal_timer_.reset();
     timer_.reset();
     idle_timer_.reset();
     reaper_.reset();
@@ -197,6 +202,13 @@ void DeliveryManager::add_message(const spool::Envelope& envelope, uint64_t size
     if (!scheduler_->add_message(m, now_ms())) return;
     sizes_[envelope.mid] = size;
     queued_bytes_ += size;
+    // New mail for a domain with an idle connection goes out on it right away.
+    if (!idle_.empty() && !stopping_) {
+        for (const auto& r : envelope.recipients) {
+            std::optional<queue::DomainId> d = scheduler_->find_domain(r.domain);
+            if (d) feed_idle(*d);
+        }
+    }
     kick();
 }
 
@@ -227,7 +239,6 @@ void DeliveryManager::abort_sessions() {
 void DeliveryManager::dispatch() {
     dispatch_scheduled_ = false;
     if (stopping_) return;
-    feed_idle();
     for (int i = 0; i < kPicksPerTurn; ++i) {
         queue::Pick pick = scheduler_->next_work(now_ms());
         handle_pick_side_effects(pick);
@@ -609,21 +620,20 @@ void DeliveryManager::unpark(SmtpSession& s) {
     if (v.empty()) idle_.erase(list);
 }
 
-void DeliveryManager::feed_idle() {
+void DeliveryManager::feed_idle(queue::DomainId d) {
+    auto it = idle_.find(d);
+    if (it == idle_.end()) return;
     queue::TimeMs now = now_ms();
-    for (auto it = idle_.begin(); it != idle_.end();) {
-        queue::DomainId d = it->first;
-        auto& list = it->second;
-        while (!list.empty()) {
-            queue::Pick pick = scheduler_->next_work_on_connection(d, now);
-            handle_pick_side_effects(pick);
-            if (!pick.work) break;
-            SmtpSession* s = list.back();
-            list.pop_back();
-            submit_on(*s, std::move(*pick.work));
-        }
-        it = list.empty() ? idle_.erase(it) : std::next(it);
+    auto& list = it->second;
+    while (!list.empty()) {
+        queue::Pick pick = scheduler_->next_work_on_connection(d, now);
+        handle_pick_side_effects(pick);
+        if (!pick.work) break;
+        SmtpSession* s = list.back();
+        list.pop_back();
+        submit_on(*s, std::move(*pick.work));
     }
+    if (list.empty()) idle_.erase(d);
 }
 
 void DeliveryManager::arm_idle_sweep() {
@@ -726,7 +736,13 @@ void DeliveryManager::journal(const std::vector<queue::FinalRecipient>& finals,
         journal_pending_.push_back({f.mid, f.rid, st, journal_kind(f.kind)});
     }
     remove_pending_.insert(remove_pending_.end(), done.begin(), done.end());
-    flush_journal();
+    // Final records are batched for a few milliseconds: one fsync covers every outcome of
+    // that window. Nothing acknowledged depends on it (the message files stay until their
+    // records are durable); a crash inside the window only means redelivering those.
+    if (!journal_timer_armed_ && journal_timer_) {
+        journal_timer_armed_ = true;
+        journal_timer_->start(kJournalDelayMs);
+    }
 }
 
 void DeliveryManager::flush_journal() {

@@ -11,8 +11,8 @@
 // the null sender or a DSN), committed to the spool as a new message. Per-recipient ESA mail
 // log lines (Message done / Response / Delayed / pending till / Bounced / Message finished)
 // are written here. Operator commands (delivernow, suspend, delete, bounce) go through here.
-// A connection with nothing left to send is kept open for 2 s; new work for its domain goes
-// out on it before any new connection is opened.
+// A connection with nothing left to send is kept open for 2 s; new mail for its domain goes
+// out on it instead of on a new connection.
 #pragma once
 
 #include <uv.h>
@@ -86,7 +86,7 @@ class DeliveryManager {
     void on_idle(SmtpSession& s);
     void submit_on(SmtpSession& s, queue::Work work);
     void unpark(SmtpSession& s);
-    void feed_idle();
+    void feed_idle(queue::DomainId d);
     void arm_idle_sweep();
     void sweep_idle();
     void close_idle();
@@ -139,6 +139,9 @@ class DeliveryManager {
     std::vector<spool::JournalRecord> journal_pending_;
     std::vector<spool::Mid> remove_pending_;
     bool journal_in_flight_ = false;
+    static constexpr uint64_t kJournalDelayMs = 20;
+    loop::HandlePtr<loop::Timer> journal_timer_;
+    bool journal_timer_armed_ = false;
     DeliveryStats stats_;
 };
 
