@@ -150,6 +150,16 @@ bool Daemon::start(std::string* error) {
     if (!load_routes(config_, error)) return false;
     qenv.resolver = resolver_.get();
     qenv.router = router_.get();
+    qenv.loop = &loop_;
+    qenv.store = [this] { return spool_.store.get(); };
+    qenv.set_redirect = [this](std::optional<dns::Route> r) {
+        router_->set_redirect(std::move(r));
+    };
+    qenv.work_queue = [this] {
+        return committer_ ? control::WorkQueueInfo{committer_->pending_messages(),
+                                                   committer_->batches_in_flight()}
+                          : control::WorkQueueInfo{};
+    };
     control::register_queue_commands(*control_, qenv);
     control::ToolCommandsEnv tenv;
     tenv.loop = &loop_;

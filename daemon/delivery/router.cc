@@ -38,6 +38,7 @@ Router::Router(dns::Resolver* resolver, RouterOptions options)
     : resolver_(resolver), options_(std::move(options)) {}
 
 const dns::Route* Router::route_for(const std::string& domain) const {
+    if (redirect_) return &*redirect_;
     return routes_ ? routes_->lookup(domain) : nullptr;
 }
 

@@ -13,6 +13,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,9 @@ class Router {
     Router(dns::Resolver* resolver, RouterOptions options);
     void set_routes(std::shared_ptr<const dns::RouteTable> routes) { routes_ = std::move(routes); }
     const dns::Route* route_for(const std::string& domain) const;
+    // Operator override (esactl redirectrecipients): every domain takes this route; nullopt
+    // clears it.
+    void set_redirect(std::optional<dns::Route> route) { redirect_ = std::move(route); }
     void route(const std::string& domain, std::function<void(RouteResult)> done);
 
   private:
@@ -55,6 +59,7 @@ class Router {
     dns::Resolver* resolver_;
     RouterOptions options_;
     std::shared_ptr<const dns::RouteTable> routes_;
+    std::optional<dns::Route> redirect_;
 };
 
 }  // namespace esad::delivery

@@ -81,10 +81,12 @@ void Committer::flush() {
         } else {
             auto& msgs = waiting_->messages;
             auto& dones = waiting_->done;
-            batch->messages.assign(std::make_move_iterator(msgs.begin()),
-                                   std::make_move_iterator(msgs.begin() + static_cast<std::ptrdiff_t>(take)));
-            batch->done.assign(std::make_move_iterator(dones.begin()),
-                               std::make_move_iterator(dones.begin() + static_cast<std::ptrdiff_t>(take)));
+            batch->messages.assign(
+                std::make_move_iterator(msgs.begin()),
+                std::make_move_iterator(msgs.begin() + static_cast<std::ptrdiff_t>(take)));
+            batch->done.assign(
+                std::make_move_iterator(dones.begin()),
+                std::make_move_iterator(dones.begin() + static_cast<std::ptrdiff_t>(take)));
             msgs.erase(msgs.begin(), msgs.begin() + static_cast<std::ptrdiff_t>(take));
             dones.erase(dones.begin(), dones.begin() + static_cast<std::ptrdiff_t>(take));
         }
@@ -94,6 +96,7 @@ void Committer::flush() {
 
 void Committer::start_batch(std::shared_ptr<Batch> batch) {
     ++in_flight_;
+    messages_in_flight_ += batch->messages.size();
     ++stats_.batches;
     stats_.messages += batch->messages.size();
     stats_.largest_batch = std::max<uint64_t>(stats_.largest_batch, batch->messages.size());
@@ -102,6 +105,7 @@ void Committer::start_batch(std::shared_ptr<Batch> batch) {
         loop_, [store, batch] { store->commit_batch(batch->messages); },
         [this, batch] {
             --in_flight_;
+            messages_in_flight_ -= batch->messages.size();
             bool was_healthy = spool_.store->healthy();
             for (size_t i = 0; i < batch->messages.size(); ++i) {
                 const spool::IoStatus& result = batch->messages[i].result;

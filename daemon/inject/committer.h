@@ -7,11 +7,11 @@
 //
 // Group commit: up to four batches are written on the thread pool at once; messages that
 // finish DATA while every slot is busy wait and go out together with the next free slot, so
-// under load many messages share one directory fsync and concurrent file fsyncs overlap. A message is answered 250 only from `done`
-// with an ok status. After an fsync failure the store is unhealthy: admit() answers
-// kUnavailable (new sessions get 421 4.3.2) and a probe runs every second until a probe
-// write succeeds. Free space is re-checked on a worker once a second, never on the loop.
-// Logs: commit failures and health changes (daemon log).
+// under load many messages share one directory fsync and concurrent file fsyncs overlap. A message
+// is answered 250 only from `done` with an ok status. After an fsync failure the store is
+// unhealthy: admit() answers kUnavailable (new sessions get 421 4.3.2) and a probe runs every
+// second until a probe write succeeds. Free space is re-checked on a worker once a second, never on
+// the loop. Logs: commit failures and health changes (daemon log).
 #pragma once
 
 #include <uv.h>
@@ -51,6 +51,9 @@ class Committer {
     // Told the outcome of every free-space check (for the status gauges).
     void on_space(std::function<void(const spool::SpaceCheck&)> cb) { on_space_ = std::move(cb); }
     const CommitStats& stats() const { return stats_; }
+    // Messages whose DATA ended and whose commit has not completed (waiting or being written).
+    uint64_t pending_messages() const { return waiting_->messages.size() + messages_in_flight_; }
+    size_t batches_in_flight() const { return in_flight_; }
     const spool::SpaceCheck& last_space() const { return *space_; }
 
   private:
@@ -69,6 +72,7 @@ class Committer {
     std::unique_ptr<Batch> waiting_;
     static constexpr size_t kMaxBatchesInFlight = 4;
     size_t in_flight_ = 0;
+    uint64_t messages_in_flight_ = 0;
     bool refilling_ = false;
     bool space_checking_ = false;
     bool probing_ = false;

@@ -124,6 +124,8 @@ void Listener::on_connection(int status) {
     smtp::Greeting greeting = smtp::Greeting::kReady;
     if (!env_.committer->healthy())
         greeting = smtp::Greeting::kSpoolUnavailable;
+    else if (env_.state->listener_suspended)
+        greeting = smtp::Greeting::kSuspended;
     else if (sessions_.size() >= max_connections_ || per_client_[ip] >= max_per_client_)
         greeting = smtp::Greeting::kTooManyConnections;
 

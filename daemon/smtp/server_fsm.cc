@@ -216,6 +216,9 @@ void ServerSession::start(Millis now, Greeting greeting) {
         case Greeting::kTooManyConnections:
             close_with(421, "4.7.0", "Too many connections, try again later");
             return;
+        case Greeting::kSuspended:
+            close_with(421, "4.3.2", "Receiving suspended, try again later");
+            return;
     }
 }
 

@@ -151,6 +151,7 @@ enum class Greeting {
     kReady,               // 220 <host> ESMTP esad
     kSpoolUnavailable,    // 421 4.3.2 <host> Service not available, try again later
     kTooManyConnections,  // 421 4.7.0 <host> Too many connections, try again later
+    kSuspended,           // 421 4.3.2 <host> Receiving suspended, try again later
 };
 
 struct Envelope {
