@@ -39,6 +39,22 @@ bool ensure_dir(const std::string& dir, mode_t mode, std::string* error) {
     }
     return true;
 }
+// Accepted by the configuration for forward compatibility, not acted on yet: say so
+// rather than let an operator believe a limit is enforced.
+void warn_unimplemented(const Config& c) {
+    for (const auto& [name, d] : c.destinations)
+        if (d.max_recipients_per_hour)
+            spdlog::warn(
+                "destinations.{}.max_recipients_per_hour is not enforced by this "
+                "version of esad",
+                name);
+    for (const auto& [name, p] : c.bounce_profiles)
+        if (p.delay_warning)
+            spdlog::warn(
+                "bounce_profiles.{}.delay_warning: delay-warning DSNs are not sent by "
+                "this version of esad",
+                name);
+}
 }  // namespace
 
 Daemon::Daemon(Config config, std::string config_path)
@@ -65,6 +81,7 @@ Daemon::~Daemon() {
 
 bool Daemon::start(std::string* error) {
     listen_fds_ = loop::take_listen_fds();
+    warn_unimplemented(config_);
     if (!ensure_dir(config_.daemon.state_dir, 0750, error)) return false;
 
     control::PeerPolicy policy;
@@ -452,6 +469,7 @@ nlohmann::json Daemon::reload() {
         if (!load_routes(config_, &route_error))
             spdlog::error("reload: {} (keeping the old routes)", route_error);
     }
+    warn_unimplemented(config_);
     if (delivery_) delivery_->apply_config(config_);
     if (domain_debug_) domain_debug_->set_configured(config_.logging.domain_debug);
     spdlog::info("reload: configuration reloaded from {}", config_.origin);
