@@ -1,23 +1,17 @@
 // See domain_debug.h.
 #include "daemon/logs/domain_debug.h"
 
-#include <spdlog/async.h>
-#include <spdlog/sinks/rotating_file_sink.h>
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <cctype>
-#include <cerrno>
 #include <cstring>
 
 #include "common/escape.h"
 #include "common/format.h"
+#include "daemon/logs/log_file.h"
 
 namespace esad::logs {
 
 namespace {
-constexpr size_t kRotateBytes = 50 * 1024 * 1024;
-constexpr size_t kRotateFiles = 9;
 constexpr size_t kMaxTraceChars = 2048;
 }  // namespace
 
@@ -51,30 +45,9 @@ std::string debug_line(uint64_t dcid, std::string_view domain, std::string_view 
 std::unique_ptr<DomainDebug> DomainDebug::open(const std::string& dir,
                                                const std::vector<std::string>& configured,
                                                std::string* error) {
-    std::string partial;
-    for (size_t pos = 0; pos != std::string::npos;) {
-        pos = dir.find('/', pos + 1);
-        partial = dir.substr(0, pos);
-        if (!partial.empty() && mkdir(partial.c_str(), 0750) != 0 && errno != EEXIST) {
-            *error = "cannot create log directory " + partial + ": " + strerror(errno);
-            return nullptr;
-        }
-    }
     auto dd = std::unique_ptr<DomainDebug>(new DomainDebug());
-    dd->path_ = dir + "/domain_debug.current";
-    try {
-        if (!spdlog::thread_pool()) spdlog::init_thread_pool(8192, 1);
-        auto sink = std::make_shared<spdlog::sinks::rotating_file_sink_mt>(dd->path_, kRotateBytes,
-                                                                           kRotateFiles);
-        dd->logger_ = std::make_shared<spdlog::async_logger>(
-            "domain_debug", sink, spdlog::thread_pool(), spdlog::async_overflow_policy::block);
-    } catch (const spdlog::spdlog_ex& e) {
-        *error = std::string("cannot open domain debug log: ") + e.what();
-        return nullptr;
-    }
-    dd->logger_->set_pattern("%v");
-    dd->logger_->set_level(spdlog::level::trace);
-    dd->logger_->flush_on(spdlog::level::info);
+    dd->logger_ = open_log_file(dir, "domain_debug", "domain debug log", &dd->path_, error);
+    if (!dd->logger_) return nullptr;
     dd->set_configured(configured);
     return dd;
 }

@@ -1,0 +1,42 @@
+// See log_file.h.
+#include "daemon/logs/log_file.h"
+
+#include <spdlog/async.h>
+#include <spdlog/sinks/rotating_file_sink.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace esad::logs {
+
+std::shared_ptr<spdlog::logger> open_log_file(const std::string& dir, const std::string& name,
+                                              const std::string& what, std::string* path,
+                                              std::string* error) {
+    for (size_t pos = 0; pos != std::string::npos;) {
+        pos = dir.find('/', pos + 1);
+        std::string partial = dir.substr(0, pos);
+        if (!partial.empty() && mkdir(partial.c_str(), 0750) != 0 && errno != EEXIST) {
+            *error = "cannot create log directory " + partial + ": " + strerror(errno);
+            return nullptr;
+        }
+    }
+    *path = dir + "/" + name + ".current";
+    std::shared_ptr<spdlog::logger> logger;
+    try {
+        if (!spdlog::thread_pool()) spdlog::init_thread_pool(8192, 1);
+        auto sink = std::make_shared<spdlog::sinks::rotating_file_sink_mt>(*path, kLogRotateBytes,
+                                                                           kLogRotateFiles);
+        logger = std::make_shared<spdlog::async_logger>(name, sink, spdlog::thread_pool(),
+                                                        spdlog::async_overflow_policy::block);
+    } catch (const spdlog::spdlog_ex& e) {
+        *error = "cannot open " + what + ": " + e.what();
+        return nullptr;
+    }
+    logger->set_pattern("%v");
+    logger->set_level(spdlog::level::trace);
+    logger->flush_on(spdlog::level::info);
+    return logger;
+}
+
+}  // namespace esad::logs
