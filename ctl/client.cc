@@ -15,25 +15,31 @@ Client::~Client() {
     if (fd_ >= 0) ::close(fd_);
 }
 
-bool Client::connect(const std::string& path, double timeout_s, std::string* error) {
-    timeout_s_ = timeout_s;
+int connect_control_socket(const std::string& path, std::string* error) {
     sockaddr_un addr{};
     if (path.size() >= sizeof addr.sun_path) {
         *error = "socket path too long: " + path;
-        return false;
+        return -1;
     }
-    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) {
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
         *error = std::string("socket: ") + strerror(errno);
-        return false;
+        return -1;
     }
     addr.sun_family = AF_UNIX;
     std::memcpy(addr.sun_path, path.c_str(), path.size());
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
         *error = "cannot connect to esad at " + path + ": " + strerror(errno);
-        return false;
+        ::close(fd);
+        return -1;
     }
-    return true;
+    return fd;
+}
+
+bool Client::connect(const std::string& path, double timeout_s, std::string* error) {
+    timeout_s_ = timeout_s;
+    fd_ = connect_control_socket(path, error);
+    return fd_ >= 0;
 }
 
 bool Client::read_line(std::string* line, std::string* error) {

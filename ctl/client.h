@@ -10,6 +10,10 @@
 
 namespace esad::ctl {
 
+// Connects a blocking Unix stream socket to the control socket at `path`: the fd, or -1 and
+// *error ("cannot connect to esad at PATH: errno text").
+int connect_control_socket(const std::string& path, std::string* error);
+
 class Client {
   public:
     ~Client();

@@ -59,23 +59,8 @@ class Channel {
         if (fd_ >= 0) ::close(fd_);
     }
     bool connect(const std::string& path, std::string* error) {
-        sockaddr_un addr{};
-        if (path.size() >= sizeof addr.sun_path) {
-            *error = "socket path too long: " + path;
-            return false;
-        }
-        fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd_ < 0) {
-            *error = std::string("socket: ") + strerror(errno);
-            return false;
-        }
-        addr.sun_family = AF_UNIX;
-        std::memcpy(addr.sun_path, path.c_str(), path.size());
-        if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-            *error = "cannot connect to esad at " + path + ": " + strerror(errno);
-            return false;
-        }
-        return true;
+        fd_ = connect_control_socket(path, error);
+        return fd_ >= 0;
     }
     int fd() const { return fd_; }
     // Sends a request; returns its id, or -1 (with *error) when the socket failed.
