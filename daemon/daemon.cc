@@ -48,12 +48,6 @@ void warn_unimplemented(const Config& c) {
                 "destinations.{}.max_recipients_per_hour is not enforced by this "
                 "version of esad",
                 name);
-    for (const auto& [name, p] : c.bounce_profiles)
-        if (p.delay_warning)
-            spdlog::warn(
-                "bounce_profiles.{}.delay_warning: delay-warning DSNs are not sent by "
-                "this version of esad",
-                name);
 }
 }  // namespace
 

@@ -461,6 +461,29 @@ void DeliveryManager::log_outcomes(const queue::Work& work, const smtp::Transact
     for (const auto& d : res.deferred)
         mail_log_.info(fmt::format("Message {} to RID [{}] pending till {}", work.mid, d.rid,
                                    esa_log_time(static_cast<std::time_t>(d.next_attempt / 1000))));
+    // Delay warning (bounce profile): once, after the second failed attempt (as the appliance).
+    const BounceProfile& prof = profile(work.domain_name);
+    if (prof.delay_warning && !res.deferred.empty()) {
+        std::vector<BounceInfo> warn;
+        for (const auto& d : res.deferred) {
+            if (d.attempts != 2) continue;
+            for (const auto& rr : report->recipients)
+                if (rr.rid == d.rid)
+                    warn.push_back({d.rid, rr.reply.enhanced.empty() ? "4.0.0" : rr.reply.enhanced,
+                                    (rr.reply.code ? fmt::format("smtp; {} ", rr.reply.code)
+                                                   : std::string("smtp; ")) +
+                                        (rr.reply.lines.empty() ? "" : rr.reply.lines.front()),
+                                    remote, 0});
+        }
+        if (!warn.empty()) {
+            uint32_t idx = scheduler_->index().find(work.mid);
+            if (idx != queue::kNoIndex)
+                for (auto& w : warn)
+                    w.retry_until = static_cast<std::time_t>(
+                        queue::expiry_time(prof, scheduler_->index().at(idx).received) / 1000);
+            bounce(work.mid, work.domain_name, std::move(warn), true);
+        }
+    }
     // A soft failure past the bounce profile's limits is final here: an expiry bounce.
     for (const auto& f : res.finals) {
         if (f.state != queue::FinalState::kHardBounced || f.kind != queue::HardKind::kExpired)
@@ -793,14 +816,14 @@ void DeliveryManager::finish_messages(const std::vector<spool::Mid>& done) {
 }
 
 void DeliveryManager::bounce(spool::Mid mid, const std::string& domain,
-                             std::vector<BounceInfo> rcpts) {
-    if (!profile(domain).send_dsn) return;
+                             std::vector<BounceInfo> rcpts, bool delay_warning) {
+    if (!profile(domain).send_dsn && !delay_warning) return;
     // The message may already be finished in the index: read what we need from the spool.
     auto result = std::make_shared<spool::LoadResult>();
     spool::Store* store = spool_.store.get();
     loop::queue_work(
         loop_, [store, mid, result] { *result = store->load_content(mid); },
-        [this, mid, rcpts = std::move(rcpts), result] {
+        [this, mid, rcpts = std::move(rcpts), result, delay_warning] {
             if (result->status != spool::LoadStatus::kOk) {
                 spdlog::warn("bounce for MID {} not generated: {}", mid, result->reason);
                 return;
@@ -823,11 +846,13 @@ void DeliveryManager::bounce(spool::Mid mid, const std::string& domain,
             in.original_headers = headers;
             in.now = std::time(nullptr);
             in.boundary_seed = rng_();
+            in.delay_warning = delay_warning;
             for (const auto& b : rcpts) {
                 queue::DsnRecipient r;
                 for (const auto& rc : orig.recipients)
                     if (rc.rid == b.rid) r.address = rc.address;
-                r.action = "failed";
+                r.action = delay_warning ? "delayed" : "failed";
+                if (delay_warning && b.retry_until) r.will_retry_until = b.retry_until;
                 r.status = b.status;
                 r.remote_mta = b.remote_mta;
                 r.diagnostic = b.diagnostic;
@@ -853,19 +878,24 @@ void DeliveryManager::bounce(spool::Mid mid, const std::string& domain,
             spool::Mid new_mid = dsn.envelope.mid;
             spool::Envelope env_copy = dsn.envelope;
             uint64_t size = dsn.content.size();
-            committer_.commit(
-                std::move(dsn), [this, mid, new_mid, env_copy, size](const spool::IoStatus& cs) {
-                    if (!cs.ok()) {
-                        spdlog::error("bounce for MID {} not queued: {}", mid, cs.reason());
-                        return;
-                    }
-                    ++stats_.dsns;
+            committer_.commit(std::move(dsn), [this, mid, new_mid, env_copy, size,
+                                               delay_warning](const spool::IoStatus& cs) {
+                if (!cs.ok()) {
+                    spdlog::error("bounce for MID {} not queued: {}", mid, cs.reason());
+                    return;
+                }
+                ++stats_.dsns;
+                if (delay_warning) {
+                    mail_log_.info(fmt::format("MID {} was generated for delay warning of MID {}",
+                                               new_mid, mid));
+                } else {
                     state_.counters.add(Counter::kGenBounceRecipients);
                     mail_log_.info(
                         fmt::format("MID {} was generated for bounce of MID {}", new_mid, mid));
-                    mail_log_.info(fmt::format("MID {} queued for delivery", new_mid));
-                    add_message(env_copy, size);
-                });
+                }
+                mail_log_.info(fmt::format("MID {} queued for delivery", new_mid));
+                add_message(env_copy, size);
+            });
         });
 }
 

@@ -101,8 +101,10 @@ class DeliveryManager {
         std::string status;      // "5.1.1"
         std::string diagnostic;  // "smtp; 550 5.1.1 no such user"
         std::string remote_mta;
+        std::time_t retry_until = 0;  // delay warnings: when the message expires
     };
-    void bounce(spool::Mid mid, const std::string& domain, std::vector<BounceInfo> rcpts);
+    void bounce(spool::Mid mid, const std::string& domain, std::vector<BounceInfo> rcpts,
+                bool delay_warning = false);
     void log_outcomes(const queue::Work& work, const smtp::TransactionReport* report,
                       const queue::ReportResult& result, uint64_t dcid, const std::string& remote);
     queue::TimeMs now_ms() const;

@@ -420,6 +420,27 @@ def test_shutdown_deadline_cuts_a_hanging_peer():
         sink.close()
 
 
+def test_delay_warning_dsn_after_second_attempt():
+    sink = SmtpSink()
+    profile = '[bounce_profiles.default]\ninitial_retry = "1s"\nmax_retry = "1s"\ndelay_warning = true\n'
+    d = delivery_daemon(f"ALL [127.0.0.1]:{sink.port}\n", extra=profile)
+    try:
+        assert send_message(d.smtp_port, "a@src.test", ["soft7@dst.test"], make_body("dw@t", subject="slow"))[0] == 250
+        assert wait_for(lambda: any(m["mail_from"] == "" for m in sink.messages), timeout=15), mail_log(d)
+        dsn = [m for m in sink.messages if m["mail_from"] == ""][0]
+        assert dsn["rcpts"] == ["a@src.test"]
+        assert b"Action: delayed" in dsn["data"] and b"Will-Retry-Until:" in dsn["data"]
+        assert b"Delayed Mail" in dsn["data"]
+        assert "was generated for delay warning of MID" in mail_log(d)
+        time.sleep(2.5)  # further attempts: no second warning
+        assert len([m for m in sink.messages if m["mail_from"] == ""]) == 1
+        assert d.ctl_json("status")["counters"]["gen_bounce_recipients"]["uptime"] == 0
+        assert active(d) == 1  # still being retried
+    finally:
+        d.cleanup()
+        sink.close()
+
+
 if __name__ == "__main__":
     run_tests([test_static_route_delivery_and_log_lines, test_hard_bounce_generates_dsn_and_soft_bounce_is_retried,
                test_dead_host_is_held_then_runbook_recovers_it, test_mx_resolution_nxdomain_and_dig,
@@ -428,4 +449,5 @@ if __name__ == "__main__":
                test_twenty_percent_dead_does_not_block_the_rest,
                test_drop_after_final_dot_is_retried_or_counted_with_possible_delivery,
                test_real_postfix_smtp_sink_peer, test_reload_changes_a_route_live,
-               test_graceful_stop_under_load_loses_nothing, test_shutdown_deadline_cuts_a_hanging_peer])
+               test_graceful_stop_under_load_loses_nothing, test_shutdown_deadline_cuts_a_hanging_peer,
+               test_delay_warning_dsn_after_second_attempt])
