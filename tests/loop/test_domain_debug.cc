@@ -9,18 +9,14 @@
 #include <sstream>
 
 #include "daemon/logs/domain_debug.h"
+#include "tests/support/temp_dir.h"
 
 using namespace esad::logs;
 
 namespace {
 
-struct TempDir {
-    std::string path;
-    TempDir() {
-        char tmpl[] = "/tmp/esad-domaindebug-XXXXXX";
-        path = mkdtemp(tmpl);
-    }
-    ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
+struct TempDir : esad::test::TempDir {
+    TempDir() : esad::test::TempDir("domaindebug") {}
 };
 
 std::string read_file(const std::string& path) {

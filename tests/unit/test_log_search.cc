@@ -8,18 +8,14 @@
 #include <fstream>
 
 #include "common/log_search.h"
+#include "tests/support/temp_dir.h"
 
 using namespace esad;
 
 namespace {
 
-struct TempDir {
-    std::string path;
-    TempDir() {
-        char tmpl[] = "/tmp/esad-logsearch-XXXXXX";
-        path = mkdtemp(tmpl);
-    }
-    ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
+struct TempDir : esad::test::TempDir {
+    TempDir() : esad::test::TempDir("logsearch") {}
     std::string write(const std::string& name, const std::string& text) const {
         std::string p = path + "/" + name;
         std::ofstream(p) << text;

@@ -9,23 +9,15 @@
 #include <fstream>
 
 #include "daemon/spool/journal.h"
+#include "tests/support/temp_dir.h"
 
 using namespace esad::spool;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-    std::string path;
-    TempDir() {
-        char tmpl[] = "/tmp/esad_spool_journal_XXXXXX";
-        REQUIRE(::mkdtemp(tmpl) != nullptr);
-        path = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
+struct TempDir : esad::test::TempDir {
+    TempDir() : esad::test::TempDir("spool_journal") {}
 };
 
 const std::vector<JournalRecord> kRecords = {

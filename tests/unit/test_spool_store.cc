@@ -14,23 +14,15 @@
 #include <fstream>
 
 #include "daemon/spool/store.h"
+#include "tests/support/temp_dir.h"
 
 using namespace esad::spool;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-    std::string path;
-    TempDir() {
-        char tmpl[] = "/tmp/esad_spool_store_XXXXXX";
-        REQUIRE(::mkdtemp(tmpl) != nullptr);
-        path = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
+struct TempDir : esad::test::TempDir {
+    TempDir() : esad::test::TempDir("spool_store") {}
 };
 
 Message make_message(Mid mid, std::size_t content_size = 100) {
