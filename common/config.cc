@@ -176,6 +176,7 @@ void read_listener(TableReader& r, ListenerConfig& c) {
     r.read_int("max_connections", c.max_connections, 1, 100000);
     r.read_int("max_connections_per_client", c.max_connections_per_client, 1, 100000);
     r.read_int("max_hops", c.max_hops, 1, 1000);
+    r.read_int("max_line_length", c.max_line_length, 998, 1u << 24);
     uint64_t cmd = c.command_timeout_s, data = c.data_timeout_s;
     r.read_duration("command_timeout", cmd);
     r.read_duration("data_timeout", data);

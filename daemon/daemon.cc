@@ -289,6 +289,7 @@ bool Daemon::start_listener(std::string* error) {
     inject_env_.limits.max_message_size = lc.max_message_size;
     inject_env_.limits.max_recipients = lc.max_recipients;
     inject_env_.limits.max_hops = lc.max_hops;
+    inject_env_.limits.max_data_line = lc.max_line_length;
     inject_env_.limits.command_timeout = smtp::Millis(uint64_t{lc.command_timeout_s} * 1000);
     inject_env_.limits.data_total_timeout = smtp::Millis(uint64_t{lc.data_timeout_s} * 1000);
     inject_env_.limits.data_block_timeout =

@@ -1,6 +1,8 @@
 // See dot_codec.h for the contract.
 #include "daemon/smtp/dot_codec.h"
 
+#include <algorithm>
+
 namespace esad::smtp {
 
 void DotEncoder::encode(std::string_view chunk, std::string& out) {
@@ -12,6 +14,7 @@ void DotEncoder::encode(std::string_view chunk, std::string& out) {
             if (!after_cr_) out += "\r\n";
             after_cr_ = false;
             line_start_ = true;
+            column_ = 0;
             ++i;
             continue;
         }
@@ -21,16 +24,25 @@ void DotEncoder::encode(std::string_view chunk, std::string& out) {
             out += "\r\n";
             after_cr_ = true;
             line_start_ = true;
+            column_ = 0;
             ++i;
             continue;
         }
         if (line_start_ && c == '.') out.push_back('.');
         line_start_ = false;
-        // Copy the rest of the line in one go.
+        // Copy the rest of the line in one go, folding it at max_line_.
         std::size_t end = chunk.find_first_of("\r\n", i);
         if (end == std::string_view::npos) end = chunk.size();
-        out.append(chunk.substr(i, end - i));
-        i = end;
+        while (i < end) {
+            if (column_ >= max_line_) {
+                out += "\r\n ";
+                column_ = 1;
+            }
+            const std::size_t n = std::min(end - i, max_line_ - column_);
+            out.append(chunk.substr(i, n));
+            column_ += n;
+            i += n;
+        }
     }
 }
 
@@ -43,6 +55,7 @@ void DotEncoder::finish(std::string& out) {
 void DotEncoder::reset() {
     line_start_ = true;
     after_cr_ = false;
+    column_ = 0;
 }
 
 std::string dot_encode(std::string_view content) {

@@ -15,21 +15,32 @@
 //   * A line that starts with "." gets one more "." (dot-stuffing, REQ-5321-04).
 //   * Content that does not end in a line end gets one CRLF before the final dot, and no
 //     extra CRLF otherwise (REQ-5321-03). Empty content encodes as ".\r\n".
-// Line length is not limited here (content was limited when it was accepted). Pure.
+//   * No line sent is longer than max_line octets (default kMaxSmtpLine = 998, RFC 5321
+//     §4.5.3.1.6; the transparency dot does not count). The listener accepts longer lines
+//     (mail relayed by Postfix or Exim has them); a longer line is folded by inserting
+//     CRLF SPACE, as Postfix's smtp_line_length_limit does: a header stays one (folded)
+//     header, and a MIME body part loses the least.
+// Pure.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
 namespace esad::smtp {
 
+inline constexpr std::size_t kMaxSmtpLine = 998;
+
 class DotEncoder {
   public:
+    explicit DotEncoder(std::size_t max_line = kMaxSmtpLine) : max_line_(max_line) {}
     void encode(std::string_view chunk, std::string& out);
     void finish(std::string& out);
     void reset();
 
   private:
+    std::size_t max_line_;
+    std::size_t column_ = 0;  // octets of the current output line, stuffing dot excluded
     bool line_start_ = true;  // the next octet starts a line
     bool after_cr_ = false;   // the last input octet was a CR (already emitted as CRLF)
 };

@@ -644,7 +644,7 @@ void ServerSession::do_starttls(std::string_view arg, Millis now) {
 void ServerSession::data_run(std::string_view run) {
     d_bol_ = false;
     d_line_len_ += run.size();
-    if (d_line_len_ + 2 > config_.limits.max_line_length) d_too_long_ = true;
+    if (d_line_len_ > config_.limits.max_data_line) d_too_long_ = true;
     data_store(run);
 }
 
@@ -665,7 +665,7 @@ void ServerSession::data_octet(char c) {
 }
 
 bool ServerSession::data_end_of_line(Millis now) {
-    if (d_dot_line_ && d_line_len_ == 1) return true;  // CRLF "." CRLF
+    if (d_dot_line_ && d_line_len_ == 0) return true;  // CRLF "." CRLF
     data_store("\r\n");
     d_bol_ = true;
     d_dot_line_ = false;
@@ -713,8 +713,8 @@ std::size_t ServerSession::consume_data(std::string_view v, Millis now) {
         if (d_bol_ && c == '.') {
             // Leading dot: unstuff it (or it is the terminator, decided at CRLF).
             d_bol_ = false;
-            d_dot_line_ = true;
-            d_line_len_ = 1;
+            d_dot_line_ = true;  // the dot itself does not count against the line limit
+            d_line_len_ = 0;
             continue;
         }
         data_octet(c);
@@ -733,7 +733,7 @@ void ServerSession::finish_data(Millis now) {
         refusal = SmtpError{554, "5.6.0", "NUL character not permitted in message"};
     } else if (d_too_long_) {
         refusal = SmtpError{554, "5.6.0",
-                            "Message line too long (max " + std::to_string(l.max_line_length - 2) +
+                            "Message line too long (max " + std::to_string(l.max_data_line) +
                                 " octets plus CRLF)"};
     } else if (count_received_headers(content_) > l.max_hops) {
         refusal = SmtpError{554, "5.4.6", "Too many hops (mail loop?)"};

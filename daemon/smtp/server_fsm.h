@@ -61,7 +61,8 @@
 //     content over max_message_size        552 5.3.4 Message size exceeds fixed limit
 //     bare CR or bare LF anywhere           554 5.6.11 Bare CR or LF not permitted
 //     NUL octet                             554 5.6.0 NUL character not permitted
-//     a line over max_line_length           554 5.6.0 Message line too long
+//     a line over max_data_line             554 5.6.0 Message line too long
+//                                           (the transparency dot and CRLF do not count)
 //     more than max_hops Received: headers  554 5.4.6 Too many hops
 //   (checked in that order). Memory: content stops growing past max_message_size.
 //   MAIL: SIZE= over max_message_size -> 552 5.3.4; then config.spool_admit(SIZE or 0):
@@ -120,7 +121,11 @@ std::string_view to_string(State state);
 struct ServerLimits {
     std::uint64_t max_message_size = 10 * 1024 * 1024;  // content octets, advertised as SIZE
     std::size_t max_recipients = 1000;
-    std::size_t max_line_length = 1000;  // incl. CRLF; commands and DATA lines
+    std::size_t max_line_length = 1000;  // incl. CRLF; command lines
+    // DATA line content octets, excluding CRLF and a leading transparency dot (RFC 5321
+    // §4.5.3.1.6 does not count it). Above 998 on purpose: mail relayed by Postfix or Exim
+    // may carry longer lines; the delivery side folds them to 998 (dot_codec.h).
+    std::size_t max_data_line = 65536;
     std::size_t max_errors = 10;
     std::size_t max_junk_commands = 100;
     std::size_t max_messages = 10000;           // per session

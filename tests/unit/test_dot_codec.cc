@@ -111,3 +111,37 @@ TEST_CASE("encoder is reusable after finish and never emits bare CR or LF", "[do
     // The only CRLF.CRLF is the terminator.
     CHECK(enc_out.find("\r\n.\r\n") == enc_out.size() - 5);
 }
+
+TEST_CASE("lines over 998 octets are folded with CRLF SPACE, never sent longer", "[dot_codec]") {
+    const std::string l998(998, 'a');
+    // Exactly 998: untouched. The stuffing dot does not count.
+    CHECK(dot_encode(l998 + "\r\n") == l998 + "\r\n.\r\n");
+    CHECK(dot_encode("." + std::string(997, 'd') + "\r\n") ==
+          ".." + std::string(997, 'd') + "\r\n.\r\n");
+    // 1,560 octets of minified CSS starting with a dot.
+    const std::string css = ".c{color:red}" + std::string(1547, 'z');
+    const std::string out = dot_encode(css + "\r\nnext\r\n");
+    CHECK(out == "." + css.substr(0, 998) + "\r\n " + css.substr(998) + "\r\nnext\r\n.\r\n");
+    // Every chunking gives the same bytes, and no line (stuffing dot aside) exceeds 998.
+    const std::string big = std::string(2500, 'b') + "\r\n" + std::string(1996, 'c');
+    const std::string whole = dot_encode(big);
+    for (std::size_t cut : {1u, 997u, 998u, 999u, 1996u, 2500u, 2501u, 2502u, 3000u}) {
+        INFO(cut);
+        CHECK(encode_split(big, {cut}) == whole);
+    }
+    std::size_t start = 0;
+    while (start < whole.size()) {
+        const std::size_t end = whole.find("\r\n", start);
+        REQUIRE(end != std::string::npos);
+        std::size_t len = end - start;
+        if (len > 0 && whole[start] == '.') --len;
+        CHECK(len <= 998);
+        start = end + 2;
+    }
+    // A smaller limit (tests, strict peers).
+    DotEncoder small(4);
+    std::string s;
+    small.encode("abcdefghij\r\n", s);
+    small.finish(s);
+    CHECK(s == "abcd\r\n efg\r\n hij\r\n.\r\n");
+}

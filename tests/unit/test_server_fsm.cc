@@ -775,26 +775,56 @@ TEST_CASE("DATA content refusals, read to the end first", "[smtp][fsm][data]") {
 
 TEST_CASE("DATA line length limit", "[smtp][fsm][data]") {
     const std::string l998(998, 'x');
+    auto strict = test_config();
+    strict.limits.max_data_line = 998;  // the RFC 5321 limit, to test the boundary
     {
-        Run r;
+        Run r(strict);
         auto a = run_body(r, l998 + "\r\n.\r\n");
         CHECK(has<CommitMessage>(a));
     }
     {
-        Run r;
-        auto a = run_body(r, "." + l998 + "\r\n.\r\n");  // stuffed: 999 on the wire
-        CHECK(starts_with(replies_of(a).at(0), "554 5.6.0 Message line too long"));
+        // "." + 997 x 'd' is a 998-octet line, 999 on the wire once dot-stuffed: the
+        // transparency dot does not count (RFC 5321 §4.5.3.1.6). Postfix sends exactly this
+        // when it folds a long line that starts with a dot.
+        Run r(strict);
+        auto a = run_body(r, ".." + std::string(997, 'd') + "\r\n.\r\n");
+        REQUIRE(has<CommitMessage>(a));
+        CHECK(all_of<CommitMessage>(a).at(0).content == "." + std::string(997, 'd') + "\r\n");
     }
     {
-        Run r;
+        Run r(strict);
+        auto a = run_body(r, "." + l998 + "\r\n.\r\n");  // 998 content octets, stuffed
+        CHECK(has<CommitMessage>(a));
+    }
+    {
+        Run r(strict);
         auto a = run_body(r, l998 + "x\r\n.\r\n");
+        CHECK(starts_with(replies_of(a).at(0), "554 5.6.0 Message line too long (max 998"));
+    }
+    {
+        Run r(strict);
+        auto a = run_body(r, ".." + l998 + "\r\n.\r\n");  // 999 content octets
         CHECK(starts_with(replies_of(a).at(0), "554 5.6.0 Message line too long"));
     }
     {
-        Run r;  // 998 split across feeds
+        Run r(strict);  // 998 split across feeds
         r.feed(kEhlo + kMail + kRcpt + "DATA\r\n");
         auto a = r.feed_chunked(l998 + "\r\n" + l998 + "\r\n.\r\n", 333);
         CHECK(has<CommitMessage>(a));
+    }
+    {
+        // Default policy: long lines (minified CSS, 1,560 octets) are accepted, as Postfix
+        // and Exim accept them; the delivery side folds them.
+        Run r;
+        const std::string css = ".c{color:red}" + std::string(1547, 'z');
+        auto a = run_body(r, "." + css + "\r\n.\r\n");
+        REQUIRE(has<CommitMessage>(a));
+        CHECK(all_of<CommitMessage>(a).at(0).content == css + "\r\n");
+    }
+    {
+        Run r;  // over the configurable bound (default 65536)
+        auto a = run_body(r, std::string(65537, 'q') + "\r\n.\r\n");
+        CHECK(starts_with(replies_of(a).at(0), "554 5.6.0 Message line too long (max 65536"));
     }
 }
 
