@@ -128,7 +128,9 @@ class ToolSessions : public std::enable_shared_from_this<ToolSessions> {
   public:
     explicit ToolSessions(ToolCommandsEnv env) : env_(env), rng_(std::random_device{}()) {
         std::string error;
-        tls_plain_ = tls::make_client_context(tls::ClientOptions{}, &error);
+        tls::ClientOptions plain;  // reports verification, never fails on it
+        plain.ca_file = env_.config->delivery.tls_ca_file;
+        tls_plain_ = tls::make_client_context(plain, &error);
         tls::ClientOptions verify;
         verify.verify = true;
         verify.ca_file = env_.config->delivery.tls_ca_file;

@@ -215,7 +215,9 @@ void SmtpProbe::run_actions() {
         } else if (auto* sc = std::get_if<smtp::SendContent>(&action)) {
             write(std::move(sc->bytes), true);
         } else if (auto* st = std::get_if<smtp::StartTlsHandshake>(&action)) {
-            const auto& ctx = st->verify && env_.tls_verify ? env_.tls_verify : env_.tls_plain;
+            // Only required-verify lets a failed check abort the handshake: a stricter
+            // policy never ends up with less protection (plaintext) than `preferred`.
+            const auto& ctx = st->enforce ? env_.tls_verify : env_.tls_plain;
             tls_ = tls::Engine::client(*ctx, st->sni, st->verify ? st->sni : "");
             tls_at_ = now();
             std::string out = tls_->take_ciphertext();

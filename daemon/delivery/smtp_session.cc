@@ -142,6 +142,14 @@ void SmtpSession::on_read(const char* data, ssize_t n) {
     tls_->feed_ciphertext(bytes);
     std::string out = tls_->take_ciphertext();
     if (!out.empty()) tcp_->write(std::move(out));
+    if (was_established && tls_->state() != tls::Engine::State::kEstablished) {
+        // A bad record or the peer's close_notify after the handshake: the TLS session is
+        // over, and so is the connection (nothing may follow in cleartext).
+        std::string plain = tls_->take_plaintext();
+        if (!plain.empty()) fsm_->on_bytes(plain, now());
+        lose_tls_session();
+        return;
+    }
     if (tls_->state() == tls::Engine::State::kFailed) {
         fsm_->on_tls_failed(tls_->error(), now());
         run_actions();
@@ -172,7 +180,13 @@ void SmtpSession::write(std::string bytes, bool content) {
             self->run_actions();
         };
     }
-    if (tls_ && tls_->state() == tls::Engine::State::kEstablished) {
+    if (tls_) {
+        // Once STARTTLS was answered, every byte goes through the engine or nowhere: a
+        // failed or closed engine ends the connection (run_actions() reports it).
+        if (tls_->state() != tls::Engine::State::kEstablished) {
+            tls_lost_ = true;
+            return;
+        }
         tls_->write_plaintext(bytes);
         std::string out = tls_->take_ciphertext();
         tcp_->write(std::move(out), std::move(done));
@@ -191,7 +205,9 @@ void SmtpSession::run_actions() {
         } else if (auto* sc = std::get_if<smtp::SendContent>(&action)) {
             write(std::move(sc->bytes), true);
         } else if (auto* st = std::get_if<smtp::StartTlsHandshake>(&action)) {
-            const auto& ctx = st->verify && env_.tls_verify ? env_.tls_verify : env_.tls_plain;
+            // Only required-verify lets a failed check abort the handshake: a stricter
+            // policy never ends up with less protection (plaintext) than `preferred`.
+            const auto& ctx = st->enforce ? env_.tls_verify : env_.tls_plain;
             tls_ = tls::Engine::client(*ctx, st->sni, st->verify ? st->sni : "");
             std::string out = tls_->take_ciphertext();
             if (!out.empty() && tcp_) tcp_->write(std::move(out));
@@ -237,6 +253,7 @@ void SmtpSession::run_actions() {
             if (env_.trace) env_.trace(domain_, dcid_, tr->line);
         }
     }
+    if (tls_lost_ && fsm_ && !fsm_->closed()) return lose_tls_session();
     if (fsm_ && !greeted_ && fsm_->greeting_received()) {
         greeted_ = true;
         if (cb_.on_greeting) cb_.on_greeting(*this, candidate().ip);
@@ -257,6 +274,15 @@ void SmtpSession::run_actions() {
     }
     if (fsm_->idle() && cb_.on_idle) cb_.on_idle(*this);
     arm_timer();
+}
+
+void SmtpSession::lose_tls_session() {
+    tls_lost_ = false;
+    std::string why = tls_->error();
+    if (why.empty())
+        why = tls_->state() == tls::Engine::State::kClosed ? "closed by the peer" : "failed";
+    fsm_->on_disconnected(now(), "TLS session " + why);
+    run_actions();
 }
 
 bool SmtpSession::submit(smtp::Transaction tx) {

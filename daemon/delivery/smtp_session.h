@@ -5,7 +5,10 @@
 // that fails before a greeting (refused, unreachable, timeout, 421/554 banner) is logged as a
 // Connection Error and the next candidate is tried with the same transaction; only when the
 // last one fails does the report reach the manager (host not reached → the host goes down).
-// A broken opportunistic TLS handshake is retried once on the same address without TLS.
+// A broken opportunistic TLS handshake is retried once on the same address without TLS;
+// a verification result never is (preferred-verify encrypts to an unverified peer). Once
+// the server answered STARTTLS, no byte is ever written in cleartext on that connection: a
+// TLS engine that fails or closes later is a lost connection.
 // Reports go to the manager, which applies them to the queue (STYLE §1: this file never
 // decides retry policy). Every action of the FSM is executed in order; mail log lines for
 // connections (New SMTP DCID, TLS, Delivery start, DCID close, Connection Error) are written
@@ -82,6 +85,8 @@ class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
     void arm_timer();
     void write(std::string bytes, bool content);
     void close_connection();
+    // The TLS engine failed or closed after the handshake: the connection is lost.
+    void lose_tls_session();
     smtp::Millis now() const { return smtp::Millis(uv_now(env_.loop)); }
 
     SessionEnv& env_;
@@ -103,6 +108,7 @@ class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
     bool pending_plain_ = false;  // opportunistic TLS broke the stream: once more without it
     bool closed_ = false;
     bool connected_ = false;
+    bool tls_lost_ = false;  // a write found the TLS engine no longer established
 };
 
 }  // namespace esad::delivery

@@ -405,7 +405,8 @@ void ClientSession::enter(ClientState next, Millis now) {
         case ClientState::kTlsHandshake:
             parser_.reset();
             trace("TLS handshake with sni " + sanitize_text(config_.mx_name, 255));
-            actions_.push_back(StartTlsHandshake{config_.mx_name, tls_verify(config_.tls)});
+            actions_.push_back(StartTlsHandshake{config_.mx_name, tls_verify(config_.tls),
+                                                 config_.tls == TlsPolicy::kRequiredVerify});
             break;
         case ClientState::kReady:
             finish_current();

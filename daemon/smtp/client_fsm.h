@@ -37,7 +37,10 @@
 //                         220 has been discarded, and on_bytes() input is discarded until
 //                         on_tls_established() (CVE-2021-38371). `verify`: the policy wants
 //                         the certificate checked against `sni`; report the result as
-//                         on_tls_established(now, verified).
+//                         on_tls_established(now, verified). `enforce`: a failed check may
+//                         fail the handshake itself (required-verify). Without it a failed
+//                         check must NOT fail the handshake: preferred-verify encrypts to an
+//                         unverified peer rather than fall back to plaintext.
 //   CloseConnection{}     flush what was sent so far and close. Emitted exactly once, also
 //                         after on_disconnected(). Nothing follows.
 //   TransactionStarted{mid, rids}   MAIL FROM is being sent (ESA "Delivery start").
@@ -202,7 +205,8 @@ struct SendContent {
 };
 struct StartTlsHandshake {
     std::string sni;
-    bool verify = false;
+    bool verify = false;   // check the certificate against `sni` and report the result
+    bool enforce = false;  // required-verify only: a failed check fails the handshake
 };
 struct CloseConnection {};
 struct TransactionStarted {

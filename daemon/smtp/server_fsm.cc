@@ -732,9 +732,9 @@ void ServerSession::finish_data(Millis now) {
     } else if (d_nul_) {
         refusal = SmtpError{554, "5.6.0", "NUL character not permitted in message"};
     } else if (d_too_long_) {
-        refusal = SmtpError{554, "5.6.0",
-                            "Message line too long (max " + std::to_string(l.max_data_line) +
-                                " octets plus CRLF)"};
+        refusal = SmtpError{
+            554, "5.6.0",
+            "Message line too long (max " + std::to_string(l.max_data_line) + " octets plus CRLF)"};
     } else if (count_received_headers(content_) > l.max_hops) {
         refusal = SmtpError{554, "5.4.6", "Too many hops (mail loop?)"};
     }

@@ -428,6 +428,7 @@ TEST_CASE("STARTTLS under each policy", "[client_fsm][tls]") {
         t.server("220 go\r\n");
         REQUIRE(t.handshakes.size() == 1);
         CHECK(t.handshakes[0].verify);
+        CHECK(t.handshakes[0].enforce);
         t.s.on_tls_established(t.now, false);
         t.pump();
         CHECK(t.take_sent() == "QUIT\r\n");
@@ -454,6 +455,8 @@ TEST_CASE("STARTTLS under each policy", "[client_fsm][tls]") {
         t.server("220 go\r\n");
         REQUIRE(t.handshakes.size() == 1);
         CHECK(t.handshakes[0].verify);
+        // A failed check must not fail the handshake (that would end in plaintext).
+        CHECK_FALSE(t.handshakes[0].enforce);
         t.s.on_tls_established(t.now, false);
         t.pump();
         CHECK(t.take_sent() == "EHLO client.test\r\n");
