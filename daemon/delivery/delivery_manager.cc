@@ -11,24 +11,17 @@
 #include "common/format.h"
 #include "daemon/loop/work.h"
 #include "daemon/queue/dsn.h"
+#include "daemon/smtp/status_text.h"
 
 namespace esad::delivery {
 
 namespace {
 constexpr int kPicksPerTurn = 256;
 
-// ESA reason vocabulary by enhanced status code (esa-reference §8.4).
-std::string esa_reason(std::string_view enhanced, int code) {
-    if (enhanced == "5.1.2") return "Bad destination host";
-    if (enhanced == "5.4.7") return "Delivery expired (message too old)";
-    if (enhanced.rfind("4.3.2", 0) == 0 || code == 421)
-        return "Not accepting messages at this time";
-    if (enhanced.rfind("4.4", 0) == 0 || enhanced.rfind("5.4", 0) == 0)
-        return "Other network problem";
-    if (enhanced.rfind("4.7", 0) == 0 || enhanced.rfind("5.7", 0) == 0)
-        return "Security or policy error";
-    if (enhanced.rfind("5.3.4", 0) == 0) return "Message too big";
-    return "Unknown address error";
+// ESA reason vocabulary (esa-reference §8.4), RFC 3463 texts elsewhere (status_text.h).
+std::string_view esa_reason(std::string_view enhanced, int code) {
+    if (code == 421) return "Not accepting messages at this time";
+    return smtp::status_text(enhanced);
 }
 
 // "('550', ['line one', 'line two'])" with the lines as Python-style literals.

@@ -524,8 +524,14 @@ bool Resolver::Impl::init(std::string* error) {
     o.sock_state_cb_data = this;
     o.timeout = options_.timeout_ms;
     o.tries = options_.tries;
-    int rc = ares_init_options(&channel_, &o,
-                               ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES);
+    // c-ares 1.18 drops SERVFAIL/REFUSED answers and, once every server did so, reports
+    // ECONNREFUSED ("Could not contact DNS servers"): the operator would chase a network
+    // problem that is a zone problem. With NOCHECKRESP the answer's rcode reaches us
+    // (ESERVFAIL / EREFUSED); the attempt is temporary either way and is retried later.
+    o.flags = ARES_FLAG_NOCHECKRESP;
+    int rc = ares_init_options(
+        &channel_, &o,
+        ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_FLAGS);
     if (rc != ARES_SUCCESS) {
         channel_ = nullptr;
         *error = std::string("ares_init_options: ") + ares_strerror(rc);

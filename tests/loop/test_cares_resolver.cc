@@ -259,10 +259,16 @@ TEST_CASE("NXDOMAIN, NODATA, null MX and negative caching", "[dns]") {
 
 TEST_CASE("SERVFAIL, REFUSED and timeouts are temporary and never cached", "[dns]") {
     Fixture f(/*timeout_ms=*/200, /*tries=*/1);
-    CHECK(f.mx("servfail.esad.test").status == DnsStatus::kTemporary);
+    MxResult sf = f.mx("servfail.esad.test");
+    CHECK(sf.status == DnsStatus::kTemporary);
+    // The operator is told what the server said, not "Could not contact DNS servers".
+    CHECK(sf.error.find("general failure") != std::string::npos);
+    CHECK(sf.error.find("Could not contact") == std::string::npos);
     CHECK_FALSE(f.mx("servfail.esad.test").from_cache);
     CHECK(f.count("servfail.esad.test").first == 2);
-    CHECK(f.mx("refused.esad.test").status == DnsStatus::kTemporary);
+    MxResult rf = f.mx("refused.esad.test");
+    CHECK(rf.status == DnsStatus::kTemporary);
+    CHECK(rf.error.find("refused") != std::string::npos);
     MxResult t = f.mx("timeout.esad.test");
     CHECK(t.status == DnsStatus::kTemporary);
     CHECK(t.error.find("timeout.esad.test") != std::string::npos);

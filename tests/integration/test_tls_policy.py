@@ -1,0 +1,239 @@
+"""Delivery TLS against scripted peers on 127.0.0.1: what each policy may and may not do.
+
+* preferred-verify to a peer whose certificate does not verify (self-signed, wrong name)
+  encrypts anyway and records the peer as unverified; it never retries in plaintext (a
+  stricter policy never gives less protection than `preferred`).
+* required-verify to the same peer delivers nothing, in any form.
+* After the TLS handshake no byte goes out in cleartext: a peer that sends a bad TLS record
+  in the middle of a large message sees only ciphertext afterwards, and the recipient stays
+  queued (the connection is lost, not the mail).
+"""
+import os
+import socket
+import ssl
+import subprocess
+import threading
+
+from esad_harness import Daemon, make_body, run_tests, send_message, wait_for
+from smtp_sink import SmtpSink
+
+
+def make_cert(dirname, cn):
+    cert, key = os.path.join(dirname, cn + ".crt"), os.path.join(dirname, cn + ".key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=" + cn, "-keyout", key, "-out", cert],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def tls_daemon(routes, policy):
+    d = Daemon(start=False)
+    routes_path = os.path.join(d.dir, "routes.txt")
+    with open(routes_path, "w") as f:
+        f.write(routes)
+    d.write_config(f'[routes]\nfile = "{routes_path}"\n'
+                   f'[destinations."tls.test"]\ntls = "{policy}"\n')
+    d.start()
+    return d
+
+
+def mail_log(d):
+    with open(os.path.join(d.state, "logs", "mail.current")) as f:
+        return f.read()
+
+
+def active(d):
+    return d.ctl_json("status")["gauges"]["active_recipients"]
+
+
+def test_preferred_verify_encrypts_to_an_unverified_peer():
+    scratch = Daemon(start=False)
+    cert, key = make_cert(scratch.dir, "self-signed.invalid")
+    sink = SmtpSink(tls_cert=cert, tls_key=key)
+    d = tls_daemon(f"tls.test [127.0.0.1]:{sink.port}\n", "preferred-verify")
+    try:
+        assert send_message(d.smtp_port, "a@src.test", ["u@tls.test"], make_body("pv@t"))[0] == 250
+        assert wait_for(lambda: len(sink.messages) == 1 and active(d) == 0, timeout=30), mail_log(d)
+        assert sink.messages[0]["tls"] is True, "delivered in plaintext"
+        assert sink.connections == 1, "retried without TLS after a verification failure"
+        assert "TLS success protocol TLSv1." in mail_log(d)
+    finally:
+        d.cleanup()
+        scratch.cleanup()
+        sink.close()
+
+
+def test_required_verify_delivers_nothing_to_an_unverified_peer():
+    scratch = Daemon(start=False)
+    cert, key = make_cert(scratch.dir, "self-signed.invalid")
+    sink = SmtpSink(tls_cert=cert, tls_key=key)
+    d = tls_daemon(f"tls.test [127.0.0.1]:{sink.port}\n", "required-verify")
+    try:
+        assert send_message(d.smtp_port, "a@src.test", ["u@tls.test"], make_body("rv@t"))[0] == 250
+        assert wait_for(lambda: "TLS was required" in mail_log(d) or
+                        "certificate" in mail_log(d), timeout=30), mail_log(d)
+        assert wait_for(lambda: sink.connections >= 1, timeout=10)
+        assert sink.messages == []
+        assert active(d) == 1  # held for a retry, not bounced, not delivered
+    finally:
+        d.cleanup()
+        scratch.cleanup()
+        sink.close()
+
+
+class SabotagingTlsPeer:
+    """Offers STARTTLS, accepts a transaction, and after the first ~100 KB of message content
+    injects a bad TLS record. Everything the client sends afterwards is kept raw
+    (`after`). Later connections get a 421 greeting."""
+
+    def __init__(self, cert, key):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert, key)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.after = b""
+        self.sabotaged = threading.Event()
+        self.finished = threading.Event()
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def close(self):
+        self.sock.close()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            if self.connections == 1:
+                threading.Thread(target=self._first, args=(conn,), daemon=True).start()
+            else:
+                conn.sendall(b"421 4.3.2 not now\r\n")
+                conn.close()
+
+    def _first(self, conn):
+        conn.settimeout(60)
+        try:
+            self._session(conn)
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            conn.close()
+            self.finished.set()
+
+    def _session(self, conn):
+        buf = b""
+
+        def plain_line():
+            nonlocal buf
+            while b"\r\n" not in buf:
+                data = conn.recv(4096)
+                if not data:
+                    raise OSError("eof")
+                buf += data
+            line, buf = buf.split(b"\r\n", 1)
+            return line
+
+        conn.sendall(b"220 sabotage.test ESMTP\r\n")
+        assert plain_line().upper().startswith(b"EHLO")
+        conn.sendall(b"250-sabotage.test\r\n250-8BITMIME\r\n250 STARTTLS\r\n")
+        assert plain_line().upper() == b"STARTTLS"
+        conn.sendall(b"220 2.0.0 go ahead\r\n")
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = self.ctx.wrap_bio(incoming, outgoing, server_side=True)
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                pending = outgoing.read()
+                if pending:
+                    conn.sendall(pending)
+                data = conn.recv(65536)
+                if not data:
+                    raise OSError("eof in handshake")
+                incoming.write(data)
+        pending = outgoing.read()
+        if pending:
+            conn.sendall(pending)
+        text = b""
+
+        def tls_send(data):
+            tls.write(data)
+            conn.sendall(outgoing.read())
+
+        def tls_recv():
+            nonlocal text
+            while True:
+                try:
+                    chunk = tls.read(65536)
+                    if not chunk:
+                        raise OSError("tls eof")
+                    text += chunk
+                    return
+                except ssl.SSLWantReadError:
+                    data = conn.recv(65536)
+                    if not data:
+                        raise OSError("eof")
+                    incoming.write(data)
+
+        def tls_line():
+            nonlocal text
+            while b"\r\n" not in text:
+                tls_recv()
+            line, text = text.split(b"\r\n", 1)
+            return line
+
+        assert tls_line().upper().startswith(b"EHLO")
+        tls_send(b"250-sabotage.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+        # MAIL, RCPT, DATA (pipelined or not): answer each.
+        for _ in range(3):
+            line = tls_line().upper()
+            tls_send(b"354 go\r\n" if line == b"DATA" else b"250 ok\r\n")
+        while len(text) < 100_000:
+            tls_recv()
+        # An application-data record that cannot decrypt: the client's engine fails.
+        conn.sendall(b"\x17\x03\x03\x00\x40" + os.urandom(64))
+        self.sabotaged.set()
+        conn.settimeout(20)
+        try:
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                self.after += data
+        except socket.timeout:
+            return
+
+
+def test_no_cleartext_after_a_tls_failure_mid_message():
+    scratch = Daemon(start=False)
+    cert, key = make_cert(scratch.dir, "sabotage.test")
+    peer = SabotagingTlsPeer(cert, key)
+    d = tls_daemon(f"tls.test [127.0.0.1]:{peer.port}\n", "preferred")
+    canary = b"CLEARTEXT-CANARY-"
+    line = canary + b"y" * 60 + b"\r\n"
+    body = b"Subject: big\r\nMessage-ID: <big@t>\r\n\r\n" + line * 80_000  # ~6 MB
+    try:
+        assert send_message(d.smtp_port, "a@src.test", ["u@tls.test"], body)[0] == 250
+        assert peer.sabotaged.wait(60), mail_log(d)
+        assert peer.finished.wait(60)
+        assert canary not in peer.after, "message content went out in cleartext after TLS failed"
+        assert b"MAIL FROM" not in peer.after and b"QUIT" not in peer.after
+        # The connection was lost, the mail was not.
+        assert wait_for(lambda: "TLS session" in mail_log(d), timeout=30), mail_log(d)
+        assert active(d) == 1
+    finally:
+        d.cleanup()
+        scratch.cleanup()
+        peer.close()
+
+
+if __name__ == "__main__":
+    run_tests([test_preferred_verify_encrypts_to_an_unverified_peer,
+               test_required_verify_delivers_nothing_to_an_unverified_peer,
+               test_no_cleartext_after_a_tls_failure_mid_message])
