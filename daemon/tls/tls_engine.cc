@@ -289,7 +289,10 @@ void Engine::read_plaintext() {
 
 void Engine::fail_ssl(std::string_view what, int ssl_error) {
     std::string text(what);
-    if (side_ == Side::kClient && !verify_result_.empty() && verify_result_ != "ok") {
+    // The verification result explains the failure only where it could cause it (the
+    // context enforces it); otherwise a peer's alert would read "certificate verify failed".
+    if (side_ == Side::kClient && (SSL_get_verify_mode(ssl_) & SSL_VERIFY_PEER) != 0 &&
+        !verify_result_.empty() && verify_result_ != "ok") {
         text += ": " + verify_result_;
     }
     std::string queue = take_openssl_errors();

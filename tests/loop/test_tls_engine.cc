@@ -342,6 +342,32 @@ TEST_CASE("client verification: host name, trailing dot, TLS 1.3 minimum") {
     }
 }
 
+TEST_CASE("a peer's alert is reported as the alert, not as a verification failure") {
+    // Opportunistic client (verification reported, not enforced) against a TLS 1.2 server
+    // that demands a client certificate: the client has seen an unverifiable certificate
+    // (wrong CA) when the server's alert arrives.
+    auto sctx = server_ctx();
+    SSL_CTX_set_verify(sctx->native(), SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                       nullptr);
+    REQUIRE(SSL_CTX_set_max_proto_version(sctx->native(), TLS1_2_VERSION) == 1);
+    auto cctx = client_ctx(false, pki().cert_b);
+    auto server = Engine::server(*sctx);
+    auto client = Engine::client(*cctx, "mx.test", "mx.test");
+    for (int i = 0; i < 100; ++i) {
+        std::string x = client->take_ciphertext();
+        std::string y = server->take_ciphertext();
+        if (x.empty() && y.empty()) break;
+        if (!x.empty()) server->feed_ciphertext(x);
+        if (!y.empty()) client->feed_ciphertext(y);
+    }
+    ERR_clear_error();
+    REQUIRE(client->state() == State::kFailed);
+    INFO(client->error());
+    CHECK(client->error().find("alert") != std::string::npos);
+    CHECK(client->error().find("certificate verify failed") == std::string::npos);
+    CHECK(client->verify_result().find("certificate verify failed") != std::string::npos);
+}
+
 TEST_CASE("garbage ciphertext fails the engine with an error, without a crash") {
     auto sctx = server_ctx();
     auto cctx = client_ctx(false, pki().cert_a);
