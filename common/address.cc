@@ -1,6 +1,8 @@
 // See address.h for the contract. Grammar references are RFC 5321 §4.1.2 and RFC 6531 §3.3.
 #include "common/address.h"
 
+#include "common/utf8.h"
+
 #include <arpa/inet.h>
 
 #include <cstring>
@@ -168,42 +170,7 @@ std::string Mailbox::path() const {
     return out;
 }
 
-bool is_valid_utf8(std::string_view s) {
-    std::size_t i = 0;
-    while (i < s.size()) {
-        const auto c = static_cast<unsigned char>(s[i]);
-        if (c < 0x80) {
-            ++i;
-            continue;
-        }
-        std::size_t n;
-        std::uint32_t cp;
-        if (c >= 0xc2 && c <= 0xdf) {
-            n = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            n = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            return false;  // continuation byte, overlong lead (c0/c1) or > f4
-        }
-        if (i + n >= s.size()) return false;  // truncated sequence
-        for (std::size_t k = 1; k <= n; ++k) {
-            const auto cc = static_cast<unsigned char>(s[i + k]);
-            if ((cc & 0xc0) != 0x80) return false;
-            cp = (cp << 6) | (cc & 0x3f);
-        }
-        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
-            (cp >= 0xd800 && cp <= 0xdfff)) {
-            return false;
-        }
-        i += n + 1;
-    }
-    return true;
-}
+bool is_valid_utf8(std::string_view s) { return esad::valid_utf8(s); }
 
 PathResult parse_path(std::string_view text, const PathOptions& options) {
     const bool sender = options.role == PathRole::kSender;

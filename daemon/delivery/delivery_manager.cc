@@ -24,6 +24,14 @@ std::string_view esa_reason(std::string_view enhanced, int code) {
     return smtp::status_text(enhanced);
 }
 
+// RFC 3464 Diagnostic-Code: "smtp; 550 ..." only for what an SMTP server said; local causes
+// (DNS, expiry, TLS policy, refusals before sending) are typed as ours.
+std::string diagnostic_code(int code, const std::vector<std::string>& lines) {
+    const std::string text = lines.empty() ? std::string() : lines.front();
+    if (code > 0) return fmt::format("smtp; {} {}", code, text);
+    return "X-Esad; " + text;
+}
+
 // "('550', ['line one', 'line two'])" with the lines as Python-style literals.
 std::string reply_tuple(int code, const std::vector<std::string>& lines) {
     std::string out = fmt::format("('{:03d}', [", code);
@@ -262,7 +270,7 @@ void DeliveryManager::handle_pick_side_effects(queue::Pick& pick) {
             state_.counters.add(Counter::kHardBouncedRecipients);
             state_.counters.add(Counter::kCompletedRecipients);
             bounces[f.mid].push_back(
-                {f.rid, "5.4.7", "smtp; 000 Delivery expired (message too old)", ""});
+                {f.rid, "5.4.7", "X-Esad; Delivery expired (message too old)", ""});
         }
         journal(pick.expired, {});
         for (auto& [mid, list] : bounces)
@@ -437,10 +445,7 @@ void DeliveryManager::log_outcomes(const queue::Work& work, const smtp::Transact
                     "Bounced: DCID {} MID {} to RID {} - {} - {} {} []", dcid, work.mid, rr.rid,
                     enhanced, esa_reason(enhanced, rep.code), reply_tuple(rep.code, rep.lines)));
                 bounces[work.mid].push_back(
-                    {rr.rid, enhanced,
-                     (rep.code ? fmt::format("smtp; {} ", rep.code) : std::string("smtp; ")) +
-                         (rep.lines.empty() ? "" : rep.lines.front()),
-                     remote});
+                    {rr.rid, enhanced, diagnostic_code(rep.code, rep.lines), remote});
                 break;
             case smtp::RecipientOutcome::kDeferred:
                 break;
@@ -464,10 +469,7 @@ void DeliveryManager::log_outcomes(const queue::Work& work, const smtp::Transact
             for (const auto& rr : report->recipients)
                 if (rr.rid == d.rid)
                     warn.push_back({d.rid, rr.reply.enhanced.empty() ? "4.0.0" : rr.reply.enhanced,
-                                    (rr.reply.code ? fmt::format("smtp; {} ", rr.reply.code)
-                                                   : std::string("smtp; ")) +
-                                        (rr.reply.lines.empty() ? "" : rr.reply.lines.front()),
-                                    remote, 0});
+                                    diagnostic_code(rr.reply.code, rr.reply.lines), remote, 0});
         }
         if (!warn.empty()) {
             uint32_t idx = scheduler_->index().find(work.mid);
@@ -487,7 +489,7 @@ void DeliveryManager::log_outcomes(const queue::Work& work, const smtp::Transact
                         "(message too old) ('000', ['retry limit reached']) []",
                         dcid, f.mid, f.rid));
         bounces[f.mid].push_back(
-            {f.rid, "5.4.7", "smtp; 000 Delivery expired (retry limit reached)", remote});
+            {f.rid, "5.4.7", "X-Esad; Delivery expired (retry limit reached)", remote});
     }
     // Only recipients the queue really made final bounce (in-flight deletions are ignored).
     for (auto& [mid, list] : bounces) {
@@ -731,7 +733,7 @@ void DeliveryManager::apply_removal(const queue::RemoveResult& removed, bool bou
                 fmt::format("Bounced: DCID 0 MID {} to RID {} - 5.0.0 - Bounced by administrator "
                             "('000', []) []",
                             f.mid, f.rid));
-            bounces[f.mid].push_back({f.rid, "5.0.0", "smtp; bounced by the administrator", ""});
+            bounces[f.mid].push_back({f.rid, "5.0.0", "X-Esad; bounced by the administrator", ""});
         }
         for (auto& [mid, list] : bounces)
             bounce(mid, domains[mid], std::move(list));

@@ -1,6 +1,8 @@
 // See reply.h for the contract.
 #include "daemon/smtp/reply.h"
 
+#include "common/utf8.h"
+
 #include <limits>
 #include <utility>
 
@@ -334,16 +336,7 @@ EhloCapabilities parse_ehlo(const Response& reply) {
 }
 
 std::string sanitize_text(std::string_view text, std::size_t max) {
-    const bool cut = text.size() > max;
-    const std::size_t keep = !cut ? text.size() : (max >= 3 ? max - 3 : max);
-    std::string out;
-    out.reserve(cut ? max : keep);
-    for (std::size_t i = 0; i < keep; ++i) {
-        const auto c = static_cast<unsigned char>(text[i]);
-        out.push_back(c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?');
-    }
-    if (cut && max >= 3) out += "...";
-    return out;
+    return printable_utf8(text, max);  // a server may answer in UTF-8 (RFC 6531 §3.7.4)
 }
 
 ReplySummary summarize(const Response& reply) {

@@ -14,7 +14,8 @@
 //   classify(reply, ReplyStage::kRcpt) -> ReplyClass{outcome, scope, too_many_recipients}
 //   parse_ehlo(reply) -> EhloCapabilities
 //   summarize(reply) -> ReplySummary      sanitized and bounded, for reports, logs and DSNs
-//   sanitize_text(text, max)              printable ASCII only, at most `max` octets
+//   sanitize_text(text, max)              printable characters only (ASCII and well-formed
+//                                         UTF-8, utf8.h), at most `max` octets
 //
 // Framing rules (what a remote server may send):
 //   * A line ends with CRLF; a bare LF is tolerated as a line end (common in the wild);

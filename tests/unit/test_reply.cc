@@ -341,7 +341,16 @@ TEST_CASE("summaries are printable and bounded", "[reply]") {
         CHECK(line.size() == kMaxReportLine);
         CHECK(line.substr(line.size() - 3) == "...");
     }
-    CHECK(sanitize_text("a\r\nb\x1b[31m\xc3\xa9", 100) == "a??b?[31m??");
+    // Controls become '?'; well-formed UTF-8 (a server's RFC 6531 reply) is kept as is.
+    CHECK(sanitize_text("a\r\nb\x1b[31m\xc3\xa9", 100) == "a??b?[31m\xc3\xa9");
+    CHECK(sanitize_text("550 Benutzer unbekannt: m\xc3\xbcller", 100) ==
+          "550 Benutzer unbekannt: m\xc3\xbcller");
+    // Broken sequences, overlongs, surrogates and C1 controls are not characters to show.
+    CHECK(sanitize_text("x\xc3(\xc0\xaf\xed\xa0\x80\xc2\x85", 100) == "x?(?????????");
+    // A cut never splits a character.
+    CHECK(sanitize_text("ab\xc3\xa9\xc3\xa9\xc3\xa9", 7) == "ab\xc3\xa9...");
+    CHECK(sanitize_text("ab\xc3\xa9\xc3\xa9\xc3\xa9", 6) == "ab...");
+    CHECK(sanitize_text("ab\xc3\xa9\xc3\xa9\xc3\xa9", 8) == "ab\xc3\xa9\xc3\xa9\xc3\xa9");
     CHECK(sanitize_text("abcdef", 5) == "ab...");
     CHECK(sanitize_text("abcde", 5) == "abcde");
     const ReplySummary local = local_summary("4.4.2", "timeout\n");
