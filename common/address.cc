@@ -170,7 +170,9 @@ std::string Mailbox::path() const {
     return out;
 }
 
-bool is_valid_utf8(std::string_view s) { return esad::valid_utf8(s); }
+bool is_valid_utf8(std::string_view s) {
+    return esad::valid_utf8(s);
+}
 
 PathResult parse_path(std::string_view text, const PathOptions& options) {
     const bool sender = options.role == PathRole::kSender;

@@ -7,7 +7,9 @@ namespace esad::control {
 
 using nlohmann::json;
 
-bool valid_utf8(std::string_view s) { return esad::valid_utf8(s); }
+bool valid_utf8(std::string_view s) {
+    return esad::valid_utf8(s);
+}
 
 int json_depth(std::string_view s, int limit) {
     int depth = 0, max_depth = 0;

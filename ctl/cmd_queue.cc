@@ -506,7 +506,9 @@ int cmd_dig(Context& ctx, const std::vector<std::string>& args) {
     if (rc != kExitOk) return rc;
     print_or_json(ctx, d, render_dig);
     std::string status = d.value("status", "");
-    return status == "ok" || status == "nodata" ? kExitOk : kExitFailed;
+    // Exit 0 only with an answer: NODATA (the name exists, no record of the type) is no answer
+    // for a script asking "does this domain have an MX?".
+    return status == "ok" ? kExitOk : kExitFailed;
 }
 
 }  // namespace

@@ -82,7 +82,9 @@ bool parse_selector(const json& args, queue::Selector* sel, std::string* error) 
     return true;
 }
 
-const char* rcpt_state(queue::RcptState s) {
+// A recipient due now whose host is held (DNS temporary failure) or down until its retry
+// time is waiting as much as one with its own retry time: "deferred", not "ready".
+const char* rcpt_state(queue::RcptState s, const hosts::HostState& host, int64_t now) {
     switch (s) {
         case queue::RcptState::kInFlight:
             return "delivering";
@@ -91,6 +93,7 @@ const char* rcpt_state(queue::RcptState s) {
         case queue::RcptState::kFinal:
             return "completed";
         case queue::RcptState::kReady:
+            if (host.blocked_until(now) != hosts::kNever) return "deferred";
             break;
     }
     return "ready";
@@ -387,9 +390,7 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
                     if (static_cast<int64_t>(total) <= offset ||
                         static_cast<int64_t>(rows.size()) >= limit)
                         continue;
-                    const char* state = rc.state == queue::RcptState::kInFlight   ? "delivering"
-                                        : rc.state == queue::RcptState::kDeferred ? "deferred"
-                                                                                  : "ready";
+                    const char* state = rcpt_state(rc.state, s.domain(rc.domain).host(), now);
                     rows.push_back(
                         {{"mid", e.mid},
                          {"rid", rc.rid},
@@ -589,7 +590,7 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
                 rcpts.push_back({{"rid", rc.rid},
                                  {"recipient", std::string(idx.address(i, slot))},
                                  {"host", dq.name()},
-                                 {"state", rcpt_state(rc.state)},
+                                 {"state", rcpt_state(rc.state, h, now_ms())},
                                  {"attempts", rc.attempts},
                                  {"next_attempt", rc.state == queue::RcptState::kDeferred
                                                       ? ms_to_unix(rc.next_attempt)

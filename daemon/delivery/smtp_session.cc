@@ -219,8 +219,11 @@ void SmtpSession::run_actions() {
         } else if (auto* r = std::get_if<smtp::TransactionReport>(&action)) {
             bool reached = r->host == smtp::HostOutcome::kReached || greeted_;
             if (!reached && !r->started) {
+                // The server's own words when it answered (a 421/554 banner), with its code.
                 failure_detail =
                     r->reply.lines.empty() ? "connection failed" : r->reply.lines.front();
+                if (r->reply.code > 0)
+                    failure_detail = fmt::format("{} {}", r->reply.code, failure_detail);
                 env_.mail_log->info(
                     fmt::format("Connection Error: DCID {} domain: {} IP: {} port: {} details: {} "
                                 "interface: {} "

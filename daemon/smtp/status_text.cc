@@ -70,14 +70,14 @@ constexpr std::array<std::pair<std::string_view, std::string_view>, 55> kDetail 
 }};
 
 constexpr std::array<std::string_view, 8> kSubject = {
-    "Other or undefined status",             // x.0.x
-    "Other address status",                  // x.1.x
-    "Mailbox status",                        // x.2.x
-    "Mail system status",                    // x.3.x
-    "Other network problem",                 // x.4.x (appliance wording)
-    "Mail delivery protocol status",         // x.5.x
-    "Message content or media status",       // x.6.x
-    "Security or policy error",              // x.7.x (appliance wording)
+    "Other or undefined status",        // x.0.x
+    "Other address status",             // x.1.x
+    "Mailbox status",                   // x.2.x
+    "Mail system status",               // x.3.x
+    "Other network problem",            // x.4.x (appliance wording)
+    "Mail delivery protocol status",    // x.5.x
+    "Message content or media status",  // x.6.x
+    "Security or policy error",         // x.7.x (appliance wording)
 };
 
 bool all_digits(std::string_view s, std::size_t max_len) {

@@ -180,6 +180,13 @@ def test_mx_resolution_nxdomain_and_dig():
         assert "IN  MX    10 mx-local.esad.test." in out, out
         r = d.ctl("dig", "a", "nowhere.esad.test", check=False)
         assert r.returncode == 1 and "nxdomain" in r.stdout
+        # NODATA: the name exists (it has MX records) but no TXT record: no answer, exit 1.
+        r = d.ctl("dig", "txt", "deliver.esad.test", check=False)
+        assert r.returncode == 1, (r.returncode, r.stdout)
+        # The DSN types a DNS cause as ours, not as an SMTP reply.
+        dsn = [m for m in sink.messages if m["mail_from"] == ""][0]["data"]
+        assert b"Diagnostic-Code: X-Esad; DNS Hard Error" in dsn, dsn
+        assert b"Diagnostic-Code: smtp;" not in dsn
     finally:
         d.cleanup()
         sink.close()
@@ -238,12 +245,30 @@ def test_null_mx_and_servfail():
         log = mail_log(d)
         bounced = [l for l in log.splitlines() if "Bounced:" in l]
         assert len(bounced) == 1 and "5.1.10" in bounced[0], bounced
-        # SERVFAIL is temporary: held, never bounced.
+        assert "Recipient address has null MX" in bounced[0] and "Unknown address" not in bounced[0]
+        # SERVFAIL is temporary: held, never bounced, and reported as what the server said.
         assert "servfail" not in " ".join(bounced)
         assert d.ctl_json("hoststatus", "servfail.esad.test")["gauges"]["active_recipients"] == 1
+        delayed = [l for l in log.splitlines() if "Delayed: DCID 0" in l][0]
+        assert "general failure" in delayed and "Could not contact" not in delayed, delayed
     finally:
         d.cleanup()
         sink.close()
+        dns_proc.terminate()
+
+
+def test_dns_temporary_failure_is_shown_deferred_while_the_host_is_held():
+    dns_proc, dns_port = start_dns()
+    d = delivery_daemon("", dns_port=dns_port,
+                        extra='[bounce_profiles.default]\ninitial_retry = "1s"\n')
+    try:
+        assert send_message(d.smtp_port, "a@src.test", ["y@servfail.esad.test"], make_body("h@t"))[0] == 250
+        assert wait_for(lambda: "Delayed: DCID 0" in mail_log(d), timeout=10), mail_log(d)
+        time.sleep(2)  # the recipient's own 1 s retry has passed; the host hold (60 s) has not
+        rows = d.ctl_json("showrecipients", "host", "servfail.esad.test")["recipients"]
+        assert [r["state"] for r in rows] == ["deferred"], rows
+    finally:
+        d.cleanup()
         dns_proc.terminate()
 
 
@@ -445,7 +470,8 @@ if __name__ == "__main__":
     run_tests([test_static_route_delivery_and_log_lines, test_hard_bounce_generates_dsn_and_soft_bounce_is_retried,
                test_dead_host_is_held_then_runbook_recovers_it, test_mx_resolution_nxdomain_and_dig,
                test_starttls_delivery_is_logged, test_restart_keeps_deferred_mail_and_delivers_it,
-               test_null_mx_and_servfail, test_backoff_retry_then_expiry_with_dsn,
+               test_null_mx_and_servfail, test_dns_temporary_failure_is_shown_deferred_while_the_host_is_held,
+               test_backoff_retry_then_expiry_with_dsn,
                test_twenty_percent_dead_does_not_block_the_rest,
                test_drop_after_final_dot_is_retried_or_counted_with_possible_delivery,
                test_real_postfix_smtp_sink_peer, test_reload_changes_a_route_live,

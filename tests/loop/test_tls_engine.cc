@@ -347,8 +347,7 @@ TEST_CASE("a peer's alert is reported as the alert, not as a verification failur
     // that demands a client certificate: the client has seen an unverifiable certificate
     // (wrong CA) when the server's alert arrives.
     auto sctx = server_ctx();
-    SSL_CTX_set_verify(sctx->native(), SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
-                       nullptr);
+    SSL_CTX_set_verify(sctx->native(), SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
     REQUIRE(SSL_CTX_set_max_proto_version(sctx->native(), TLS1_2_VERSION) == 1);
     auto cctx = client_ctx(false, pki().cert_b);
     auto server = Engine::server(*sctx);
