@@ -1,6 +1,8 @@
 // See client_fsm.h for the contract.
 #include "daemon/smtp/client_fsm.h"
 
+#include "daemon/smtp/mime_downgrade.h"
+
 #include <algorithm>
 #include <utility>
 
@@ -738,6 +740,26 @@ void ClientSession::on_data_done(const Response& reply, Millis now) {
     enter(ClientState::kReady, now);
 }
 
+std::optional<ReplySummary> ClientSession::convert_to_7bit_if_needed(Transaction& tx) {
+    if (caps_.eight_bit_mime || !tx.content || tx.smtputf8) return std::nullopt;
+    if (!tx.eight_bit && !has_8bit(*tx.content)) return std::nullopt;
+    // RFC 6152 §3: never raw 8-bit to a 7-bit server; convert, or refuse with 5.6.3.
+    DowngradeResult down = downgrade_to_7bit(*tx.content);
+    if (down.status == DowngradeStatus::kImpossible) {
+        return local_summary(
+            "5.6.3",
+            "8-bit content for a server without 8BITMIME, not convertible: " + down.reason);
+    }
+    if (down.status == DowngradeStatus::kConverted) {
+        trace("MID " + std::to_string(tx.mid) +
+              ": 8-bit content converted to 7-bit MIME (the server has no 8BITMIME)");
+        tx.content = std::make_shared<const std::string>(std::move(down.content));
+        tx.content_size = 0;
+    }
+    tx.eight_bit = false;
+    return std::nullopt;
+}
+
 void ClientSession::start_transaction(Millis now) {
     current_.emplace();
     Current& cur = *current_;
@@ -756,17 +778,20 @@ void ClientSession::start_transaction(Millis now) {
             cur.results[i].reply = local_summary("5.1.3", "invalid recipient address");
         }
     }
-    const std::uint64_t size = tx.content_size != 0 ? tx.content_size
-                               : tx.content         ? tx.content->size()
-                                                    : 0;
-    // Refusals decided before a command is sent; the session stays ready.
+    // Refusals decided before a command is sent; the session stays ready. The conversion to
+    // 7-bit runs before the SIZE check, which then sees the size really sent.
     std::optional<ReplySummary> refusal;
+    const auto size = [&tx] {
+        return tx.content_size != 0 ? tx.content_size : tx.content ? tx.content->size() : 0;
+    };
     if (!sendable_address(tx.sender, true)) {
         refusal = local_summary("5.1.7", "invalid sender address");
     } else if (tx.smtputf8 && !caps_.smtputf8) {
         refusal = local_summary("5.6.7", "SMTPUTF8 is required but not supported by the server");
-    } else if (caps_.size_advertised && caps_.size_limit != 0 && size > caps_.size_limit) {
-        refusal = local_summary("5.3.4", "message size " + std::to_string(size) +
+    } else if ((refusal = convert_to_7bit_if_needed(cur.tx))) {
+        // 8-bit content that cannot be made 7-bit for this server
+    } else if (caps_.size_advertised && caps_.size_limit != 0 && size() > caps_.size_limit) {
+        refusal = local_summary("5.3.4", "message size " + std::to_string(size()) +
                                              " exceeds the server's limit of " +
                                              std::to_string(caps_.size_limit));
     }

@@ -64,7 +64,10 @@
 //     kNotReached (preferred-verify accepts it, recorded as tls_verified = false).
 //     EHLO again after TLS; STARTTLS is never issued twice.
 //   * A transaction: SIZE over the server's SIZE -> hard 5.3.4 without sending; SMTPUTF8
-//     needed but not offered -> hard 5.6.7; an address with CR, LF, control octets, '<' or
+//     needed but not offered -> hard 5.6.7; 8-bit content (BODY=8BITMIME or any octet
+//     >= 0x80) and no 8BITMIME offered -> converted to 7-bit MIME (quoted-printable/base64,
+//     mime_downgrade.h) or, when that is impossible, hard 5.6.3 without sending; an address with
+//     CR, LF, control octets, '<' or
 //     '>' is never sent (sender: message hard 5.1.7; recipient: that recipient hard 5.1.3).
 //     MAIL FROM:<s> [SIZE=n] [BODY=8BITMIME] [SMTPUTF8], RCPT TO:<r> each, DATA.
 //   * RCPT replies: 2xx accepted; "too many recipients" (452 4.5.3 etc., see reply.h) ->
@@ -299,6 +302,9 @@ class ClientSession {
     void after_hello(Millis now);
     void after_rcpts(Millis now);
     void start_transaction(Millis now);
+    // 8-bit content for a server without 8BITMIME: converted in place (mime_downgrade.h), or
+    // the 5.6.3 refusal when it cannot be.
+    std::optional<ReplySummary> convert_to_7bit_if_needed(Transaction& tx);
     void send_command(std::string_view line);
     void send_batch(const std::vector<std::string>& lines);
     void send_next_chunk(Millis now);

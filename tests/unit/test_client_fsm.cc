@@ -1138,6 +1138,64 @@ TEST_CASE("refusals decided before MAIL", "[client_fsm]") {
         t.greet("250-mx\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n");
         CHECK(t.take_sent() == "MAIL FROM:<s@a.test> BODY=8BITMIME SMTPUTF8\r\n");
     }
+    SECTION("8-bit content to a server without 8BITMIME is converted, never sent raw") {
+        Script t;
+        Transaction tx = make_tx(31, {"a@b.test"}, "Subject: t\r\n\r\ncaf\xc3\xa9\r\n");
+        tx.eight_bit = true;
+        t.submit(std::move(tx));
+        t.greet("250-mx\r\n250 SIZE 1000000\r\n");
+        const std::string mail = t.take_sent();
+        CHECK(mail.find("BODY=8BITMIME") == std::string::npos);
+        t.server("250 ok\r\n");
+        t.take_sent();
+        t.server("250 ok\r\n");
+        CHECK(t.take_sent() == "DATA\r\n");
+        t.server("354 go\r\n");
+        t.flush_content();
+        for (char c : t.content)
+            CHECK(static_cast<unsigned char>(c) < 0x80);
+        CHECK(t.content.find("caf=C3=A9") != std::string::npos);
+        CHECK(t.content.find("Content-Transfer-Encoding: quoted-printable") != std::string::npos);
+        // SIZE= announced the converted size.
+        const std::size_t size = std::stoul(mail.substr(mail.find("SIZE=") + 5));
+        CHECK(size > std::string("Subject: t\r\n\r\ncaf\xc3\xa9\r\n").size());
+        CHECK(t.traced("converted to 7-bit"));
+    }
+    SECTION("undeclared 8-bit content (no BODY=8BITMIME at injection) is converted too") {
+        Script t;
+        t.submit(make_tx(32, {"a@b.test"}, "Subject: t\r\n\r\n\xe9t\xe9\r\n"));
+        t.greet("250-mx\r\n250-PIPELINING\r\n250 SIZE 1000000\r\n");
+        t.take_sent();
+        t.server("250 ok\r\n250 ok\r\n354 go\r\n");
+        t.flush_content();
+        for (char c : t.content)
+            CHECK(static_cast<unsigned char>(c) < 0x80);
+    }
+    SECTION("8-bit content that cannot be converted bounces 5.6.3 before MAIL") {
+        Script t;
+        Transaction tx = make_tx(33, {"a@b.test"}, "Subject: caf\xc3\xa9\r\n\r\nx\r\n");
+        tx.eight_bit = true;
+        t.submit(std::move(tx));
+        t.greet("250-mx\r\n250 SIZE 1000000\r\n");
+        CHECK(t.take_sent().empty());
+        REQUIRE(t.reports.size() == 1);
+        CHECK(t.reports[0].outcome == MessageOutcome::kHard);
+        CHECK(t.reports[0].reply.enhanced == "5.6.3");
+        CHECK(t.s.idle());
+    }
+    SECTION("8BITMIME offered: the content goes as it is") {
+        Script t;
+        Transaction tx = make_tx(34, {"a@b.test"}, "Subject: t\r\n\r\ncaf\xc3\xa9\r\n");
+        tx.eight_bit = true;
+        t.submit(std::move(tx));
+        t.greet();
+        CHECK(t.take_sent().find("BODY=8BITMIME") != std::string::npos);
+        t.server("250 ok\r\n");
+        t.server("250 ok\r\n");
+        t.server("354 go\r\n");
+        t.flush_content();
+        CHECK(t.content == "Subject: t\r\n\r\ncaf\xc3\xa9\r\n.\r\n");
+    }
     SECTION("addresses that could inject commands are never sent") {
         Script t;
         Transaction tx = make_tx(30, {"a@b.test", "x@b.test>\r\nRSET", "c@b.test"});
