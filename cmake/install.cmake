@@ -70,7 +70,7 @@ set(CPACK_DEBIAN_PACKAGE_NAME "esad")
 set(CPACK_DEBIAN_PACKAGE_SECTION "mail")
 set(CPACK_DEBIAN_PACKAGE_PRIORITY "optional")
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
-    "libc6 (>= 2.36), libstdc++6 (>= 12), libuv1, libc-ares2, libssl3, libspdlog1.10, libfmt9, libtomlplusplus3, libsystemd0, libedit2")
+    "libc6 (>= 2.36), libstdc++6 (>= 12), libuv1, libc-ares2, libssl3, libspdlog1.10, libfmt9, libtomlplusplus3, libsystemd0, libedit2, libidn2-0")
 # systemd-sysusers / systemd-tmpfiles create the user and directories in postinst.
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "systemd")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA

@@ -1,6 +1,7 @@
 // See address.h for the contract. Grammar references are RFC 5321 §4.1.2 and RFC 6531 §3.3.
 #include "common/address.h"
 
+#include "common/idna.h"
 #include "common/utf8.h"
 
 #include <arpa/inet.h>
@@ -251,6 +252,11 @@ PathResult parse_path(std::string_view text, const PathOptions& options) {
     } else {
         if (domain.size() > kMaxDomain) return fail(501, syn, "Domain too long");
         if (!valid_domain(domain)) return fail(501, syn, "Bad " + what + " address syntax");
+        if (utf8 && !to_a_label(domain)) {
+            // A U-label domain must have an A-label form: DNS only knows that one.
+            return fail(501, syn,
+                        "Bad " + what + " address syntax (invalid internationalized domain name)");
+        }
         m.domain.reserve(domain.size());
         for (char c : domain)
             m.domain += ascii_lower(c);

@@ -91,13 +91,18 @@ void render_tophosts(std::ostream& o, const json& d) {
           << pad(thousands(u64(h, "delivered_recipients")), 9)
           << pad(thousands(u64(h, "soft_bounced")), 10) << thousands(u64(h, "hard_bounced"))
           << "\n";
+        // An internationalized host: its U-label form on a line of its own (columns stay).
+        if (const std::string u = h.value("host_unicode", ""); !u.empty())
+            o << "    (" << u << ")\n";
     }
 }
 
 void render_hoststatus(std::ostream& o, const json& d) {
     const json& c = d["counters"];
     const json& g = d["gauges"];
-    o << "\nHost mail status for: '" << d.value("host", "") << "'\n";
+    o << "\nHost mail status for: '" << d.value("host", "") << "'";
+    if (const std::string u = d.value("host_unicode", ""); !u.empty()) o << " (" << u << ")";
+    o << "\n";
     o << "Status as of:         " << esa_time(d.value("status_as_of", 0ll)) << "\n";
     o << "Host up/down:         " << d.value("status", "unknown") << "\n\n";
     o << "Counters:\n  Queue\n";

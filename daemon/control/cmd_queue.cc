@@ -8,6 +8,7 @@
 #include <list>
 #include <unordered_set>
 
+#include "common/idna.h"
 #include "daemon/loop/handle.h"
 #include "daemon/loop/work.h"
 
@@ -35,6 +36,18 @@ std::string lower(std::string s) {
     for (auto& c : s)
         c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return s;
+}
+
+// A recipient host as the queue knows it: A-label, lower case ("München.test" finds
+// "xn--mnchen-3ya.test").
+std::string host_key(const std::string& s) {
+    return to_a_label(s).value_or(lower(s));
+}
+
+// The U-label form for display next to an A-label host; empty when it has none.
+std::string unicode_form(const std::string& host) {
+    std::string u = to_u_label(host);
+    return u == host ? std::string() : u;
 }
 
 json counters_json(const queue::DomainCounters& c) {
@@ -72,7 +85,7 @@ bool parse_selector(const json& args, queue::Selector* sel, std::string* error) 
         *sel = queue::Selector::all();
     } else if (by == "host" || by == "domain") {
         if (value.empty()) return *error = "host needs a domain", false;
-        *sel = queue::Selector::domain(lower(value));
+        *sel = queue::Selector::domain(host_key(value));
     } else if (by == "sender") {
         *sel = queue::Selector::sender(value);
     } else {
@@ -226,6 +239,7 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
             for (size_t i = 0; i < shown; ++i) {
                 const Row& x = rows[i];
                 hosts.push_back({{"host", x.host},
+                                 {"host_unicode", unicode_form(x.host)},
                                  {"down", x.down},
                                  {"active_recipients", x.active},
                                  {"connections_out", x.conn},
@@ -242,7 +256,7 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
     server.add_handler(
         "hoststatus", needs_queue(env, [env](delivery::DeliveryManager& m, const Request& req,
                                              std::shared_ptr<Responder> r) {
-            std::string domain = lower(req.args.value("domain", ""));
+            std::string domain = host_key(req.args.value("domain", ""));
             if (domain.empty()) {
                 r->error("bad_args", "hoststatus needs a domain");
                 return;
@@ -280,6 +294,7 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
                                        {"expires_at", a.expires_at_unix}});
             }
             r->ok({{"host", domain},
+                   {"host_unicode", unicode_form(domain)},
                    {"status_as_of", std::time(nullptr)},
                    {"status", std::string(hosts::to_string(h.status()))},
                    {"retry_at", ms_to_unix(h.retry_at())},
@@ -312,9 +327,9 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
                            if (target == "all" || target == "ALL") {
                                n = m.scheduler().delivernow_all(now_ms());
                            } else {
-                               n = m.scheduler().delivernow(lower(target), now_ms());
+                               n = m.scheduler().delivernow(host_key(target), now_ms());
                                if (!n) {
-                                   r->error("not_found", "No record of host: " + lower(target));
+                                   r->error("not_found", "No record of host: " + host_key(target));
                                    return;
                                }
                            }

@@ -9,6 +9,7 @@
 
 #include "common/escape.h"
 #include "common/format.h"
+#include "common/idna.h"
 #include "daemon/loop/work.h"
 #include "daemon/queue/dsn.h"
 #include "daemon/smtp/status_text.h"
@@ -843,6 +844,7 @@ void DeliveryManager::bounce(spool::Mid mid, const std::string& domain,
             in.now = std::time(nullptr);
             in.boundary_seed = rng_();
             in.delay_warning = delay_warning;
+            in.utf8 = orig.smtputf8;  // RFC 6533: UTF-8 addresses stay UTF-8
             for (const auto& b : rcpts) {
                 queue::DsnRecipient r;
                 for (const auto& rc : orig.recipients)
@@ -865,11 +867,14 @@ void DeliveryManager::bounce(spool::Mid mid, const std::string& domain,
             dsn.envelope.sender = "";
             size_t at = orig.sender.rfind('@');
             std::string domain = at == std::string::npos ? "" : orig.sender.substr(at + 1);
-            for (auto& c : domain)
-                c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            domain = to_a_label(domain).value_or(domain);  // the recipient host: A-label
             dsn.envelope.recipients.push_back({0, orig.sender, domain});
             dsn.envelope.client_ip = "127.0.0.1";
             dsn.envelope.client_helo = env_.helo_name;
+            // A UTF-8 DSN travels as it came: SMTPUTF8 and 8BITMIME, never downgraded.
+            dsn.envelope.smtputf8 = orig.smtputf8;
+            dsn.envelope.body_type =
+                orig.smtputf8 ? spool::BodyType::k8BitMime : spool::BodyType::k7Bit;
             dsn.content = queue::build_dsn(in);
             spool::Mid new_mid = dsn.envelope.mid;
             spool::Envelope env_copy = dsn.envelope;

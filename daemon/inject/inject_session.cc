@@ -1,6 +1,8 @@
 // See inject_session.h.
 #include "daemon/inject/inject_session.h"
 
+#include "common/idna.h"
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -9,6 +11,7 @@
 #include <chrono>
 
 #include "common/escape.h"
+#include "common/idna.h"
 #include "common/log_search.h"
 
 namespace esad::inject {
@@ -227,9 +230,12 @@ void InjectSession::commit(smtp::CommitMessage& msg) {
     m.envelope.client_helo = env.helo;
     m.envelope.body_type = body_type(env.params.body);
     m.envelope.smtputf8 = env.params.smtputf8;
+    // The recipient host is the A-label form (DNS, queues, tophosts); the address keeps the
+    // U-label form the client sent, for SMTPUTF8 peers. parse_path() checked it converts.
     for (size_t i = 0; i < env.recipients.size(); ++i)
         m.envelope.recipients.push_back(
-            {static_cast<uint32_t>(i), env.recipients[i].address(), env.recipients[i].domain});
+            {static_cast<uint32_t>(i), env.recipients[i].address(),
+             to_a_label(env.recipients[i].domain).value_or(env.recipients[i].domain)});
 
     std::string mid_text = std::to_string(mid);
     std::string for_path = env.recipients.size() == 1 ? env.recipients[0].path() : "";

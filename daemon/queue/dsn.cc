@@ -1,9 +1,13 @@
 // dsn — RFC 3464 DSN builder and the bounce-loop guard (contract in dsn.h). Pure.
 #include "daemon/queue/dsn.h"
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <utility>
+
+#include "common/utf8.h"
+#include "daemon/smtp/mime_downgrade.h"
 
 namespace esad::queue {
 
@@ -59,14 +63,20 @@ std::uint64_t splitmix64(std::uint64_t x) {
 }
 
 // Printable ASCII only, bounded, cut at an escape boundary (see the contract in dsn.h).
-std::string sanitize(std::string_view in, std::size_t max) {
+std::string sanitize(std::string_view in, std::size_t max, bool keep_utf8 = false) {
     std::string out;
     bool truncated = false;
     bool last_space = false;
-    for (const char ch : in) {
+    for (std::size_t i = 0; i < in.size(); ++i) {
+        const char ch = in[i];
         const auto c = static_cast<unsigned char>(ch);
         std::string piece;
-        if (c == '\r' || c == '\n' || c == '\t') {
+        std::uint32_t cp = 0;
+        std::size_t n = 0;
+        if (keep_utf8 && c >= 0x80 && (n = utf8_sequence(in, i, &cp)) > 0 && cp >= 0xa0) {
+            piece.assign(in.substr(i, n));  // RFC 6533: a UTF-8 address stays itself
+            i += n - 1;
+        } else if (c == '\r' || c == '\n' || c == '\t') {
             if (last_space) continue;  // a folded line break collapses to one space
             piece = " ";
         } else if (c == '\\') {
@@ -90,8 +100,10 @@ std::string sanitize(std::string_view in, std::size_t max) {
         // Drop whole pieces only: walk back over a partial "\xNN" or "\\".
         std::size_t cut = out.size() > keep ? keep : out.size();
         for (std::size_t i = 0; i < cut;) {
-            const std::size_t len =
+            std::size_t len =
                 out[i] != '\\' ? 1 : (i + 1 < out.size() && out[i + 1] == 'x' ? 4 : 2);
+            if (static_cast<unsigned char>(out[i]) >= 0x80)
+                len = std::max<std::size_t>(1, utf8_sequence(out, i));
             if (i + len > cut) {
                 cut = i;
                 break;
@@ -126,8 +138,14 @@ std::string_view strip_brackets(std::string_view addr) {
     return addr;
 }
 
-std::string sanitize_address(std::string_view addr) {
-    return sanitize(strip_brackets(addr), kMaxAddressOctets);
+std::string sanitize_address(std::string_view addr, bool utf8) {
+    return sanitize(strip_brackets(addr), kMaxAddressOctets, utf8);
+}
+
+bool is_ascii(std::string_view s) {
+    for (const char c : s)
+        if (static_cast<unsigned char>(c) >= 0x80) return false;
+    return true;
 }
 
 bool is_status_code(std::string_view s) {
@@ -265,32 +283,14 @@ bool needs_qp(const HeaderSection& section) {
     return false;
 }
 
-// RFC 2045 §6.7 quoted-printable, each input line a hard line break, lines <= 76 octets.
+// RFC 2045 §6.7 quoted-printable (mime_downgrade.h), each input line a hard line break.
 std::string quoted_printable(const HeaderSection& section) {
-    static constexpr char kHex[] = "0123456789ABCDEF";
-    std::string out;
+    std::string text;
     for (const std::string_view line : section.lines) {
-        std::size_t col = 0;
-        for (std::size_t i = 0; i < line.size(); ++i) {
-            const auto c = static_cast<unsigned char>(line[i]);
-            const bool last = i + 1 == line.size();
-            std::string piece;
-            if ((c >= 33 && c <= 126 && c != '=') || ((c == ' ' || c == '\t') && !last)) {
-                piece.assign(1, static_cast<char>(c));
-            } else {
-                piece = {'=', kHex[c >> 4], kHex[c & 0xf]};
-            }
-            // Leave room for the soft break "=" (and on the last piece, nothing more).
-            if (col + piece.size() > kQpLineOctets - 1) {
-                out += "=\r\n";
-                col = 0;
-            }
-            out += piece;
-            col += piece.size();
-        }
-        out += kCrlf;
+        text += line;
+        text += kCrlf;
     }
-    return out;
+    return smtp::quoted_printable(text);
 }
 
 // ---- the parts ----------------------------------------------------------------------------
@@ -306,9 +306,9 @@ struct Recipient {
     std::optional<std::time_t> will_retry_until;
 };
 
-Recipient clean(const DsnRecipient& r) {
+Recipient clean(const DsnRecipient& r, bool utf8) {
     Recipient c;
-    c.address = sanitize_address(r.address);
+    c.address = sanitize_address(r.address, utf8);
     c.action = normalize_action(r.action);
     c.status = normalize_status(r.status, c.action);
     c.remote_mta = sanitize(r.remote_mta, kMaxHostOctets);
@@ -321,10 +321,14 @@ Recipient clean(const DsnRecipient& r) {
 
 std::string human_part(const DsnInput& in, std::string_view host,
                        const std::vector<Recipient>& rcpts, bool headers_truncated) {
+    bool ascii = true;
+    for (const Recipient& r : rcpts)
+        ascii = ascii && is_ascii(r.address);
     std::string out;
-    add_line(out, "Content-Type: text/plain; charset=us-ascii");
+    add_line(out, ascii ? "Content-Type: text/plain; charset=us-ascii"
+                        : "Content-Type: text/plain; charset=utf-8");
     add_line(out, "Content-Description: Notification");
-    add_line(out, "Content-Transfer-Encoding: 7bit");
+    add_line(out, ascii ? "Content-Transfer-Encoding: 7bit" : "Content-Transfer-Encoding: 8bit");
     add_line(out, "");
     add_line(out, "This is the mail system at host " + std::string(host) + ".");
     add_line(out, "");
@@ -365,7 +369,9 @@ std::string human_part(const DsnInput& in, std::string_view host,
 std::string status_part(const DsnInput& in, std::string_view host,
                         const std::vector<Recipient>& rcpts) {
     std::string out;
-    add_line(out, "Content-Type: message/delivery-status");
+    // RFC 6533: a message received with SMTPUTF8 gets the global (UTF-8) report types.
+    add_line(out, in.utf8 ? "Content-Type: message/global-delivery-status"
+                          : "Content-Type: message/delivery-status");
     add_line(out, "Content-Description: Delivery report");
     add_line(out, "");
     add_field(out, "Reporting-MTA", "dns; " + std::string(host));
@@ -378,7 +384,8 @@ std::string status_part(const DsnInput& in, std::string_view host,
         if (!r.original_recipient.empty()) {
             add_field(out, "Original-Recipient", r.original_recipient);
         }
-        add_field(out, "Final-Recipient", "rfc822; " + r.address);
+        add_field(out, "Final-Recipient",
+                  (is_ascii(r.address) ? "rfc822; " : "utf-8; ") + r.address);
         add_field(out, "Action", r.action);
         add_field(out, "Status", r.status);
         if (!r.remote_mta.empty()) add_field(out, "Remote-MTA", "dns; " + r.remote_mta);
@@ -391,9 +398,10 @@ std::string status_part(const DsnInput& in, std::string_view host,
     return out;
 }
 
-std::string headers_part(const HeaderSection& section) {
+std::string headers_part(const HeaderSection& section, bool utf8) {
     std::string out;
-    add_line(out, "Content-Type: text/rfc822-headers");
+    add_line(out,
+             utf8 ? "Content-Type: message/global-headers" : "Content-Type: text/rfc822-headers");
     add_line(out, "Content-Description: Undelivered message headers");
     if (needs_qp(section)) {
         add_line(out, "Content-Transfer-Encoding: quoted-printable");
@@ -516,13 +524,13 @@ std::string build_dsn(const DsnInput& in) {
     std::vector<Recipient> rcpts;
     rcpts.reserve(in.recipients.size());
     for (const DsnRecipient& r : in.recipients)
-        rcpts.push_back(clean(r));
+        rcpts.push_back(clean(r, in.utf8));
 
     const HeaderSection section = header_section(in.original_headers);
     const std::array<std::string, 3> parts = {
         human_part(in, host, rcpts, section.truncated),
         status_part(in, host, rcpts),
-        headers_part(section),
+        headers_part(section, in.utf8),
     };
 
     // Distinct counters give distinct candidates (splitmix64 is a bijection), and the
@@ -538,7 +546,7 @@ std::string build_dsn(const DsnInput& in) {
         if (!clash) break;
     }
 
-    const std::string to = sanitize_address(in.original_sender);
+    const std::string to = sanitize_address(in.original_sender, in.utf8);
     std::string out;
     add_field(out, "Date", rfc5322_date(in.now));
     add_field(out, "From", "Mail Delivery System <MAILER-DAEMON@" + host + ">");

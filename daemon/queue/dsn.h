@@ -5,7 +5,8 @@
 // API
 //   build_dsn(input) -> std::string   the complete RFC 5322 message (header section, blank
 //                                     line, multipart/report body), CRLF line endings only,
-//                                     every line <= 998 octets, 7-bit ASCII only.
+//                                     every line <= 998 octets, 7-bit ASCII only unless
+//                                     input.utf8 (RFC 6533, see DsnInput::utf8).
 //   should_send_dsn(sender, headers)  false for the null sender ("<>" or ""), for messages
 //                                     that are themselves DSNs (Content-Type multipart/report
 //                                     with report-type=delivery-status) and for automatic
@@ -38,6 +39,8 @@
 // backslash becomes "\\", every other byte outside 0x20..0x7e becomes "\xNN"; the result is
 // bounded (kMaxAddressOctets, kMaxHostOctets, kMaxDiagnosticOctets) and cut at an escape
 // boundary with "...". So no input can add a header line, a MIME boundary or 8-bit data.
+// With DsnInput::utf8 the one exception is an address's well-formed UTF-8 characters
+// (U+00A0 and up), which stay as they are (RFC 6533) instead of becoming "\xNN" text.
 // Host names in From/Message-ID keep only [A-Za-z0-9.-] (others become "-").
 // An action other than failed/delayed/delivered/relayed/expanded is reported as "failed";
 // a status that is not an RFC 3463 code becomes 5.0.0 (failed) or 4.0.0 (delayed). A
@@ -83,6 +86,11 @@ struct DsnInput {
     std::string dsn_message_id_domain;  // empty: reporting_mta
     std::time_t now = 0;
     std::uint64_t boundary_seed = 0;
+    // RFC 6533: the original was received with SMTPUTF8. Addresses stay UTF-8 (To:,
+    // Final-Recipient "utf-8;" type, the human part in charset=utf-8 8bit) and the report
+    // parts are message/global-delivery-status and message/global-headers. The DSN must
+    // then be sent with SMTPUTF8 (the caller marks its envelope).
+    bool utf8 = false;
 };
 
 std::string build_dsn(const DsnInput& input);
