@@ -590,3 +590,34 @@ TEST_CASE("wire_problem catches what it should", "[queue][dsn]") {
     CHECK(wire_problem(std::string(998, 'x') + "\r\n").empty());
     CHECK(!wire_problem(std::string(999, 'x') + "\r\n").empty());
 }
+
+TEST_CASE("RFC 6533: a DSN for an SMTPUTF8 message keeps UTF-8 addresses", "[queue][dsn]") {
+    DsnInput in = base_input();
+    in.utf8 = true;
+    in.original_sender =
+        "<ok-s\xc3\xab"
+        "nd\xc3\xa9r@example.org>";
+    in.recipients.clear();
+    in.recipients.push_back(failed("bad-\xc3\xbc@example.com", "smtp; 550 5.1.1 unknown"));
+    in.recipients.push_back(failed("plain@example.com", "smtp; 550 5.1.1 unknown"));
+    // A control octet or a broken sequence is still escaped, even here.
+    in.recipients.push_back(failed("x\x1b\xc3@example.com", "smtp; 550 5.1.1 unknown"));
+    const std::string msg = build_dsn(in);
+    const Parsed p = parse(msg);
+    REQUIRE(p.parts.size() == 3);
+    CHECK(header_value(p.headers, "To") ==
+          "<ok-s\xc3\xab"
+          "nd\xc3\xa9r@example.org>");
+    CHECK(has_line(p.parts[0], "Content-Type: text/plain; charset=utf-8"));
+    CHECK(has_line(p.parts[1], "Content-Type: message/global-delivery-status"));
+    CHECK(has_line(p.parts[1], "Final-Recipient: utf-8; bad-\xc3\xbc@example.com"));
+    CHECK(has_line(p.parts[1], "Final-Recipient: rfc822; plain@example.com"));
+    CHECK(has_line(p.parts[1], "Final-Recipient: rfc822; x\\x1b\\xc3@example.com"));
+    CHECK(has_line(p.parts[2], "Content-Type: message/global-headers"));
+    // Without utf8 (the classic 7-bit DSN) the same addresses are escaped text.
+    in.utf8 = false;
+    const std::string ascii = build_dsn(in);
+    for (char c : ascii)
+        CHECK(static_cast<unsigned char>(c) < 0x80);
+    CHECK(ascii.find("Final-Recipient: rfc822; bad-\\xc3\\xbc@example.com") != std::string::npos);
+}

@@ -11,7 +11,8 @@ TEST_CASE("U-label domains become lower-case A-labels; ASCII is only lower-cased
     CHECK(to_a_label("m\xc3\xbcnchen.example") == "xn--mnchen-3ya.example");
     CHECK(to_a_label("M\xc3\x9cNCHEN.example") == "xn--mnchen-3ya.example");  // case-folded
     // IDNA2008 non-transitional: sharp s stays (not "ss").
-    CHECK(to_a_label("stra\xc3\x9f" "e.example") == "xn--strae-oqa.example");
+    CHECK(to_a_label("stra\xc3\x9f"
+                     "e.example") == "xn--strae-oqa.example");
     std::string error;
     CHECK_FALSE(to_a_label("\xe2\x98\x83\xe2\x80\x8d.example", &error));  // ZWJ not allowed
     CHECK_FALSE(error.empty());
