@@ -88,6 +88,8 @@ add("deliver." + Z, MX, 300, rd_mx(20, "mx-backup." + Z))
 add("mx-local." + Z, A, 300, rd_a("127.0.0.1"))
 add("mx-backup." + Z, A, 300, rd_a("127.0.0.1"))
 add("implicit." + Z, A, 300, rd_a("127.0.0.1"))
+# IDN: "münchen.esad.test" exists only by its A-label.
+add("xn--mnchen-3ya." + Z, MX, 300, rd_mx(10, "mx-local." + Z))
 add("deadmx." + Z, MX, 300, rd_mx(10, "mx-dead." + Z))
 add("mx-dead." + Z, A, 300, rd_a("127.0.0.3"))
 add("1.2.0.192.in-addr.arpa", PTR, 600, encode_name("mx1." + Z))

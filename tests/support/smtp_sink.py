@@ -7,7 +7,9 @@ Recipient rules by local part prefix: "hard" → 550 5.1.1, "soft" → 451 4.3.0
 451 the first time, 250 afterwards; "dropdotonce" → the first time, the connection is
 dropped after the final dot without a reply; "hangdot" → the final dot is never answered;
 anything else 250. `sink.greeting` may be set to a
-421 banner. STARTTLS is offered when a certificate is given.
+421 banner. STARTTLS is offered when a certificate is given. 8BITMIME is offered unless eight_bit=False;
+SMTPUTF8 only with smtputf8=True, and a UTF-8 recipient in a transaction without the SMTPUTF8
+parameter gets 553 5.6.7 (as strict receivers answer).
 """
 import socket
 import ssl
@@ -16,7 +18,8 @@ import time
 
 
 class SmtpSink:
-    def __init__(self, tls_cert=None, tls_key=None, host="127.0.0.1", port=0):
+    def __init__(self, tls_cert=None, tls_key=None, host="127.0.0.1", port=0, eight_bit=True,
+                 smtputf8=False):
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
@@ -25,6 +28,8 @@ class SmtpSink:
         self.messages = []
         self.connections = 0
         self.greeting = "220 sink.test ESMTP scripted"
+        self.eight_bit = eight_bit  # advertise 8BITMIME
+        self.smtputf8 = smtputf8    # advertise SMTPUTF8 (otherwise UTF-8 addresses get 553 5.6.7)
         self.seen_softonce = set()
         self.lock = threading.Lock()
         self.tls_ctx = None
@@ -80,7 +85,7 @@ class SmtpSink:
                 f.readline()
                 send("221 bye")
                 return
-            mail_from, rcpts = None, []
+            mail_from, rcpts, mail_params = None, [], ""
             while True:
                 line = f.readline()
                 if not line:
@@ -88,7 +93,11 @@ class SmtpSink:
                 cmd = line.decode(errors="replace").rstrip("\r\n")
                 verb = cmd.split(" ")[0].upper()
                 if verb in ("EHLO", "HELO"):
-                    ext = ["250-sink.test", "250-PIPELINING", "250-8BITMIME", "250-SIZE 50000000"]
+                    ext = ["250-sink.test", "250-PIPELINING", "250-SIZE 50000000"]
+                    if self.eight_bit:
+                        ext.append("250-8BITMIME")
+                    if self.smtputf8:
+                        ext.append("250-SMTPUTF8")
                     if self.tls_ctx and not tls:
                         ext.append("250-STARTTLS")
                     ext.append("250 ENHANCEDSTATUSCODES")
@@ -103,10 +112,13 @@ class SmtpSink:
                     tls = True
                 elif verb == "MAIL":
                     mail_from, rcpts = cmd[10:].split(">")[0].lstrip("<"), []
+                    mail_params = cmd.split(">", 1)[1].upper() if ">" in cmd else ""
                     send("250 2.1.0 ok")
                 elif verb == "RCPT":
                     addr = cmd[8:].split(">")[0].lstrip("<")
                     reply = self._rcpt_reply(addr)
+                    if not addr.isascii() and "SMTPUTF8" not in mail_params:
+                        reply = "553 5.6.7 UTF-8 address without SMTPUTF8"
                     if reply.startswith("250"):
                         rcpts.append(addr)
                     send(reply)
@@ -123,7 +135,7 @@ class SmtpSink:
                         data += l[1:] if l.startswith(b"..") else l
                     with self.lock:
                         self.messages.append({"mail_from": mail_from, "rcpts": list(rcpts),
-                                              "data": data, "tls": tls})
+                                              "data": data, "tls": tls, "params": mail_params})
                         drop = any(r.lower().startswith("dropdotonce") and r not in self.seen_softonce
                                    for r in rcpts)
                         for r in rcpts:
