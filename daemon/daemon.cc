@@ -233,6 +233,15 @@ void Daemon::on_recovered(const spool::IoStatus& status, spool::RecoveryReport& 
         std::make_unique<inject::Committer>(&loop_, spool_, config_.listener.max_message_size);
     delivery_ = std::make_unique<delivery::DeliveryManager>(&loop_, state_, *mail_log_, spool_,
                                                             *committer_, *router_, config_);
+    if (!delivery_->tls_error().empty()) {
+        spdlog::critical(
+            "delivery: cannot build the TLS client context ([delivery] tls_ca_file "
+            "\"{}\"): {}",
+            config_.delivery.tls_ca_file, delivery_->tls_error());
+        exit_code_ = 1;
+        stop();
+        return;
+    }
     delivery_->set_trace([this](const std::string& d, uint64_t dcid, const std::string& l) {
         if (domain_debug_) domain_debug_->trace(d, dcid, l);
     });

@@ -137,8 +137,7 @@ DeliveryManager::DeliveryManager(uv_loop_t* loop, DaemonState& state, logs::Mail
     verify.verify = true;
     verify.ca_file = config.delivery.tls_ca_file;
     env_.tls_verify = tls::make_client_context(verify, &error);
-    if (!env_.tls_plain || !env_.tls_verify)
-        spdlog::error("delivery: TLS client context: {}", error);
+    if (!env_.tls_plain || !env_.tls_verify) tls_error_ = error;  // the daemon refuses to start
 
     queue::SchedulerOptions options;
     options.max_concurrency = config.delivery.max_concurrency;

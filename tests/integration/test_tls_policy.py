@@ -294,8 +294,21 @@ def test_failed_plaintext_retry_releases_its_connection_slot():
             sink.close()
 
 
+def test_an_unusable_tls_client_context_stops_the_start():
+    d = Daemon(start=False)
+    d.write_config('[delivery]\ntls_ca_file = "/nonexistent/ca.pem"\n')
+    try:
+        p = d.start(wait=False)
+        assert p.wait(timeout=60) == 1, d.read_log()
+        log = d.read_log()
+        assert "cannot build the TLS client context" in log and "/nonexistent/ca.pem" in log, log
+    finally:
+        d.cleanup()
+
+
 if __name__ == "__main__":
     run_tests([test_preferred_verify_encrypts_to_an_unverified_peer,
                test_required_verify_delivers_nothing_to_an_unverified_peer,
                test_no_cleartext_after_a_tls_failure_mid_message,
-               test_failed_plaintext_retry_releases_its_connection_slot])
+               test_failed_plaintext_retry_releases_its_connection_slot,
+               test_an_unusable_tls_client_context_stops_the_start])
