@@ -47,6 +47,8 @@ def unit_for_host(tmp):
     text = UNIT.read_text()
     assert "ExecStart=/usr/sbin/esad " in text
     text = text.replace("ExecStart=/usr/sbin/esad ", f"ExecStart={os.path.abspath(ESAD)} ")
+    assert "ExecReload=/usr/bin/esactl " in text
+    text = text.replace("ExecReload=/usr/bin/esactl ", f"ExecReload={os.path.abspath(ESACTL)} ")
     path = Path(tmp) / "esad.service"
     path.write_text(text)
     return path
@@ -318,7 +320,8 @@ def test_deb_contents():
         fields = dict(re.findall(r"^ (\w[\w-]*): (.*)$", info, re.M))
         assert fields["Package"] == "esad", info
         assert not re.search(r"@localhost\b", fields["Maintainer"]), fields["Maintainer"]
-        assert all(len(line) <= 80 for line in info.splitlines()), info
+        description = run("dpkg-deb", "-f", deb, "Description").stdout
+        assert all(len(line) <= 80 for line in description.splitlines()), description
         depends = [d.strip().split()[0] for d in fields["Depends"].split(",")]
         for dep in DEPENDS:
             assert dep in depends, (dep, fields["Depends"])
@@ -385,7 +388,8 @@ def test_deb_contents():
             # The installed unit with its man pages: Documentation= must resolve.
             unit = tmp / "esad.service"
             unit.write_text(UNIT.read_text().replace(
-                "ExecStart=/usr/sbin/esad ", f"ExecStart={root}/usr/sbin/esad "))
+                "ExecStart=/usr/sbin/esad ", f"ExecStart={root}/usr/sbin/esad ").replace(
+                "ExecReload=/usr/bin/esactl ", f"ExecReload={root}/usr/bin/esactl "))
             r = run("systemd-analyze", "verify", unit, check=False,
                     env={**os.environ, "MANPATH": str(root / "usr/share/man")})
             assert r.returncode == 0 and "esad.service" not in r.stderr, r.stderr
