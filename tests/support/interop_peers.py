@@ -716,11 +716,11 @@ def start_dns():
     return p, int(p.stdout.readline().split()[0])
 
 
-def esad_daemon(routes, extra="", dns_port=None):
+def esad_daemon(routes, extra="", dns_port=None, listen_port=None):
     """esad delivering by the given smtproutes text; retries after 1 s so that a test sees
     the second attempt quickly; `extra` is more TOML (whole sections)."""
     from esad_harness import Daemon
-    d = Daemon(start=False)
+    d = Daemon(start=False, listen_port=listen_port)
     routes_path = os.path.join(d.dir, "routes.txt")
     with open(routes_path, "w") as f:
         f.write(routes)
