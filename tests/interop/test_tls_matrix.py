@@ -1,8 +1,9 @@
 """Every destination TLS policy against every kind of peer, checked at the peer.
 
 Peers: Postfix with a certificate from the test CA for the MX name (mx-local.esad.test), with
-a self-signed certificate for that name, with a CA-signed certificate for another name, and
-a server that offers STARTTLS and then sends bytes that are not TLS. esad trusts the test CA
+a self-signed certificate for that name, with a CA-signed certificate for another name, a
+server that offers STARTTLS and then sends bytes that are not TLS, and Exim 4 with a
+CA-signed certificate. esad trusts the test CA
 ([delivery] tls_ca_file); each policy × peer is its own destination domain, routed by
 name to the peer's port (the scripted DNS resolves the MX name to 127.0.0.1).
 
@@ -24,13 +25,13 @@ import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 from esad_harness import run_tests  # noqa: E402
-from interop_peers import (BrokenTlsServer, Postfix, TestCA, domain_debug_log,  # noqa: E402
+from interop_peers import (BrokenTlsServer, Exim, Postfix, TestCA, domain_debug_log,  # noqa: E402
                            esad_daemon, header_values, inject, mail_log, peer_tmpdir,
                            recipients, start_dns, wait_until)
 
 MX = "mx-local.esad.test"
 POLICIES = ["none", "preferred", "preferred-verify", "required", "required-verify"]
-PEERS = ["ca", "self", "wrong", "broken"]
+PEERS = ["ca", "self", "wrong", "broken", "exim"]
 
 # policy, peer -> "plain" (delivered without TLS), "tls" (delivered encrypted, not
 # necessarily verified), "verified" (delivered encrypted and verified), "deferred"
@@ -46,6 +47,10 @@ EXPECTED = {
     ("required", "broken"): "deferred",
     ("required-verify", "ca"): "verified", ("required-verify", "self"): "deferred",
     ("required-verify", "wrong"): "deferred", ("required-verify", "broken"): "deferred",
+    # Exim 4 with the CA-signed certificate: the same as the CA-signed Postfix.
+    ("none", "exim"): "plain", ("preferred", "exim"): "tls",
+    ("preferred-verify", "exim"): "verified", ("required", "exim"): "tls",
+    ("required-verify", "exim"): "verified",
 }
 
 
@@ -57,14 +62,14 @@ def rcpt(policy, peer):
     return f"u@{domain(policy, peer)}"
 
 
-def received_by_postfix(raw):
-    """The Received header Postfix added (the first one)."""
+def received_by_peer(raw):
+    """The Received header the peer (Postfix or Exim) added: the first one."""
     return header_values(raw, "Received")[0]
 
 
 def test_tls_policy_matrix():
     tmp = peer_tmpdir()
-    pfs, brokens, d, dns = {}, {}, None, None
+    pfs, brokens, d, dns, ex = {}, {}, None, None, None
     try:
         ca = TestCA(os.path.join(tmp, "ca"))
         certs = {"ca": ca.issue(MX, tag="good"), "self": ca.self_signed(MX),
@@ -72,19 +77,24 @@ def test_tls_policy_matrix():
         for peer, cert in certs.items():
             pfs[peer] = Postfix(os.path.join(tmp, "pf-" + peer), f"{peer}.peer.test",
                                 domains=[domain(p, peer) for p in POLICIES], tls=cert)
-        starters = [threading.Thread(target=pf.start) for pf in pfs.values()]
+        ex = Exim(os.path.join(tmp, "exim"), "exim.peer.test",
+                  domains=[domain(p, "exim") for p in POLICIES], tls=ca.issue(MX, tag="exim"))
+        starters = [threading.Thread(target=pf.start) for pf in [*pfs.values(), ex]]
         for t in starters:
             t.start()
         for t in starters:
             t.join()
         for pf in pfs.values():
             assert pf.started, pf.maillog()
+        assert ex.proc and ex.proc.poll() is None, ex.mainlog()
         # One broken server per policy, so that each session is known to be that policy's.
         brokens = {p: BrokenTlsServer() for p in POLICIES}
         dns, dns_port = start_dns()
 
         def port(p, peer):
-            return brokens[p].port if peer == "broken" else pfs[peer].port
+            if peer == "broken":
+                return brokens[p].port
+            return ex.port if peer == "exim" else pfs[peer].port
 
         routes = "".join(f"{domain(p, peer)} {MX}:{port(p, peer)}\n"
                          for p in POLICIES for peer in PEERS)
@@ -105,6 +115,8 @@ def test_tls_policy_matrix():
             for peer, pf in pfs.items():
                 for m in pf.messages():
                     out[header_values(m, "Delivered-To")[0]] = m
+            for m in ex.messages():
+                out[header_values(m, "Envelope-to")[0]] = m
             for b in brokens.values():
                 for r in b.delivered_to():
                     out[r] = b
@@ -138,8 +150,9 @@ def test_tls_policy_matrix():
                 continue
             if peer == "broken":
                 continue  # checked at the server below
-            hdr = received_by_postfix(got[r])
-            encrypted = " with ESMTPS " in hdr or " with UTF8SMTPS " in hdr
+            hdr = received_by_peer(got[r])
+            encrypted = any(f" with {w} " in hdr for w in ("ESMTPS", "UTF8SMTPS", "esmtps",
+                                                            "utf8esmtps"))
             if expected == "plain" and encrypted:
                 problems.append(f"{p} x {peer}: encrypted, expected plaintext: {hdr}")
             if expected != "plain" and not encrypted:
@@ -170,6 +183,7 @@ def test_tls_policy_matrix():
         def recorded(dom, text):
             return lambda: text in _debug_for(domain_debug_log(d), dom)
         for dom, text in [(domain("preferred-verify", "ca"), "certificate verified"),
+                          (domain("required-verify", "exim"), "certificate verified"),
                           (domain("required-verify", "ca"), "certificate verified"),
                           (domain("preferred-verify", "self"), "certificate not verified"),
                           (domain("preferred-verify", "wrong"), "certificate not verified")]:
@@ -184,6 +198,8 @@ def test_tls_policy_matrix():
             d.cleanup()
         for pf in pfs.values():
             pf.stop()
+        if ex:
+            ex.stop()
         for b in brokens.values():
             b.close()
         if dns:

@@ -55,14 +55,16 @@ def wait_until(predicate, timeout, what):
         raise AssertionError("timed out waiting for " + what)
 
 
+def _listening(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
 def wait_port(port, timeout=20):
-    def up():
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            return False
-    wait_until(up, timeout, f"a listener on 127.0.0.1:{port}")
+    wait_until(lambda: _listening(port), timeout, f"a listener on 127.0.0.1:{port}")
 
 
 def read_maildir(path):
@@ -241,8 +243,7 @@ class Postfix:
         with open(os.path.join(self.conf, "main.cf"), "w") as f:
             for k, v in params.items():
                 f.write(f"{k} = {v}\n")
-        with open(os.path.join(self.conf, "master.cf"), "w") as f:
-            f.write(MASTER_CF.format(listen=f"127.0.0.1:{self.port}"))
+        self._write_master()
         self.started = False
 
     def _postfix(self, *args, check=True):
@@ -252,8 +253,22 @@ class Postfix:
                                  self.maillog())
         return r
 
+    def _write_master(self):
+        with open(os.path.join(self.conf, "master.cf"), "w") as f:
+            f.write(MASTER_CF.format(listen=f"127.0.0.1:{self.port}"))
+
     def start(self):
-        self._postfix("start")
+        # The free port may be taken by someone else's connection before master binds it:
+        # then try another one.
+        for attempt in range(5):
+            r = self._postfix("start", check=False)
+            if r.returncode == 0:
+                break
+            if "Address already in use" not in self.maillog() or attempt == 4:
+                raise AssertionError(f"postfix start failed: {r.stdout}{r.stderr}\n" +
+                                     self.maillog())
+            self.port = free_port()
+            self._write_master()
         self.started = True
         wait_port(self.port)
         return self
@@ -388,10 +403,22 @@ store:
         return e
 
     def start(self):
-        self.out = open(os.path.join(self.dir, "exim.out"), "wb")
-        self.proc = subprocess.Popen([self.binary, "-C", self.config, "-bdf"], env=self.env(),
-                                     stdout=self.out, stderr=subprocess.STDOUT)
-        wait_port(self.port)
+        self.out = open(os.path.join(self.dir, "exim.out"), "ab")
+        for attempt in range(5):
+            self.proc = subprocess.Popen([self.binary, "-C", self.config, "-bdf",
+                                          "-oX", str(self.port)], env=self.env(),
+                                         stdout=self.out, stderr=subprocess.STDOUT)
+            try:
+                wait_until(lambda: self.proc.poll() is not None or _listening(self.port), 20,
+                           f"exim on port {self.port}")
+            except AssertionError:
+                raise AssertionError("exim did not start:\n" + self.mainlog())
+            if self.proc.poll() is None:
+                return self
+            # Exited: most likely the port was taken meanwhile; try another one.
+            if attempt == 4:
+                raise AssertionError("exim did not start:\n" + self.mainlog())
+            self.port = free_port()
         return self
 
     def stop(self):
@@ -577,7 +604,9 @@ class _Handler:
             return "421 4.3.2 dot: service not available, closing channel"
         with self.rx.lock:
             self.rx.accepted.append({
-                "mail_from": envelope.mail_from, "rcpts": list(envelope.rcpt_tos),
+                # aiosmtpd keeps the null reverse-path as "<>"; recorded as "".
+                "mail_from": "" if envelope.mail_from == "<>" else envelope.mail_from,
+                "rcpts": list(envelope.rcpt_tos),
                 "mail_options": list(envelope.mail_options), "data": envelope.original_content
                 if envelope.original_content is not None else envelope.content,
                 "tls": session.ssl is not None, "ssl": session.ssl})
