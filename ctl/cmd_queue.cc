@@ -221,7 +221,8 @@ void render_showrecipients(std::ostream& o, const json& d) {
         o << pad(std::to_string(u64(r, "mid")), 10) << pad(std::to_string(u64(r, "rid")), 5)
           << pad(human_duration(u64(r, "age_seconds")), 12) << pad(r.value("state", ""), 11)
           << pad(std::to_string(u64(r, "attempts")), 6) << pad(r.value("host", ""), 26)
-          << pad("<" + r.value("sender", "") + ">", 30) << "<" << r.value("recipient", "") << ">\n";
+          << pad(std::string("<").append(r.value("sender", "")).append(">"), 30) << "<"
+          << r.value("recipient", "") << ">\n";
     int64_t next = offset + static_cast<int64_t>(rows.size());
     if (next < static_cast<int64_t>(total)) o << "\n(more: --offset " << next << ")\n";
 }

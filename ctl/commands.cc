@@ -2,6 +2,7 @@
 #include "ctl/commands.h"
 
 #include <ostream>
+#include <string_view>
 
 #include "ctl/cmd_logs.h"
 #include "ctl/cmd_tools.h"
@@ -54,14 +55,51 @@ int call_daemon(Context& ctx, const std::string& cmd, const nlohmann::json& args
     return kExitOk;
 }
 
+namespace {
+
+// Wraps `text` after the prefix already in `line`: full lines go to `out`, continuation
+// lines start with `indent` spaces and stay shorter than `width` (a longer word stands
+// alone). Returns the last, unfinished line.
+std::string wrap(std::ostream& out, std::string line, const std::string& text, size_t indent,
+                 size_t width) {
+    bool fresh = true;  // nothing of `text` on this line yet
+    size_t pos = 0;
+    while (pos < text.size()) {
+        size_t end = text.find(' ', pos);
+        if (end == std::string::npos) end = text.size();
+        std::string_view word(text.data() + pos, end - pos);
+        pos = end + 1;
+        if (word.empty()) continue;
+        if (!fresh && line.size() + 1 + word.size() >= width) {
+            out << line << "\n";
+            line.assign(indent, ' ');
+            fresh = true;
+        }
+        if (!fresh) line += ' ';
+        line += word;
+        fresh = false;
+    }
+    return line;
+}
+
+}  // namespace
+
 void print_help(std::ostream& out) {
     out << "usage: esactl [--socket PATH] [--json] [--timeout S] [COMMAND [ARGS]]\n"
-           "       (no COMMAND: interactive prompt, or commands read line by line from stdin)\n"
+           "       no COMMAND: the interactive prompt, or commands line by line from stdin\n"
            "\ncommands:\n";
+    // Synopsis in a 34-column field, description beside it, both wrapped before column 80;
+    // a synopsis too long for the field gets lines of its own (as in esactl(1)).
+    constexpr size_t kColumn = 34, kWidth = 80;
     for (const auto& c : all_commands()) {
-        std::string head = "  " + c.name + (c.usage.empty() ? "" : " " + c.usage);
-        if (head.size() < 34) head.append(34 - head.size(), ' ');
-        out << head << c.help << "\n";
+        std::string head =
+            wrap(out, "  " + c.name + (c.usage.empty() ? "" : " "), c.usage, 6, kWidth);
+        if (head.size() + 2 > kColumn) {
+            out << head << "\n";
+            head.clear();
+        }
+        head.resize(kColumn, ' ');
+        out << wrap(out, head, c.help, kColumn, kWidth) << "\n";
     }
 }
 

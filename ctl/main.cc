@@ -1,15 +1,15 @@
 // esactl: the operator CLI for esad (DESIGN.md §7).
 //   esactl [--socket PATH] [--json] [--timeout S] [COMMAND [ARGS...]]
-// Socket: --socket, else $ESACTL_SOCKET, else the daemon's embedded default. Without a
-// COMMAND: the interactive prompt, or commands from stdin line by line (ctl/shell.h).
+// Socket: --socket, else $ESACTL_SOCKET, else the installed daemon's socket for an installed
+// esactl, or the embedded development default from the build tree (ctl/socket_path.h).
+// Without a COMMAND: the interactive prompt, or commands from stdin line by line (ctl/shell.h).
 // Exit codes: 0 ok, 1 command failed, 2 usage, 3 daemon unreachable.
 #include <CLI/CLI.hpp>
-#include <cstdlib>
 #include <iostream>
 
-#include "common/defaults.h"
 #include "ctl/commands.h"
 #include "ctl/shell.h"
+#include "ctl/socket_path.h"
 #include "esad_version.h"
 
 int main(int argc, char** argv) {
@@ -38,10 +38,7 @@ int main(int argc, char** argv) {
         std::cout << "esactl " << ESAD_VERSION << "\n";
         return kExitOk;
     }
-    if (socket_path.empty()) {
-        const char* env = std::getenv(esad::kCtlSocketEnv);
-        socket_path = env && *env ? env : esad::kDefaultControlSocket;
-    }
+    if (socket_path.empty()) socket_path = default_socket_path();
     Context ctx{socket_path, timeout, json, std::cout, std::cerr};
     std::vector<std::string> rest = app.remaining();
     if (rest.empty()) return run_shell(ctx);

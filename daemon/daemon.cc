@@ -12,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 #include <utility>
+#include <vector>
 
 #include "daemon/control/cmd_queue.h"
 #include "daemon/control/cmd_status.h"
@@ -38,6 +39,17 @@ bool ensure_dir(const std::string& dir, mode_t mode, std::string* error) {
         }
     }
     return true;
+}
+// Whether the process may chown its files to `gid`: its own group or a supplementary one.
+bool in_group(gid_t gid) {
+    if (getegid() == gid) return true;
+    int n = getgroups(0, nullptr);
+    if (n <= 0) return false;
+    std::vector<gid_t> groups(static_cast<size_t>(n));
+    n = getgroups(n, groups.data());
+    for (int i = 0; i < n; ++i)
+        if (groups[static_cast<size_t>(i)] == gid) return true;
+    return false;
 }
 // Accepted by the configuration for forward compatibility, not acted on yet: say so
 // rather than let an operator believe a limit is enforced.
@@ -92,6 +104,18 @@ bool Daemon::start(std::string* error) {
             policy.group = g->gr_gid;
         } else {
             *error = "daemon.control_group: no group named '" + config_.daemon.control_group + "'";
+            exit_code_ = 2;
+            return false;
+        }
+        // Giving the socket and its directory to the group needs root or membership: say
+        // so now instead of running with a socket the group's members cannot reach.
+        if (getuid() != 0 && !in_group(policy.group)) {
+            *error = "daemon.control_group: esad runs as uid " + std::to_string(getuid()) +
+                     ", which is not a member of group '" + config_.daemon.control_group +
+                     "', so it cannot give the control socket to that group. Make it a " +
+                     "member; under systemd: a drop-in with SupplementaryGroups=" +
+                     config_.daemon.control_group + " (systemctl edit esad; docs/systemd.md)";
+            exit_code_ = 2;
             return false;
         }
     }
@@ -233,6 +257,15 @@ void Daemon::on_recovered(const spool::IoStatus& status, spool::RecoveryReport& 
         std::make_unique<inject::Committer>(&loop_, spool_, config_.listener.max_message_size);
     delivery_ = std::make_unique<delivery::DeliveryManager>(&loop_, state_, *mail_log_, spool_,
                                                             *committer_, *router_, config_);
+    if (!delivery_->tls_error().empty()) {
+        spdlog::critical(
+            "delivery: cannot build the TLS client context ([delivery] tls_ca_file "
+            "\"{}\"): {}",
+            config_.delivery.tls_ca_file, delivery_->tls_error());
+        exit_code_ = 1;
+        stop();
+        return;
+    }
     delivery_->set_trace([this](const std::string& d, uint64_t dcid, const std::string& l) {
         if (domain_debug_) domain_debug_->trace(d, dcid, l);
     });
@@ -273,9 +306,10 @@ void Daemon::on_recovered(const spool::IoStatus& status, spool::RecoveryReport& 
         return;
     }
     loop::drop_capabilities();  // CAP_NET_BIND_SERVICE (systemd's ambient set) only binds
-    std::string summary =
+    running_status_ =
         "Running; SMTP " + state_.listener_address + ", control " + config_.daemon.control_socket;
-    notifier_.ready(summary);
+    ready_ = true;
+    notifier_.ready(running_status_);
     notifier_.start_watchdog();
 }
 
@@ -420,8 +454,11 @@ void Daemon::stop() {
     shutdown_timer_->unref();
 }
 
+// Every reload path, applied or rejected, ends with end_reload(): systemd keeps a unit that
+// sent RELOADING=1 in "reloading" until READY=1 comes, and STATUS= gets its summary back.
 nlohmann::json Daemon::reload() {
-    notifier_.reloading();
+    // Before READY=1 (spool recovery), RELOADING=1/READY=1 would end the start-up early.
+    if (ready_ && !stopping_) notifier_.reloading();
     ++state_.reloads;
     nlohmann::json result = {{"config", config_path_.empty() ? config_.origin : config_path_}};
     ConfigResult loaded =
@@ -433,7 +470,7 @@ nlohmann::json Daemon::reload() {
             errors.push_back(e.to_string(config_path_));
         }
         spdlog::error("reload: configuration rejected, keeping the running one");
-        notifier_.status("Running (last reload failed)");
+        end_reload("; last reload failed, see the log");
         result["errors"] = errors;
         return result;
     }
@@ -468,9 +505,13 @@ nlohmann::json Daemon::reload() {
     if (delivery_) delivery_->apply_config(config_);
     if (domain_debug_) domain_debug_->set_configured(config_.logging.domain_debug);
     spdlog::info("reload: configuration reloaded from {}", config_.origin);
-    notifier_.status("Running");
+    end_reload(restart.empty() ? "" : "; restart pending for changed settings");
     result["restart_required"] = restart;
     return result;
+}
+
+void Daemon::end_reload(const std::string& note) {
+    if (ready_ && !stopping_) notifier_.ready(running_status_ + note);
 }
 
 int Daemon::run() {
@@ -478,7 +519,7 @@ int Daemon::run() {
     if (!start(&error)) {
         spdlog::critical("startup failed: {}", error);
         stop();
-        return 1;
+        return exit_code_ != 0 ? exit_code_ : 1;  // 2: a setting to fix, not to retry
     }
     spdlog::info("esad {} started: control socket {}", ESAD_VERSION, config_.daemon.control_socket);
     uv_run(&loop_, UV_RUN_DEFAULT);

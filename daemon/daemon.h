@@ -52,6 +52,8 @@ class Daemon {
     void stop();
     // Returns the restart-only settings that changed, or an error message list.
     nlohmann::json reload();
+    // READY=1 with the running STATUS= (plus `note`): the end of every reload.
+    void end_reload(const std::string& note);
 
     Config config_;
     std::string config_path_;
@@ -78,6 +80,8 @@ class Daemon {
     int exit_code_ = 0;
     std::vector<loop::HandlePtr<loop::Signal>> signals_;
     bool stopping_ = false;
+    bool ready_ = false;          // READY=1 sent (spool recovered, SMTP listening)
+    std::string running_status_;  // STATUS= while running: "Running; SMTP ..., control ..."
 };
 
 }  // namespace esad

@@ -157,8 +157,11 @@ bool ControlServer::start(std::string* error) {
             return false;
         }
         chmod(dir.c_str(), 0750);
-        if (policy_.has_group && chown(dir.c_str(), static_cast<uid_t>(-1), policy_.group) != 0)
-            spdlog::warn("control: cannot set group of {}: {}", dir, strerror(errno));
+        if (policy_.has_group && chown(dir.c_str(), static_cast<uid_t>(-1), policy_.group) != 0) {
+            *error =
+                "daemon.control_group: cannot set the group of " + dir + ": " + strerror(errno);
+            return false;
+        }
     }
 
     // Is another daemon answering on this path?
@@ -197,8 +200,10 @@ bool ControlServer::start(std::string* error) {
     }
     bound_ = true;
     chmod(path_.c_str(), 0660);
-    if (policy_.has_group && chown(path_.c_str(), static_cast<uid_t>(-1), policy_.group) != 0)
-        spdlog::warn("control: cannot set group of {}: {}", path_, strerror(errno));
+    if (policy_.has_group && chown(path_.c_str(), static_cast<uid_t>(-1), policy_.group) != 0) {
+        *error = "daemon.control_group: cannot set the group of " + path_ + ": " + strerror(errno);
+        return false;
+    }
     rc = listener_->listen(64, [this](int status) { on_connection(status); });
     if (rc != 0) {
         *error = "cannot listen on control socket " + path_ + ": " + uv_strerror(rc);

@@ -106,6 +106,11 @@ struct DeliveryManager::Live {
     bool loading = false;
     bool idle = false;  // parked in idle_, waiting for work
     queue::TimeMs idle_since = 0;
+    // The scheduler slot this session holds moved from pending to current (at its first
+    // greeting). Kept here, not read off the session: a session that reconnects (the
+    // plaintext retry, the next MX) starts a new connection without a greeting, and the
+    // slot must still be released from where it is.
+    bool slot_current = false;
 };
 
 DeliveryManager::DeliveryManager(uv_loop_t* loop, DaemonState& state, logs::MailLog& mail_log,
@@ -132,8 +137,7 @@ DeliveryManager::DeliveryManager(uv_loop_t* loop, DaemonState& state, logs::Mail
     verify.verify = true;
     verify.ca_file = config.delivery.tls_ca_file;
     env_.tls_verify = tls::make_client_context(verify, &error);
-    if (!env_.tls_plain || !env_.tls_verify)
-        spdlog::error("delivery: TLS client context: {}", error);
+    if (!env_.tls_plain || !env_.tls_verify) tls_error_ = error;  // the daemon refuses to start
 
     queue::SchedulerOptions options;
     options.max_concurrency = config.delivery.max_concurrency;
@@ -339,7 +343,10 @@ void DeliveryManager::on_routed(queue::Work work, RouteResult result) {
             Live& l = *live_[&s];
             hosts::HostState& host = scheduler_->host(l.domain);
             host.on_greeting_reached(now_ms(), ip);
-            scheduler_->connection_established(l.domain);
+            if (!l.slot_current) {
+                l.slot_current = true;
+                scheduler_->connection_established(l.domain);
+            }
             scheduler_->host_changed(l.domain, now_ms());
         };
         cb.on_idle = [this](SmtpSession& s) { on_idle(s); };
@@ -511,7 +518,9 @@ void DeliveryManager::on_report(SmtpSession& s, const smtp::TransactionReport& r
     std::string first_line = report.reply.lines.empty() ? "" : report.reply.lines.front();
     std::string reply_text =
         report.reply.code ? fmt::format("{} {}", report.reply.code, first_line) : first_line;
-    if (report.host == smtp::HostOutcome::kNotReached && !s.greeted()) {
+    // DESIGN §4: down only when the whole attempt failed before any greeting. A session that
+    // was greeted and then failed to reconnect (the plaintext retry) reached the host.
+    if (report.host == smtp::HostOutcome::kNotReached && !l.slot_current) {
         host.on_candidate_failed(now, s.current_ip(), reply_text);
         host.on_all_candidates_failed(
             now, static_cast<queue::TimeMs>(profile(s.domain()).max_retry_s) * 1000);
@@ -692,7 +701,7 @@ void DeliveryManager::on_closed(SmtpSession& s) {
     unpark(s);
     auto live = live_.find(&s);
     if (live != live_.end()) {
-        scheduler_->connection_ended(live->second->domain, s.greeted(), now_ms());
+        scheduler_->connection_ended(live->second->domain, live->second->slot_current, now_ms());
         live_.erase(live);
     }
     graveyard_.push_back(std::move(it->second));

@@ -51,6 +51,10 @@ class DeliveryManager {
                     const Config& config);
     ~DeliveryManager();
 
+    // Not empty when a TLS client context could not be built (e.g. an unreadable
+    // [delivery] tls_ca_file): the daemon must not start, or the first STARTTLS would have
+    // no context to use.
+    const std::string& tls_error() const { return tls_error_; }
     void apply_config(const Config& config);  // destinations, bounce profiles (live)
     void add_message(const spool::Envelope& envelope, uint64_t size);
     void kick();
@@ -145,6 +149,7 @@ class DeliveryManager {
     loop::HandlePtr<loop::Timer> journal_timer_;
     bool journal_timer_armed_ = false;
     DeliveryStats stats_;
+    std::string tls_error_;
 };
 
 }  // namespace esad::delivery

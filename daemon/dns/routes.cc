@@ -84,8 +84,10 @@ std::string RouteDest::to_string() const {
             out = ipv6 ? "[IPv6:" + host + "]" : "[" + host + "]";
             break;
     }
-    if (port != 0) out += ":" + std::to_string(port);
-    if (priority != 0) out += "/pri=" + std::to_string(priority);
+    // Appended piece by piece: GCC 12 -O3 warns (-Wrestrict, a false positive, GCC bug
+    // 105329) about "literal" + std::string temporaries.
+    if (port != 0) out.append(":").append(std::to_string(port));
+    if (priority != 0) out.append("/pri=").append(std::to_string(priority));
     return out;
 }
 
@@ -248,7 +250,8 @@ RoutesParseResult parse_routes(std::string_view text) {
                 err("bad domain '" + std::string(domain) + "'");
                 continue;
             }
-            route.pattern = (partial ? "." : "") + lower(name);
+            route.pattern = partial ? "." : "";
+            route.pattern += lower(name);
         }
         bool bad = false;
         std::size_t start = 0;

@@ -196,8 +196,8 @@ bool has_type_prefix(std::string_view s) {
     return true;
 }
 
-std::string diagnostic_field(std::string_view diagnostic) {
-    std::string text = sanitize(diagnostic, kMaxDiagnosticOctets);
+std::string diagnostic_field(std::string_view diagnostic, bool utf8) {
+    std::string text = sanitize(diagnostic, kMaxDiagnosticOctets, utf8);
     if (text.empty() || has_type_prefix(text)) return text;
     const bool smtp = text.size() >= 3 && text[0] >= '2' && text[0] <= '5' && text[1] >= '0' &&
                       text[1] <= '9' && text[2] >= '0' && text[2] <= '9';
@@ -312,7 +312,7 @@ Recipient clean(const DsnRecipient& r, bool utf8) {
     c.action = normalize_action(r.action);
     c.status = normalize_status(r.status, c.action);
     c.remote_mta = sanitize(r.remote_mta, kMaxHostOctets);
-    c.diagnostic = diagnostic_field(r.diagnostic);
+    c.diagnostic = diagnostic_field(r.diagnostic, utf8);
     c.original_recipient = original_recipient_field(r.original_recipient);
     c.last_attempt = r.last_attempt;
     if (c.action == "delayed") c.will_retry_until = r.will_retry_until;

@@ -39,8 +39,8 @@
 // backslash becomes "\\", every other byte outside 0x20..0x7e becomes "\xNN"; the result is
 // bounded (kMaxAddressOctets, kMaxHostOctets, kMaxDiagnosticOctets) and cut at an escape
 // boundary with "...". So no input can add a header line, a MIME boundary or 8-bit data.
-// With DsnInput::utf8 the one exception is an address's well-formed UTF-8 characters
-// (U+00A0 and up), which stay as they are (RFC 6533) instead of becoming "\xNN" text.
+// With DsnInput::utf8 the one exception is the well-formed UTF-8 characters (U+00A0 and up)
+// of addresses and diagnostics, which stay as they are (RFC 6533) instead of "\xNN" text.
 // Host names in From/Message-ID keep only [A-Za-z0-9.-] (others become "-").
 // An action other than failed/delayed/delivered/relayed/expanded is reported as "failed";
 // a status that is not an RFC 3463 code becomes 5.0.0 (failed) or 4.0.0 (delayed). A

@@ -95,7 +95,7 @@ def test_hard_bounce_generates_dsn_and_soft_bounce_is_retried():
         assert b"Subject: mixed" in dsn["data"]  # original headers, never the body
         assert b"xxxxxxxxxx" not in dsn["data"]
         log = mail_log(d)
-        assert "Bounced: DCID" in log and "- 5.1.1 - Unknown address error ('550'" in log
+        assert "Bounced: DCID" in log and "- 5.1.1 - Bad destination mailbox address ('550'" in log
         assert "was generated for bounce of MID" in log
         s = d.ctl_json("status")
         assert s["counters"]["5xx_hard_bounces"]["uptime"] == 1

@@ -105,7 +105,7 @@ def test_dsn_to_a_utf8_sender_is_rfc6533_and_sent_with_smtputf8():
         assert f"To: <{sender}>" in data, data
         assert f"Final-Recipient: utf-8; {rcpt}" in data, data
         assert "Content-Type: message/global-delivery-status" in data
-        assert "\\xc3" not in data
+        assert "\\xc3" not in data, data
     finally:
         d.cleanup()
         sink.close()

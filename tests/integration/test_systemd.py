@@ -1,26 +1,25 @@
 """esad as a systemd service: the unit, its hardening score, the example configuration, the
 man pages, the bash completion and the Debian package (issue 6).
 
-The package test configures and builds its own Release tree (one core) in a cached
-directory, build/package (override with $ESAD_PKG_BUILD_DIR), so only the first run pays
-for the compile; it then runs `cpack -G DEB` and unpacks the .deb into a scratch root with
-`dpkg -x`. Socket activation is not tested: esad does not read LISTEN_FDS yet.
+The package test builds the package as docs/install.md says (tests/support/esad_package.py:
+a cached RelWithDebInfo tree in build/package, then `cpack -G DEB`) and unpacks the .deb
+into a scratch root with `dpkg -x`. tests/system/test_nspawn.py installs the same package
+in a Debian 12 booted with systemd, and runs lintian on it.
 """
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import tomllib
 from pathlib import Path
 
 from esad_harness import ESACTL, ESAD, Daemon, run_tests
+from esad_package import build_deb, run
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "esad.service"
 EXAMPLE_CONFIG = ROOT / "systemd" / "esad.toml"
 MAX_EXPOSURE = 2.5
-PKG_BUILD = Path(os.environ.get("ESAD_PKG_BUILD_DIR", ROOT / "build" / "package"))
 
 
 def have(tool):
@@ -29,15 +28,6 @@ def have(tool):
 
 def skip(reason):
     print(f"SKIP: {reason}", flush=True)
-
-
-def run(*cmd, check=True, timeout=120, **kw):
-    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout,
-                       **kw)
-    if check and r.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, cmd))} exited {r.returncode}:\n"
-                             f"{r.stdout}\n{r.stderr}")
-    return r
 
 
 def unit_directives(text):
@@ -83,7 +73,10 @@ def test_unit_directives():
 
     assert one("Type") == "notify"
     assert one("ExecStart") == "/usr/sbin/esad --config /etc/esad/esad.toml"
-    assert one("ExecReload") == "/bin/kill -HUP $MAINPID"
+    # Synchronous: `systemctl reload` returns once esad applied the file, and fails when
+    # esad rejected it (a SIGHUP would return before either).
+    assert one("ExecReload") == "/usr/bin/esactl reload"
+    assert one("RestartPreventExitStatus") == "2"
     assert one("Restart") == "on-failure"
     assert re.fullmatch(r"\d+s", one("WatchdogSec")), one("WatchdogSec")
     for key in ("User", "Group", "StateDirectory", "RuntimeDirectory", "LogsDirectory",
@@ -300,29 +293,17 @@ EXPECTED_FILES = {
     "usr/lib/tmpfiles.d/esad.conf": 0o644,
     "etc/esad/esad.toml": 0o644,
     "usr/share/doc/esad/esad.toml.example": 0o644,
+    "usr/share/doc/esad/install.md": 0o644,
     "usr/share/doc/esad/systemd.md": 0o644,
-    "usr/share/man/man1/esactl.1": 0o644,
-    "usr/share/man/man5/esad.toml.5": 0o644,
-    "usr/share/man/man8/esad.8": 0o644,
+    "usr/share/doc/esad/copyright": 0o644,
+    "usr/share/doc/esad/changelog.gz": 0o644,
+    "usr/share/man/man1/esactl.1.gz": 0o644,
+    "usr/share/man/man5/esad.toml.5.gz": 0o644,
+    "usr/share/man/man8/esad.8.gz": 0o644,
     "usr/share/bash-completion/completions/esactl": 0o644,
 }
 DEPENDS = ["libuv1", "libc-ares2", "libssl3", "libspdlog1.10", "libfmt9", "libtomlplusplus3",
            "libsystemd0"]
-
-
-def build_deb(out_dir):
-    """Configures (once) and builds build/package, then runs cpack."""
-    PKG_BUILD.mkdir(parents=True, exist_ok=True)
-    # -O2 as Debian builds packages; warnings stay errors.
-    run("cmake", "-S", ROOT, "-B", PKG_BUILD, "-DCMAKE_BUILD_TYPE=Release",
-        "-DCMAKE_CXX_FLAGS_RELEASE=-O2 -DNDEBUG", "-DCMAKE_INSTALL_PREFIX=/usr", "-DESAD_TESTS=OFF",
-        timeout=300)
-    run("cmake", "--build", PKG_BUILD, "-j2", timeout=1200)
-    run("cpack", "-G", "DEB", "-B", out_dir, "--config", PKG_BUILD / "CPackConfig.cmake",
-        timeout=300)
-    debs = list(Path(out_dir).glob("esad_*.deb"))
-    assert len(debs) == 1, list(Path(out_dir).iterdir())
-    return debs[0]
 
 
 def test_deb_contents():
@@ -331,11 +312,13 @@ def test_deb_contents():
             return skip(f"{tool} not installed")
     with tempfile.TemporaryDirectory(prefix="esad-deb-") as tmp:
         tmp = Path(tmp)
-        deb = build_deb(tmp / "out")
+        deb, ddeb = build_deb(tmp / "out")
 
         info = run("dpkg-deb", "-I", deb).stdout
         fields = dict(re.findall(r"^ (\w[\w-]*): (.*)$", info, re.M))
         assert fields["Package"] == "esad", info
+        assert not re.search(r"@localhost\b", fields["Maintainer"]), fields["Maintainer"]
+        assert all(len(line) <= 80 for line in info.splitlines()), info
         depends = [d.strip().split()[0] for d in fields["Depends"].split(",")]
         for dep in DEPENDS:
             assert dep in depends, (dep, fields["Depends"])
@@ -357,18 +340,31 @@ def test_deb_contents():
         control = tmp / "control"
         run("dpkg-deb", "-e", deb, control)
         assert (control / "conffiles").read_text().split() == ["/etc/esad/esad.toml"]
+        code = {}
         for script in ("postinst", "prerm", "postrm"):
             path = control / script
             assert os.access(path, os.X_OK), script
             run("sh", "-n", path)
             text = path.read_text()
-            code = "\n".join(line for line in text.splitlines()
-                             if not line.lstrip().startswith("#"))
-            assert not re.search(r"\benable\b|--now|\bsystemctl\s+start\b|deb-systemd", code), \
-                (script, text)
-        postinst = (control / "postinst").read_text()
-        assert "systemd-sysusers /usr/lib/sysusers.d/esad.conf" in postinst
-        assert "systemd-tmpfiles --create /usr/lib/tmpfiles.d/esad.conf" in postinst
+            code[script] = "\n".join(line for line in text.splitlines()
+                                     if not line.lstrip().startswith("#"))
+            # Nothing enabled or started; Debian's helpers rather than raw systemctl.
+            assert not re.search(r"\benable\b|--now|\bstart\b", code[script]), (script, text)
+            for line in code[script].splitlines():
+                assert "systemctl" not in line or "daemon-reload" in line, (script, line)
+        assert "systemd-sysusers /usr/lib/sysusers.d/esad.conf" in code["postinst"]
+        assert "systemd-tmpfiles --create /usr/lib/tmpfiles.d/esad.conf" in code["postinst"]
+        # Recorded for purge; restarted on upgrade only when running.
+        assert "deb-systemd-helper update-state esad.service" in code["postinst"]
+        assert "deb-systemd-helper update-state esad.socket" in code["postinst"]
+        assert "deb-systemd-invoke try-restart esad.service" in code["postinst"]
+        # Removal stops the socket before the service, so nothing starts esad again.
+        assert "deb-systemd-invoke stop esad.socket esad.service" in code["prerm"]
+        assert "deb-systemd-helper purge esad.service esad.socket" in code["postrm"]
+
+        # Stripped binaries here, their debug symbols in the .ddeb by build id.
+        dbg = [line.split()[-1] for line in run("dpkg", "-c", ddeb).stdout.splitlines()]
+        assert len([p for p in dbg if p.endswith(".debug")]) == 2, dbg
 
         # Unpacked into a scratch root: the files are the repository's, the binaries run.
         root = tmp / "root"
@@ -377,6 +373,9 @@ def test_deb_contents():
             assert (root / path).is_file(), path
         assert (root / "usr/lib/systemd/system/esad.service").read_text() == UNIT.read_text()
         assert (root / "etc/esad/esad.toml").read_text() == EXAMPLE_CONFIG.read_text()
+        for binary in ("usr/sbin/esad", "usr/bin/esactl"):
+            sections = run("readelf", "-S", "-W", root / binary).stdout
+            assert ".debug_info" not in sections and ".symtab" not in sections, binary
         version = run(root / "usr/sbin/esad", "--version").stdout.split()[1]
         assert fields["Version"].startswith(version), (version, fields["Version"])
         run(root / "usr/bin/esactl", "--version")

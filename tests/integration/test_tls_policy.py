@@ -233,7 +233,82 @@ def test_no_cleartext_after_a_tls_failure_mid_message():
         peer.close()
 
 
+class BrokenStarttlsOnce:
+    """Offers STARTTLS, answers 220 to it, then sends bytes that are not TLS, and closes its
+    listener, so the plaintext retry is refused."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.port = self.sock.getsockname()[1]
+        self.done = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        conn, _ = self.sock.accept()
+        self.sock.close()  # the retry finds nobody listening
+        f = conn.makefile("rwb")
+        try:
+            f.write(b"220 broken.test ESMTP\r\n")
+            f.flush()
+            f.readline()
+            f.write(b"250-broken.test\r\n250 STARTTLS\r\n")
+            f.flush()
+            f.readline()
+            f.write(b"220 2.0.0 go ahead\r\nthis is not a TLS record at all\r\n")
+            f.flush()
+            conn.settimeout(30)
+            conn.recv(65536)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+            self.done.set()
+
+
+def test_failed_plaintext_retry_releases_its_connection_slot():
+    peer = BrokenStarttlsOnce()
+    d = tls_daemon(f"tls.test [127.0.0.1]:{peer.port}\n", "preferred")
+    sink = None
+    try:
+        assert send_message(d.smtp_port, "a@src.test", ["u@tls.test"], make_body("slot@t"))[0] == 250
+        assert wait_for(lambda: "Connection Error" in mail_log(d), timeout=30), mail_log(d)
+
+        def gauges():
+            return d.ctl_json("hoststatus", "tls.test")["gauges"]
+        assert wait_for(lambda: gauges()["current_outbound_connections"] == 0 and
+                        gauges()["pending_outbound_connections"] == 0, timeout=15), gauges()
+        # The host was reached (a greeting came): the failed retry does not mark it down.
+        assert d.ctl_json("hoststatus", "tls.test")["status"] == "up"
+        # Healthy again: the mail is delivered and no slot is left behind.
+        sink = SmtpSink(port=peer.port)
+        d.ctl("delivernow", "tls.test")
+        assert wait_for(lambda: len(sink.messages) == 1 and active(d) == 0, timeout=30), mail_log(d)
+        assert wait_for(lambda: gauges()["current_outbound_connections"] == 0, timeout=15), gauges()
+        assert d.ctl_json("status")["gauges"]["current_outbound_connections"] == 0
+    finally:
+        d.cleanup()
+        if sink:
+            sink.close()
+
+
+def test_an_unusable_tls_client_context_stops_the_start():
+    d = Daemon(start=False)
+    d.write_config('[delivery]\ntls_ca_file = "/nonexistent/ca.pem"\n')
+    try:
+        p = d.start(wait=False)
+        assert p.wait(timeout=60) == 1, d.read_log()
+        log = d.read_log()
+        assert "cannot build the TLS client context" in log and "/nonexistent/ca.pem" in log, log
+    finally:
+        d.cleanup()
+
+
 if __name__ == "__main__":
     run_tests([test_preferred_verify_encrypts_to_an_unverified_peer,
                test_required_verify_delivers_nothing_to_an_unverified_peer,
-               test_no_cleartext_after_a_tls_failure_mid_message])
+               test_no_cleartext_after_a_tls_failure_mid_message,
+               test_failed_plaintext_retry_releases_its_connection_slot,
+               test_an_unusable_tls_client_context_stops_the_start])

@@ -145,11 +145,19 @@ def read_line(sock):
     return buf.decode(errors="replace").strip()
 
 
+class Skip(Exception):
+    """Raised by a test that cannot run here; the message says why."""
+
+
+SKIP_RETURN_CODE = 77  # CTest's SKIP_RETURN_CODE for the integration tests
+
+
 def run_tests(tests):
-    """Minimal runner: each test gets a fresh failure report; exit 1 if any failed."""
+    """Minimal runner: each test gets a fresh failure report; exit 1 if any failed, else 77
+    (a CTest skip) if any raised Skip, else 0."""
     import sys
     import traceback
-    failed = 0
+    failed = skipped = 0
     only = sys.argv[1:]
     for t in tests:
         if only and t.__name__ not in only:
@@ -158,11 +166,14 @@ def run_tests(tests):
         try:
             t()
             print(f"ok   {t.__name__} ({time.time() - start:.2f}s)", flush=True)
+        except Skip as e:
+            skipped += 1
+            print(f"SKIP {t.__name__}: {e}", flush=True)
         except Exception:
             failed += 1
             print(f"FAIL {t.__name__}", flush=True)
             traceback.print_exc()
-    sys.exit(1 if failed else 0)
+    sys.exit(1 if failed else SKIP_RETURN_CODE if skipped else 0)
 
 
 SPOOL_DUMP = os.environ.get("SPOOL_DUMP_BIN", "build/test/tests/spool_dump")
