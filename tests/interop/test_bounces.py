@@ -12,6 +12,8 @@ UTF-8 address sent without the SMTPUTF8 parameter (553 5.6.7, as Postfix and Exi
   text, not log escapes. flufl.bounce does not read RFC 6533 reports; it must at least not
   extract a wrong address. The report is read with Python's email parser.
 * Null sender <>: no DSN at all.
+* A message received with SMTPUTF8 to a server that does not offer SMTPUTF8 (aiosmtpd without
+  it): nothing is sent to that server; the UTF-8 sender gets a DSN with 5.6.7 (RFC 6531 §3.2).
 """
 import email
 import email.parser
@@ -50,12 +52,14 @@ def test_dsns_for_ascii_and_utf8_senders_and_none_for_null_sender():
     except ImportError:
         skip("python3-flufl.bounce is not installed (.ci/deps.sh test installs it)")
     tmp = peer_tmpdir()
-    pf = senders = d = None
+    pf = senders = noutf8 = d = None
     try:
         pf = Postfix(os.path.join(tmp, "mx"), "mx.pf.test", domains=["pf.test"])
         pf.start()
         senders = Receiver(smtputf8=True, strict_utf8=True)
-        d = esad_daemon(f"pf.test [127.0.0.1]:{pf.port}\nsnd.test [127.0.0.1]:{senders.port}\n")
+        noutf8 = Receiver(smtputf8=False)
+        d = esad_daemon(f"pf.test [127.0.0.1]:{pf.port}\nsnd.test [127.0.0.1]:{senders.port}\n"
+                        f"noutf8.test [127.0.0.1]:{noutf8.port}\n")
         inject(d.smtp_port, "alice@snd.test", ["bad1@pf.test", "ok1@pf.test"],
                b"From: <alice@snd.test>\r\nSubject: ascii sender\r\n"
                b"Message-ID: <ascii@snd.test>\r\n\r\nhello\r\n")
@@ -63,22 +67,33 @@ def test_dsns_for_ascii_and_utf8_senders_and_none_for_null_sender():
                f"From: <{UTF8_SENDER}>\r\nSubject: utf-8 sender\r\n"
                f"Message-ID: <utf8@snd.test>\r\n\r\nhall\u00f6\r\n".encode(),
                smtputf8=True, eight_bit=True)
+        inject(d.smtp_port, UTF8_SENDER, ["u@noutf8.test"],
+               f"From: <{UTF8_SENDER}>\r\nSubject: to a server without SMTPUTF8\r\n"
+               f"Message-ID: <noutf8@snd.test>\r\n\r\nhall\u00f6\r\n".encode(),
+               smtputf8=True, eight_bit=True)
         inject(d.smtp_port, "", ["bad3@pf.test"],
                b"From: <mailer-daemon@snd.test>\r\nSubject: null sender\r\n"
                b"Message-ID: <null@snd.test>\r\n\r\nhello\r\n")
         try:
-            wait_until(lambda: active(d) == 0 and len(senders.accepted) >= 2, 60,
-                       "both DSNs delivered")
+            wait_until(lambda: active(d) == 0 and len(senders.accepted) >= 3, 60,
+                       "the three DSNs delivered")
         except AssertionError:
             raise AssertionError(f"DSNs: {senders.accepted}\n{mail_log(d)}\n{pf.maillog()}")
         assert sorted(pf.delivered_to()) == ["ok1@pf.test", "ok2@pf.test"], pf.delivered_to()
-        dsns = {m["rcpts"][0]: m for m in senders.accepted}
         assert all(m["mail_from"] == "" for m in senders.accepted), senders.accepted
-        assert sorted(dsns) == sorted(["alice@snd.test", UTF8_SENDER]), sorted(dsns)
-        # No DSN for the null sender, only the two above.
-        assert len(senders.accepted) == 2, senders.accepted
+        # No DSN for the null sender, only the three above.
+        assert sorted(m["rcpts"][0] for m in senders.accepted) == \
+            sorted(["alice@snd.test", UTF8_SENDER, UTF8_SENDER]), senders.accepted
         s = d.ctl_json("status")["counters"]
-        assert s["gen_bounce_recipients"]["uptime"] == 2, s
+        assert s["gen_bounce_recipients"]["uptime"] == 3, s
+        dsns = {m["rcpts"][0]: m for m in senders.accepted if b"noutf8.test" not in m["data"]}
+
+        # Nothing reached the server without SMTPUTF8; its recipient bounced 5.6.7.
+        assert noutf8.accepted == [], noutf8.accepted
+        [refused] = [m for m in senders.accepted if b"u@noutf8.test" in m["data"]]
+        head, blocks = report_blocks(refused["data"])
+        assert [(str(b["Final-Recipient"]).strip(), str(b["Status"]).strip())
+                for b in blocks[1:]] == [("rfc822; u@noutf8.test", "5.6.7")], refused["data"]
 
         # ASCII sender: flufl.bounce finds exactly the refused recipient, permanently.
         ascii_dsn = email.message_from_bytes(dsns["alice@snd.test"]["data"])
@@ -114,8 +129,9 @@ def test_dsns_for_ascii_and_utf8_senders_and_none_for_null_sender():
             d.cleanup()
         if pf:
             pf.stop()
-        if senders:
-            senders.close()
+        for rx in (senders, noutf8):
+            if rx:
+                rx.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
