@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package esad needs to build, run and test, if missing.
-# Usage: .ci/deps.sh [build|test]   (test adds the interop peers and tools)
+# Usage: .ci/deps.sh [build|test]   (test adds the interop peers and tools, and for the
+# system tier systemd-nspawn, debootstrap and lintian)
 set -euo pipefail
 want=(cmake g++ make pkg-config libuv1-dev libc-ares-dev libssl-dev nlohmann-json3-dev
       libspdlog-dev libfmt-dev catch2 libtomlplusplus-dev libcli11-dev libsystemd-dev
       libedit-dev libidn2-dev)
 if [ "${1:-build}" = test ]; then
     want+=(python3 swaks openssl postfix iproute2 strace systemd procps util-linux curl groff-base
+           binutils systemd-container debootstrap lintian init-system-helpers
            python3-aiosmtpd python3-flufl.bounce libnss-wrapper
            # the libraries of Exim's daemon, which is unpacked below, never installed
            libidn12 libgnutls30 libgnutls-dane0 libdb5.3 libnsl2 libpcre2-8-0 libcrypt1)

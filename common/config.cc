@@ -407,6 +407,9 @@ std::vector<std::string> restart_only_changes(const Config& a, const Config& b) 
     check(a.daemon.control_socket != b.daemon.control_socket, "daemon.control_socket");
     check(a.daemon.control_group != b.daemon.control_group, "daemon.control_group");
     check(a.daemon.user != b.daemon.user, "daemon.user");
+    check(a.daemon.spool_min_free_bytes != b.daemon.spool_min_free_bytes,
+          "daemon.spool_min_free_bytes");
+    check(a.daemon.shutdown_timeout_s != b.daemon.shutdown_timeout_s, "daemon.shutdown_timeout");
     check(a.listener.address != b.listener.address, "listener.address");
     check(a.listener.tls_cert != b.listener.tls_cert, "listener.tls_cert");
     check(a.listener.tls_key != b.listener.tls_key, "listener.tls_key");

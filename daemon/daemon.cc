@@ -313,21 +313,30 @@ void Daemon::on_recovered(const spool::IoStatus& status, spool::RecoveryReport& 
     notifier_.start_watchdog();
 }
 
+// The listener settings a reload may change; new sessions see them, sessions already open
+// keep the limits they started with.
+void Daemon::apply_listener_limits() {
+    const ListenerConfig& lc = config_.listener;
+    inject_env_.hostname = config_.daemon.hostname;
+    smtp::ServerLimits& l = inject_env_.limits;
+    l.max_message_size = lc.max_message_size;
+    l.max_recipients = lc.max_recipients;
+    l.max_hops = lc.max_hops;
+    l.max_data_line = lc.max_line_length;
+    l.command_timeout = smtp::Millis(uint64_t{lc.command_timeout_s} * 1000);
+    l.data_total_timeout = smtp::Millis(uint64_t{lc.data_timeout_s} * 1000);
+    l.data_block_timeout = std::min(smtp::ServerLimits{}.data_block_timeout, l.data_total_timeout);
+    if (committer_) committer_->set_max_message_size(lc.max_message_size);
+    if (listener_) listener_->set_limits(lc.max_connections, lc.max_connections_per_client);
+}
+
 bool Daemon::start_listener(std::string* error) {
     const ListenerConfig& lc = config_.listener;
     inject_env_.loop = &loop_;
     inject_env_.state = &state_;
     inject_env_.committer = committer_.get();
     inject_env_.mail_log = mail_log_.get();
-    inject_env_.hostname = config_.daemon.hostname;
-    inject_env_.limits.max_message_size = lc.max_message_size;
-    inject_env_.limits.max_recipients = lc.max_recipients;
-    inject_env_.limits.max_hops = lc.max_hops;
-    inject_env_.limits.max_data_line = lc.max_line_length;
-    inject_env_.limits.command_timeout = smtp::Millis(uint64_t{lc.command_timeout_s} * 1000);
-    inject_env_.limits.data_total_timeout = smtp::Millis(uint64_t{lc.data_timeout_s} * 1000);
-    inject_env_.limits.data_block_timeout =
-        std::min(inject_env_.limits.data_block_timeout, inject_env_.limits.data_total_timeout);
+    apply_listener_limits();
     inject_env_.on_queued = [this](const spool::Envelope& e, uint64_t size) {
         delivery_->add_message(e, size);
     };
@@ -485,9 +494,19 @@ nlohmann::json Daemon::reload() {
     std::string error;
     if (!logs::setup_daemon_log(next.logging.daemon_log, next.logging.level, &error))
         spdlog::error("reload: {}", error);
+    // relay_from is checked before anything is applied: a bad list keeps the old one whole.
+    std::string cidr_error;
+    std::optional<CidrList> relay = CidrList::parse(next.listener.relay_from, &cidr_error);
+    if (!relay) {
+        spdlog::error("reload: listener.relay_from: {}; configuration rejected", cidr_error);
+        end_reload("; last reload failed, see the log");
+        result["errors"] = nlohmann::json::array({"listener.relay_from: " + cidr_error});
+        return result;
+    }
     // Keep restart-only settings as they are running now, take everything else.
     Config applied = next;
     applied.daemon = config_.daemon;
+    applied.daemon.hostname = next.daemon.hostname;  // HELO name and Received: (live)
     applied.listener.address = config_.listener.address;
     applied.listener.tls_cert = config_.listener.tls_cert;
     applied.listener.tls_key = config_.listener.tls_key;
@@ -495,6 +514,8 @@ nlohmann::json Daemon::reload() {
     applied.logging.dir = config_.logging.dir;
     applied.metrics.address = config_.metrics.address;
     config_ = std::move(applied);
+    apply_listener_limits();
+    if (listener_) listener_->set_relay_from(std::move(*relay));
     if (metrics_) metrics_->set_top_hosts(config_.metrics.top_hosts);
     if (router_) {
         std::string route_error;

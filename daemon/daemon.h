@@ -46,6 +46,7 @@ class Daemon {
     // Second startup phase, on the loop once recovery finished: open injection.
     void on_recovered(const spool::IoStatus& status, spool::RecoveryReport& report);
     bool start_listener(std::string* error);
+    void apply_listener_limits();
     bool load_routes(const Config& config, std::string* error);
     void refresh_gauges();
     void save_counters();

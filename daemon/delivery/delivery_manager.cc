@@ -170,6 +170,8 @@ DeliveryManager::~DeliveryManager() {
 
 void DeliveryManager::apply_config(const Config& config) {
     config_ = config;
+    env_.helo_name = config.daemon.hostname;
+    env_.source_address = config.delivery.source_address;
     // Idle connections were opened under the old routes and TLS policies: let them go.
     close_idle();
     scheduler_->set_max_concurrency(config.delivery.max_concurrency);

@@ -250,8 +250,8 @@ RoutesParseResult parse_routes(std::string_view text) {
                 err("bad domain '" + std::string(domain) + "'");
                 continue;
             }
-            route.pattern = partial ? "." : "";
-            route.pattern += lower(name);
+            std::string pattern = lower(name);
+            route.pattern = partial ? "." + pattern : std::move(pattern);
         }
         bool bad = false;
         std::size_t start = 0;

@@ -1,6 +1,7 @@
 // See listener.h.
 #include "daemon/inject/listener.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 namespace esad::inject {
@@ -24,12 +25,12 @@ std::string format_address(const sockaddr_storage& ss, bool with_port) {
         auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
         uv_ip6_name(a, ip, sizeof ip);
         port = ntohs(a->sin6_port);
-        if (with_port) return "[" + std::string(ip) + "]:" + std::to_string(port);
+        if (with_port) return fmt::format("[{}]:{}", ip, port);
     } else {
         auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
         uv_ip4_name(a, ip, sizeof ip);
         port = ntohs(a->sin_port);
-        if (with_port) return std::string(ip) + ":" + std::to_string(port);
+        if (with_port) return fmt::format("{}:{}", ip, port);
     }
     return ip;
 }

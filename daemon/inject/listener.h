@@ -32,6 +32,8 @@ class Listener {
     // "127.0.0.1:2525" as bound.
     const std::string& bound_address() const { return bound_; }
     size_t session_count() const { return sessions_.size(); }
+    // Reload: clients connecting from now on are judged by the new list.
+    void set_relay_from(CidrList relay_from) { relay_from_ = std::move(relay_from); }
     void set_limits(uint32_t max_connections, uint32_t max_per_client) {
         max_connections_ = max_connections;
         max_per_client_ = max_per_client;

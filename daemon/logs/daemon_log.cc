@@ -1,7 +1,7 @@
 // See daemon_log.h.
 #include "daemon/logs/daemon_log.h"
 
-#include <spdlog/details/null_mutex.h>
+#include <fmt/format.h>
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
@@ -25,7 +25,7 @@ class JournalStreamSink : public spdlog::sinks::base_sink<std::mutex> {
     void sink_it_(const spdlog::details::log_msg& msg) override {
         spdlog::memory_buf_t formatted;
         formatter_->format(msg, formatted);
-        std::string prefix = "<" + std::to_string(syslog_priority(msg.level)) + ">";
+        std::string prefix = fmt::format("<{}>", syslog_priority(msg.level));
         std::string out = prefix;
         for (size_t i = 0; i < formatted.size(); ++i) {
             char c = formatted[i];

@@ -27,6 +27,7 @@ class SmtpSink:
         self.port = self.sock.getsockname()[1]
         self.messages = []
         self.connections = 0
+        self.helos = []  # (EHLO/HELO argument, peer address) per command seen
         self.greeting = "220 sink.test ESMTP scripted"
         self.eight_bit = eight_bit  # advertise 8BITMIME
         self.smtputf8 = smtputf8    # advertise SMTPUTF8 (otherwise UTF-8 addresses get 553 5.6.7)
@@ -93,6 +94,8 @@ class SmtpSink:
                 cmd = line.decode(errors="replace").rstrip("\r\n")
                 verb = cmd.split(" ")[0].upper()
                 if verb in ("EHLO", "HELO"):
+                    with self.lock:
+                        self.helos.append((cmd[5:].strip(), conn.getpeername()[0]))
                     ext = ["250-sink.test", "250-PIPELINING", "250-SIZE 50000000"]
                     if self.eight_bit:
                         ext.append("250-8BITMIME")
