@@ -78,7 +78,7 @@ def check_folded(name, received, sent_body):
 
 def test_bodies_through_postfix_exim_and_aiosmtpd():
     tmp = peer_tmpdir()
-    peers, d = [], None
+    peers, d, rx = [], None, None
     try:
         ca = TestCA(os.path.join(tmp, "ca"))
         pf = Postfix(os.path.join(tmp, "postfix"), "mx.pf.test", domains=["pf.test"],
@@ -132,7 +132,7 @@ def test_bodies_through_postfix_exim_and_aiosmtpd():
             d.cleanup()
         for p in peers:
             p.stop()
-        if "rx" in locals():
+        if rx:
             rx.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
