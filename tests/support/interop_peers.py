@@ -27,11 +27,15 @@ import tempfile
 import threading
 import time
 
+from esad_harness import free_port
+from smtp_sink import SmtpSink
+
 SKIP = 77  # CTest SKIP_RETURN_CODE of the interop tests
 
 # CTest ends a test that runs over its TIMEOUT with SIGTERM: turn it into SystemExit so the
 # tests' finally blocks stop the daemonized peers (a Postfix master outlives its starter).
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
 CACHE = os.environ.get("ESAD_INTEROP_CACHE", "/var/cache/esad-interop")
 POSTFIX = "/usr/sbin/postfix"
 NSS_WRAPPER = "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so"
@@ -618,17 +622,9 @@ class _Handler:
         return "250 2.0.0 OK queued"
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 # --- a raw peer whose TLS stack is broken -------------------------------------------------
 
-class BrokenTlsServer:
+class BrokenTlsServer(SmtpSink):
     """Offers STARTTLS, answers 220 to it and then sends bytes that are not TLS.
 
     Without STARTTLS it takes mail like any server. .sessions: one dict per connection
@@ -637,30 +633,9 @@ class BrokenTlsServer:
     """
 
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
         self.sessions = []
         self.accepted = []
-        self.lock = threading.Lock()
-        self.running = True
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def close(self):
-        self.running = False
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def _serve(self):
-        while self.running:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+        super().__init__()  # SmtpSink's listener and accept loop; _session is this one
 
     def _session(self, conn):
         s = {"starttls": False, "commands": [], "after_starttls": b""}
