@@ -8,7 +8,10 @@ want=(cmake g++ make pkg-config libuv1-dev libc-ares-dev libssl-dev nlohmann-jso
       libedit-dev libidn2-dev)
 if [ "${1:-build}" = test ]; then
     want+=(python3 swaks openssl postfix iproute2 strace systemd procps util-linux curl groff-base
-           binutils systemd-container debootstrap lintian init-system-helpers)
+           binutils systemd-container debootstrap lintian init-system-helpers
+           python3-aiosmtpd python3-flufl.bounce libnss-wrapper
+           # the libraries of Exim's daemon, which is unpacked below, never installed
+           libidn12 libgnutls30 libgnutls-dane0 libdb5.3 libnsl2 libpcre2-8-0 libcrypt1)
 fi
 missing=()
 for p in "${want[@]}"; do
@@ -20,4 +23,26 @@ if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The interop tests run Exim 4 next to the installed Postfix: its Debian packages are
+# downloaded and unpacked (dpkg -x) into a cache folder, never installed, so Postfix stays.
+# tests/interop skips the Exim cases when this folder is missing.
+if [ "${1:-build}" = test ]; then
+    cache=${ESAD_INTEROP_CACHE:-/var/cache/esad-interop}
+    if [ ! -x "$cache/exim/usr/sbin/exim4" ]; then
+        if [ "$(id -u)" != 0 ]; then echo "run as root to unpack exim4 into $cache" >&2; exit 1; fi
+        dl=$(mktemp -d)
+        chown _apt "$dl" 2>/dev/null || true  # apt's download sandbox user
+        (cd "$dl" && { apt-get download -q exim4-daemon-light exim4-base ||
+                       { apt-get update -q && apt-get download -q exim4-daemon-light exim4-base; }; })
+        rm -rf "$cache/exim.new"
+        mkdir -p "$cache/exim.new"
+        for deb in "$dl"/*.deb; do dpkg -x "$deb" "$cache/exim.new"; done
+        # Run unprivileged from its -C configuration: no setuid bit on the private copy.
+        chmod u-s "$cache/exim.new/usr/sbin/exim4"
+        rm -rf "$dl" "$cache/exim"
+        mv "$cache/exim.new" "$cache/exim"
+        echo "exim4 unpacked into $cache/exim"
+    fi
 fi
