@@ -193,6 +193,7 @@ void SmtpSession::run_actions() {
         } else if (auto* st = std::get_if<smtp::StartTlsHandshake>(&action)) {
             const auto& ctx = st->verify && env_.tls_verify ? env_.tls_verify : env_.tls_plain;
             tls_ = tls::Engine::client(*ctx, st->sni, st->verify ? st->sni : "");
+            if (env_.keylog) tls_->set_keylog(env_.keylog(domain_));
             std::string out = tls_->take_ciphertext();
             if (!out.empty() && tcp_) tcp_->write(std::move(out));
         } else if (std::holds_alternative<smtp::CloseConnection>(action)) {
