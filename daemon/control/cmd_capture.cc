@@ -99,7 +99,10 @@ std::string default_capture_filter(const Config& config) {
 
 std::unique_ptr<KeyLog> KeyLog::open(const std::string& dir, std::string* error) {
     auto k = std::unique_ptr<KeyLog>(new KeyLog());
-    if (mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) {
+    // 2770: members of esad's group who may run esad-capture (with its file capability)
+    // write their captures here as themselves; setgid keeps the files in esad's group so
+    // the daemon can list them.
+    if ((mkdir(dir.c_str(), 02770) != 0 && errno != EEXIST) || chmod(dir.c_str(), 02770) != 0) {
         *error = "cannot create " + dir + ": " + strerror(errno);
         return nullptr;
     }

@@ -37,7 +37,7 @@ std::string default_capture_filter(const Config& config);
 
 class KeyLog {
   public:
-    // Creates the captures directory (0750) and the key log file (0640). nullptr and *error
+    // Creates the captures directory (2770) and the key log file (0640). nullptr and *error
     // when either cannot be created.
     static std::unique_ptr<KeyLog> open(const std::string& dir, std::string* error);
     ~KeyLog();
