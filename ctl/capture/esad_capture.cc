@@ -277,7 +277,7 @@ int main(int argc, char** argv) {
     std::time_t last_status = started;
     while (c.stop_reason.empty()) {
         if (g_stop) {
-            c.stop_reason = "stopped";
+            c.stop_reason = "stop requested";
             break;
         }
         pollfd pf{pfd, POLLIN, 0};

@@ -96,7 +96,7 @@ def test_plain_and_starttls_capture_read_back():
         r = d.ctl("packetcapture", "stop")
         assert "Packet capture stopped: " + path in r.stdout, r.stdout
         cap = capture_status(d)["capture"]
-        assert cap["running"] is False and cap["stop_reason"] == "stopped" and cap["packets"] > 10, cap
+        assert cap["running"] is False and cap["stop_reason"] == "stop requested" and cap["packets"] > 10, cap
         listing = d.ctl("packetcapture", "list").stdout
         assert os.path.basename(path) in listing and "TLS key log: " in listing, listing
         assert d.ctl_json("packetcapture", "list")["captures"][-1]["path"] == path
