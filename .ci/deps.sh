@@ -5,11 +5,12 @@
 set -euo pipefail
 want=(cmake g++ make pkg-config libuv1-dev libc-ares-dev libssl-dev nlohmann-json3-dev
       libspdlog-dev libfmt-dev catch2 libtomlplusplus-dev libcli11-dev libsystemd-dev
-      libedit-dev libidn2-dev)
+      libedit-dev libidn2-dev libpcap-dev libmicrohttpd-dev)
 if [ "${1:-build}" = test ]; then
     want+=(python3 swaks openssl postfix iproute2 strace systemd procps util-linux curl groff-base
            binutils systemd-container debootstrap lintian init-system-helpers
            python3-aiosmtpd python3-flufl.bounce libnss-wrapper
+           tshark chromium chromium-driver python3-selenium
            # the libraries of Exim's daemon, which is unpacked below, never installed
            libidn12 libgnutls30 libgnutls-dane0 libdb5.3 libnsl2 libpcre2-8-0 libcrypt1)
 fi
@@ -21,6 +22,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}"
     if [ "$(id -u)" != 0 ]; then echo "run as root to install packages" >&2; exit 1; fi
     export DEBIAN_FRONTEND=noninteractive
+    # tshark's package asks whether non-root users may capture: no (esad-capture does that).
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi

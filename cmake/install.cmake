@@ -26,6 +26,8 @@ set(ESAD_COMPLETION_DIR "${CMAKE_INSTALL_DATAROOTDIR}/bash-completion/completion
 
 # --- systemd integration --------------------------------------------------------------------
 install(FILES systemd/esad.service systemd/esad.socket DESTINATION ${ESAD_UNIT_DIR})
+# The Delivery Status page (docs/web.md); not enabled.
+install(FILES systemd/esad-web.service DESTINATION ${ESAD_UNIT_DIR})
 install(FILES systemd/esad.sysusers.conf DESTINATION ${ESAD_SYSUSERS_DIR} RENAME esad.conf)
 install(FILES systemd/esad.tmpfiles.conf DESTINATION ${ESAD_TMPFILES_DIR} RENAME esad.conf)
 
@@ -34,6 +36,7 @@ install(FILES systemd/esad.tmpfiles.conf DESTINATION ${ESAD_TMPFILES_DIR} RENAME
 install(FILES systemd/esad.toml DESTINATION ${ESAD_CONFIG_DIR})
 install(FILES systemd/esad.toml DESTINATION ${ESAD_DOC_DIR} RENAME esad.toml.example)
 install(FILES docs/install.md docs/systemd.md docs/metrics.md DESTINATION ${ESAD_DOC_DIR})
+install(FILES docs/capture.md docs/web.md DESTINATION ${ESAD_DOC_DIR})
 
 # --- man pages (compressed, as Debian ships them), changelog, copyright, completion --------
 set(ESAD_PACKAGE_MAINTAINER "esad maintainers <maintainers@users.noreply.r-seed-c989d5b6.example>"
@@ -77,6 +80,7 @@ set(ESAD_CONFIG_FULL "${ESAD_CONFIG_DIR_FULL}/esad.toml")
 set(ESAD_ESACTL_FULL "${CMAKE_INSTALL_FULL_BINDIR}/esactl")
 configure_file(${CMAKE_SOURCE_DIR}/common/install_paths.h.in
                ${CMAKE_BINARY_DIR}/generated/esad_install_paths.h @ONLY)
+set(ESAD_CAPTURE_FULL "${CMAKE_INSTALL_FULL_LIBEXECDIR}/esad/esad-capture")
 set(ESAD_DEB_DIR "${CMAKE_BINARY_DIR}/deb")
 foreach(script postinst prerm postrm conffiles)
     configure_file(${CMAKE_CURRENT_LIST_DIR}/deb/${script}.in ${ESAD_DEB_DIR}/${script} @ONLY)
@@ -102,9 +106,10 @@ set(CPACK_DEBIAN_PACKAGE_NAME "esad")
 set(CPACK_DEBIAN_PACKAGE_SECTION "mail")
 set(CPACK_DEBIAN_PACKAGE_PRIORITY "optional")
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
-    "libc6 (>= 2.36), libstdc++6 (>= 12), libuv1, libc-ares2, libssl3, libspdlog1.10, libfmt9, libtomlplusplus3, libsystemd0, libedit2, libidn2-0")
+    "libc6 (>= 2.36), libstdc++6 (>= 12), libuv1, libc-ares2, libssl3, libspdlog1.10, libfmt9, libtomlplusplus3, libsystemd0, libedit2, libidn2-0, libpcap0.8, libmicrohttpd12")
 # systemd-sysusers / systemd-tmpfiles create the user and directories in postinst.
-set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "systemd")
+# libcap2-bin: setcap gives esad-capture CAP_NET_RAW (docs/capture.md).
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "systemd, libcap2-bin")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     "${ESAD_DEB_DIR}/postinst;${ESAD_DEB_DIR}/prerm;${ESAD_DEB_DIR}/postrm;${ESAD_DEB_DIR}/conffiles")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION TRUE)

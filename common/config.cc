@@ -249,6 +249,24 @@ void read_metrics(TableReader& r, MetricsConfig& c) {
     r.reject_unknown();
 }
 
+void read_capture(TableReader& r, CaptureConfig& c) {
+    r.read_int("keep", c.keep, 1, 1000);
+    r.read_int("max_size_bytes", c.max_size_bytes, 4096, int64_t{1} << 40);
+    r.read_duration("duration", c.duration_s);
+    r.read_int("min_free_bytes", c.min_free_bytes, 0, int64_t{1} << 50);
+    if (c.duration_s == 0) r.error("duration", r.line_for("duration"), "must be at least 1s");
+    r.reject_unknown();
+}
+
+void read_web(TableReader& r, WebConfig& c) {
+    r.read("address", c.address);
+    r.read("token_file", c.token_file);
+    r.read_int("max_hosts", c.max_hosts, 1, 1000000);
+    if (!valid_host_port(c.address))
+        r.error("address", r.line_for("address"), "expected \"host:port\" or \"[ipv6]:port\"");
+    r.reject_unknown();
+}
+
 // Reads "[name.*]" sub-tables: "default" first so named entries inherit from it.
 template <typename T, typename ReadFn>
 void read_named_tables(TableReader& top, const char* section, std::map<std::string, T>& out,
@@ -363,6 +381,14 @@ ConfigResult load_config_string(const std::string& text, const std::string& orig
     if (const toml::table* t = top.subtable("metrics")) {
         TableReader r(*t, "metrics", errors);
         read_metrics(r, c.metrics);
+    }
+    if (const toml::table* t = top.subtable("capture")) {
+        TableReader r(*t, "capture", errors);
+        read_capture(r, c.capture);
+    }
+    if (const toml::table* t = top.subtable("web")) {
+        TableReader r(*t, "web", errors);
+        read_web(r, c.web);
     }
     top.reject_unknown();
 

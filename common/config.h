@@ -92,6 +92,22 @@ struct MetricsConfig {
     uint32_t top_hosts = 20;  // per-host series for this many busiest hosts (+ down hosts)
 };
 
+// `esactl packetcapture` (docs/capture.md): limits of the esad-capture helper. Captures
+// live in <state_dir>/captures.
+struct CaptureConfig {
+    uint32_t keep = 10;                      // capture files kept (oldest removed first)
+    uint64_t max_size_bytes = 100ull << 20;  // default --max-size
+    uint64_t duration_s = 600;               // default --duration
+    uint64_t min_free_bytes = 256ull << 20;  // stop when the file system has less free
+};
+
+// esad-web, the Delivery Status page (docs/web.md). The daemon ignores this section.
+struct WebConfig {
+    std::string address = "127.0.0.1:8025";  // "host:port" the page is served on
+    std::string token_file;     // operator password/token for Retry buttons; empty: read-only
+    uint32_t max_hosts = 1000;  // destinations listed (busiest first)
+};
+
 struct Config {
     DaemonConfig daemon;
     ListenerConfig listener;
@@ -102,6 +118,8 @@ struct Config {
     std::map<std::string, DestinationControl> destinations;  // always has "default"
     LoggingConfig logging;
     MetricsConfig metrics;
+    CaptureConfig capture;
+    WebConfig web;
     std::string origin;  // file path or "<embedded defaults>"
 };
 

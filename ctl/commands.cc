@@ -12,7 +12,8 @@ namespace esad::ctl {
 const std::vector<Command>& all_commands() {
     static const std::vector<Command> commands = [] {
         std::vector<Command> all;
-        for (auto* family : {status_commands, queue_commands, tool_commands, log_commands})
+        for (auto* family :
+             {status_commands, queue_commands, tool_commands, log_commands, capture_commands})
             for (auto& c : family())
                 all.push_back(std::move(c));
         return all;

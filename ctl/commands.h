@@ -32,6 +32,7 @@ const std::vector<Command>& all_commands();
 const Command* find_command(const std::string& name);  // nullptr: unknown
 std::vector<Command> status_commands();
 std::vector<Command> queue_commands();
+std::vector<Command> capture_commands();  // cmd_capture.cc
 
 // Connects, sends one request, and prints errors the common way. On success *data holds
 // the reply's data and kExitOk is returned; otherwise the exit code to use.

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "daemon/control/cmd_capture.h"
 #include "daemon/control/cmd_queue.h"
 #include "daemon/control/cmd_status.h"
 #include "daemon/control/cmd_tools.h"
@@ -162,6 +163,15 @@ bool Daemon::start(std::string* error) {
     domain_debug_ =
         logs::DomainDebug::open(config_.logging.dir, config_.logging.domain_debug, error);
     if (!domain_debug_) return false;
+    // Captures are a troubleshooting aid: without the directory esad still delivers.
+    std::string keylog_error;
+    key_log_ = control::KeyLog::open(control::capture_dir(config_), &keylog_error);
+    if (!key_log_) spdlog::warn("packet capture: {}; no TLS key log", keylog_error);
+    capture_env_.loop = &loop_;
+    capture_env_.config = &config_;
+    capture_env_.domain_debug = domain_debug_.get();
+    capture_env_.keylog = key_log_.get();
+    control::register_capture_commands(*control_, capture_env_);
     state_.rates = &rates_;
     control::LogCommandsEnv lenv;
     lenv.loop = &loop_;
@@ -269,6 +279,8 @@ void Daemon::on_recovered(const spool::IoStatus& status, spool::RecoveryReport& 
     delivery_->set_trace([this](const std::string& d, uint64_t dcid, const std::string& l) {
         if (domain_debug_) domain_debug_->trace(d, dcid, l);
     });
+    delivery_->set_keylog(
+        [this](const std::string& d) { return control::keylog_sink_for(capture_env_, d); });
     for (const auto& m : report.messages)
         delivery_->add_message(m.envelope, m.file_size);
     if (report.max_mid_seen > state_.current_mid) state_.current_mid = report.max_mid_seen;

@@ -15,6 +15,7 @@
 
 #include "common/config.h"
 #include "common/rate_tracker.h"
+#include "daemon/control/cmd_capture.h"
 #include "daemon/control/cmd_logs.h"
 #include "daemon/control/control_server.h"
 #include "daemon/control/metrics_server.h"
@@ -67,6 +68,8 @@ class Daemon {
     std::unique_ptr<logs::MailLog> mail_log_;
     RateTracker rates_;
     std::unique_ptr<logs::DomainDebug> domain_debug_;
+    std::unique_ptr<control::KeyLog> key_log_;
+    control::CaptureCommandsEnv capture_env_;
     std::unique_ptr<control::LogCommands> log_commands_;
     spool::Spool spool_;
     std::unique_ptr<inject::Committer> committer_;

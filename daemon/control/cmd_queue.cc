@@ -209,6 +209,8 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
                 std::string host;
                 bool down;
                 uint64_t active, conn, deliv, soft, hard;
+                std::string status = "unknown";
+                int64_t last_activity_ms = 0;
             };
             std::vector<Row> rows;
             rows.reserve(s.domain_count() + 3);
@@ -218,9 +220,10 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
                 const queue::DomainQueue& dq = s.domain(d);
                 const queue::DomainCounters& c = dq.counters;
                 queue::DomainGauges g = s.gauges(d);
-                rows.push_back({dq.name(), dq.host().status() == hosts::HostStatus::kDown,
-                                g.active(), g.current_connections, c.delivered,
-                                c.soft_bounced_events, c.hard_bounced()});
+                rows.push_back(
+                    {dq.name(), dq.host().status() == hosts::HostStatus::kDown, g.active(),
+                     g.current_connections, c.delivered, c.soft_bounced_events, c.hard_bounced(),
+                     std::string(hosts::to_string(dq.host().status())), dq.host().last_activity()});
             }
             auto key = [&](const Row& x) {
                 if (sort == "conn_out") return x.conn;
@@ -245,7 +248,9 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
                                  {"connections_out", x.conn},
                                  {"delivered_recipients", x.deliv},
                                  {"soft_bounced", x.soft},
-                                 {"hard_bounced", x.hard}});
+                                 {"hard_bounced", x.hard},
+                                 {"status", x.status},
+                                 {"last_activity", ms_to_unix(x.last_activity_ms)}});
             }
             r->ok({{"status_as_of", std::time(nullptr)},
                    {"sort", sort},

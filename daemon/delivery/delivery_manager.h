@@ -72,6 +72,10 @@ class DeliveryManager {
     void set_trace(std::function<void(const std::string&, uint64_t, const std::string&)> trace) {
         env_.trace = std::move(trace);
     }
+    // TLS key log sinks per domain (docs/capture.md); see SessionEnv::keylog.
+    void set_keylog(std::function<tls::Engine::KeylogSink(const std::string&)> keylog) {
+        env_.keylog = std::move(keylog);
+    }
     std::string helo_name() const { return env_.helo_name; }
 
   private:

@@ -209,6 +209,7 @@ void SmtpSession::run_actions() {
             // policy never ends up with less protection (plaintext) than `preferred`.
             const auto& ctx = st->enforce ? env_.tls_verify : env_.tls_plain;
             tls_ = tls::Engine::client(*ctx, st->sni, st->verify ? st->sni : "");
+            if (env_.keylog) tls_->set_keylog(env_.keylog(domain_));
             std::string out = tls_->take_ciphertext();
             if (!out.empty() && tcp_) tcp_->write(std::move(out));
         } else if (std::holds_alternative<smtp::CloseConnection>(action)) {

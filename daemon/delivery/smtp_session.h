@@ -46,6 +46,8 @@ struct SessionEnv {
     smtp::ClientTimeouts timeouts;
     // Domain debug: called with each SMTP trace line for domains being debugged.
     std::function<void(const std::string& domain, uint64_t dcid, const std::string& line)> trace;
+    // TLS key log: the sink for a domain's sessions (empty: no key log for that domain).
+    std::function<tls::Engine::KeylogSink(const std::string& domain)> keylog;
 };
 
 class SmtpSession : public std::enable_shared_from_this<SmtpSession> {

@@ -100,6 +100,10 @@ bool DomainDebug::remove(const std::string& domain) {
     return domains_.erase(debug_domain_key(domain)) > 0;
 }
 
+bool DomainDebug::contains(std::string_view domain) const {
+    return domains_.count(debug_domain_key(domain)) > 0;
+}
+
 std::vector<DomainDebug::Entry> DomainDebug::list() const {
     std::vector<Entry> out;
     out.reserve(domains_.size());

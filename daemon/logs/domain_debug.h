@@ -57,6 +57,8 @@ class DomainDebug {
     bool add(const std::string& domain, uint32_t max_sessions, std::string* error);
     bool remove(const std::string& domain);
     std::vector<Entry> list() const;
+    // True while `domain` is in the table (configured or added), whatever its session count.
+    bool contains(std::string_view domain) const;
 
     // One SMTP trace line of delivery session `dcid` to `domain` (SessionEnv::trace).
     void trace(const std::string& domain, uint64_t dcid, const std::string& line);

@@ -1,5 +1,6 @@
 // SSL_CTX construction for tls_context.h. Contract there.
 #include "daemon/tls/tls_context.h"
+#include "daemon/tls/tls_engine.h"
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -171,6 +172,8 @@ std::shared_ptr<ClientContext> make_client_context(const ClientOptions& options,
     // The engine decides per connection; with SSL_VERIFY_NONE OpenSSL still verifies and
     // records the result, which is what opportunistic TLS reports.
     SSL_CTX_set_verify(raw, options.verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
+    // Secrets go nowhere unless an engine has a key log sink (domaindebug domains only).
+    SSL_CTX_set_keylog_callback(raw, &Engine::keylog_callback);
     ERR_clear_error();
     return ctx;
 }

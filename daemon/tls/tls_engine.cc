@@ -76,11 +76,17 @@ Engine::Engine(Side side, SSL* ssl) : side_(side), ssl_(ssl) {
     BIO_set_mem_eof_return(rbio_, -1);
     BIO_set_mem_eof_return(wbio_, -1);
     SSL_set_bio(ssl_, rbio_, wbio_);  // ssl_ owns both from here
+    SSL_set_app_data(ssl_, this);     // keylog_callback finds the engine
     if (side_ == Side::kServer) {
         SSL_set_accept_state(ssl_);
     } else {
         SSL_set_connect_state(ssl_);
     }
+}
+
+void Engine::keylog_callback(const SSL* ssl, const char* line) {
+    auto* engine = static_cast<Engine*>(SSL_get_app_data(ssl));
+    if (engine && engine->keylog_ && line) engine->keylog_(line);
 }
 
 Engine::~Engine() {

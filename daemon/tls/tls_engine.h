@@ -30,6 +30,7 @@
 #include <openssl/ssl.h>
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -79,6 +80,16 @@ class Engine {
     // The peer sent close_notify (as opposed to our shutdown()).
     bool closed_by_peer() const { return closed_by_peer_; }
 
+    // TLS key log (docs/capture.md): every session secret of this connection, as one line of
+    // the NSS key log format ("CLIENT_RANDOM ...", "CLIENT_TRAFFIC_SECRET_0 ..."), is passed
+    // to `sink`. Set it right after client(): the first secrets exist only once the server's
+    // hello arrived. Only client contexts made by make_client_context() report secrets; the
+    // delivery code sets a sink only for domains under domaindebug.
+    using KeylogSink = std::function<void(const char* line)>;
+    void set_keylog(KeylogSink sink) { keylog_ = std::move(sink); }
+    // SSL_CTX keylog callback that forwards to the engine owning the SSL (make_client_context).
+    static void keylog_callback(const SSL* ssl, const char* line);
+
   private:
     Engine(Side side, SSL* ssl);
     void drive();  // handshake, flush pending writes, read; all error handling
@@ -105,6 +116,7 @@ class Engine {
     std::string verify_result_;
     bool verified_ = false;
     bool closed_by_peer_ = false;
+    KeylogSink keylog_;
 };
 
 std::string_view to_string(Engine::State state);  // "handshaking", "established", ...

@@ -303,9 +303,14 @@ EXPECTED_FILES = {
     "usr/share/man/man5/esad.toml.5.gz": 0o644,
     "usr/share/man/man8/esad.8.gz": 0o644,
     "usr/share/bash-completion/completions/esactl": 0o644,
+    "usr/sbin/esad-web": 0o755,
+    "usr/libexec/esad/esad-capture": 0o750,
+    "usr/lib/systemd/system/esad-web.service": 0o644,
+    "usr/share/doc/esad/capture.md": 0o644,
+    "usr/share/doc/esad/web.md": 0o644,
 }
 DEPENDS = ["libuv1", "libc-ares2", "libssl3", "libspdlog1.10", "libfmt9", "libtomlplusplus3",
-           "libsystemd0"]
+           "libsystemd0", "libpcap0.8", "libmicrohttpd12"]
 
 
 def test_deb_contents():

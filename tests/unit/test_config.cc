@@ -117,6 +117,12 @@ TEST_CASE("validation errors name the key path and line") {
         {"[nosuch]\nx = 1", "nosuch", 1, "unknown key"},
         {"daemon = 3", "daemon", 1, "table"},
         {"[dns]\nservers = [\"1.2.3.4:99999\"]", "dns.servers", 2, "bad server"},
+        {"[capture]\nkeep = 0", "capture.keep", 2, "between"},
+        {"[capture]\nmax_size_bytes = 100", "capture.max_size_bytes", 2, "between"},
+        {"[capture]\n\nduration = \"0s\"", "capture.duration", 3, "at least"},
+        {"[capture]\nfilter = \"x\"", "capture.filter", 2, "unknown key"},
+        {"[web]\naddress = \"everywhere\"", "web.address", 2, "host:port"},
+        {"[web]\nmax_hosts = 0", "web.max_hosts", 2, "between"},
     };
     for (const auto& c : cases) {
         INFO(c.text);
@@ -125,6 +131,29 @@ TEST_CASE("validation errors name the key path and line") {
         CHECK(e.line == c.line);
         CHECK(e.message.find(c.fragment) != std::string::npos);
     }
+}
+
+TEST_CASE("[capture] and [web]: defaults and values") {
+    auto d = load_config_string("", "t.toml");
+    REQUIRE(d.ok());
+    CHECK(d.config->capture.keep == 10);
+    CHECK(d.config->capture.max_size_bytes == 100ull << 20);
+    CHECK(d.config->capture.duration_s == 600);
+    CHECK(d.config->capture.min_free_bytes == 256ull << 20);
+    CHECK(d.config->web.address == "127.0.0.1:8025");
+    CHECK(d.config->web.token_file.empty());
+    auto r = load_config_string(
+        "[capture]\nkeep = 3\nmax_size_bytes = 20000\nduration = \"2m\"\nmin_free_bytes = 0\n"
+        "[web]\naddress = \"[::1]:9000\"\ntoken_file = \"/etc/esad/web.token\"\nmax_hosts = 50\n",
+        "t.toml");
+    REQUIRE(r.ok());
+    CHECK(r.config->capture.keep == 3);
+    CHECK(r.config->capture.max_size_bytes == 20000);
+    CHECK(r.config->capture.duration_s == 120);
+    CHECK(r.config->capture.min_free_bytes == 0);
+    CHECK(r.config->web.address == "[::1]:9000");
+    CHECK(r.config->web.token_file == "/etc/esad/web.token");
+    CHECK(r.config->web.max_hosts == 50);
 }
 
 TEST_CASE("TOML syntax errors carry the line") {
