@@ -3,6 +3,8 @@
 // bounce-loop guard and determinism.
 #include <catch2/catch.hpp>
 
+#include <limits>
+
 #include <string>
 #include <string_view>
 #include <vector>
@@ -589,4 +591,14 @@ TEST_CASE("wire_problem catches what it should", "[queue][dsn]") {
     CHECK(!wire_problem("\xe9\r\n").empty());
     CHECK(wire_problem(std::string(998, 'x') + "\r\n").empty());
     CHECK(!wire_problem(std::string(999, 'x') + "\r\n").empty());
+}
+
+// Fuzz finding (tests/fuzz/fuzz_dsn): far-future times overflowed the int year.
+TEST_CASE("rfc5322_date clamps far-future and far-past times", "[queue][dsn]") {
+    CHECK(rfc5322_date(std::numeric_limits<std::time_t>::max()) ==
+          "Fri, 31 Dec 9999 23:59:59 +0000");
+    CHECK(rfc5322_date(std::time_t{67767976233532799}) == "Fri, 31 Dec 9999 23:59:59 +0000");
+    CHECK(rfc5322_date(std::numeric_limits<std::time_t>::min()) ==
+          "Mon, 01 Jan 0001 00:00:00 +0000");
+    CHECK(rfc5322_date(253402300799) == "Fri, 31 Dec 9999 23:59:59 +0000");
 }
