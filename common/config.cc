@@ -4,7 +4,35 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <stdexcept>
+
+// toml++ is compiled here, header-only, with its internal assertions turned into an
+// exception in every build type. toml++ 3.3 asserts on some malformed input (a non-ASCII
+// key, among others): with assert() that aborts a Debug build, and under NDEBUG it becomes
+// __builtin_assume, i.e. undefined behaviour. load_config_string() reports such a document
+// as a syntax error with a line number instead.
+namespace esad::toml_guard {
+struct InternalError : std::logic_error {
+    using std::logic_error::logic_error;
+};
+[[noreturn]] inline void fail(const char* expr) {
+    throw InternalError(expr);
+}
+}  // namespace esad::toml_guard
+#ifdef NDEBUG
+#define ESAD_TOML_NDEBUG_WAS_SET
+#undef NDEBUG
+#endif
+#undef TOML_HEADER_ONLY
+#define TOML_HEADER_ONLY 1
+#undef TOML_SHARED_LIB
+#define TOML_ASSERT(expr) (static_cast<bool>(expr) ? void(0) : ::esad::toml_guard::fail(#expr))
 #include <toml++/toml.h>
+#ifdef ESAD_TOML_NDEBUG_WAS_SET
+#define NDEBUG
+#undef ESAD_TOML_NDEBUG_WAS_SET
+#endif
+
 #include <cctype>
 #include <cerrno>
 #include <cstring>
@@ -75,19 +103,27 @@ class TableReader {
         }
     }
 
-    void read_duration(const char* key, uint64_t& out) {
+    // Durations are bounded (max_s) so that no setting wraps when the daemon stores it in
+    // a narrower type or converts it to milliseconds.
+    template <typename Int>
+    void read_duration(const char* key, Int& out, uint64_t max_s = kMaxDurationS) {
         if (const toml::node* n = take(key)) {
             std::optional<uint64_t> secs;
+            bool too_long = false;
             if (n->is_integer()) {
                 int64_t v = *n->value<int64_t>();
                 if (v >= 0) secs = static_cast<uint64_t>(v);
             } else if (auto s = n->value<std::string>()) {
                 secs = parse_duration(*s);
+                too_long = !secs && parse_duration_overflows(*s);
             }
-            if (!secs)
+            if (secs && *secs > max_s) too_long = true;
+            if (too_long)
+                error(key, line_of(*n), fmt::format("must be at most {} seconds", max_s));
+            else if (!secs)
                 error(key, line_of(*n), "expected a duration such as \"90s\", \"5m\", \"72h\"");
             else
-                out = *secs;
+                out = static_cast<Int>(*secs);
         }
     }
 
@@ -176,11 +212,8 @@ void read_listener(TableReader& r, ListenerConfig& c) {
     r.read_int("max_connections", c.max_connections, 1, 100000);
     r.read_int("max_connections_per_client", c.max_connections_per_client, 1, 100000);
     r.read_int("max_hops", c.max_hops, 1, 1000);
-    uint64_t cmd = c.command_timeout_s, data = c.data_timeout_s;
-    r.read_duration("command_timeout", cmd);
-    r.read_duration("data_timeout", data);
-    c.command_timeout_s = static_cast<uint32_t>(cmd);
-    c.data_timeout_s = static_cast<uint32_t>(data);
+    r.read_duration("command_timeout", c.command_timeout_s, kMaxSessionTimeoutS);
+    r.read_duration("data_timeout", c.data_timeout_s, kMaxSessionTimeoutS);
     r.read("tls_cert", c.tls_cert);
     r.read("tls_key", c.tls_key);
     if (!valid_host_port(c.address))
@@ -273,6 +306,94 @@ void read_named_tables(TableReader& top, const char* section, std::map<std::stri
     }
 }
 
+// TOML allows non-ASCII text only inside strings and comments. toml++ 3.3 reaches
+// __builtin_unreachable() when it classifies some non-ASCII characters elsewhere (its
+// generated is_non_ascii_horizontal_whitespace table), so such a document is refused here,
+// before it reaches the parser. Returns the 1-based line of the first offending octet, or 0.
+uint32_t non_ascii_outside_strings(std::string_view t) {
+    enum class In { kCode, kComment, kBasic, kLiteral, kMultiBasic, kMultiLiteral };
+    In in = In::kCode;
+    uint32_t line = 1;
+    auto starts = [&](size_t i, std::string_view what) { return t.substr(i, what.size()) == what; };
+    for (size_t i = 0; i < t.size(); ++i) {
+        const char c = t[i];
+        if (c == '\n') {
+            ++line;
+            if (in == In::kComment || in == In::kBasic || in == In::kLiteral) in = In::kCode;
+            continue;
+        }
+        switch (in) {
+            case In::kCode:
+                if (static_cast<unsigned char>(c) >= 0x80) return line;
+                if (c == '#') {
+                    in = In::kComment;
+                } else if (starts(i, "\"\"\"")) {
+                    in = In::kMultiBasic;
+                    i += 2;
+                } else if (starts(i, "'''")) {
+                    in = In::kMultiLiteral;
+                    i += 2;
+                } else if (c == '"') {
+                    in = In::kBasic;
+                } else if (c == '\'') {
+                    in = In::kLiteral;
+                }
+                break;
+            case In::kComment:
+                break;
+            case In::kBasic:
+                if (c == '\\' && i + 1 < t.size() && t[i + 1] != '\n')
+                    ++i;
+                else if (c == '"')
+                    in = In::kCode;
+                break;
+            case In::kLiteral:
+                if (c == '\'') in = In::kCode;
+                break;
+            case In::kMultiBasic:
+            case In::kMultiLiteral: {
+                const bool basic = in == In::kMultiBasic;
+                if (basic && c == '\\' && i + 1 < t.size() && t[i + 1] != '\n') {
+                    ++i;
+                } else if (starts(i, basic ? "\"\"\"" : "'''")) {
+                    i += 2;
+                    // Up to two more quotes belong to the string ("""a"""" is a").
+                    for (int k = 0; k < 2 && i + 1 < t.size() && t[i + 1] == t[i]; ++k)
+                        ++i;
+                    in = In::kCode;
+                }
+                break;
+            }
+        }
+    }
+    return 0;
+}
+
+// The first line at which the parser trips over an internal assertion: the shortest
+// prefix of whole lines that still trips it (bisection; a document is a few KiB).
+uint32_t line_of_internal_error(const std::string& text, const std::string& origin) {
+    std::vector<size_t> ends;  // ends[k]: length of the first k+1 lines
+    for (size_t i = 0; i < text.size(); ++i)
+        if (text[i] == '\n') ends.push_back(i + 1);
+    if (ends.empty() || ends.back() != text.size()) ends.push_back(text.size());
+    auto trips = [&](size_t lines) {
+        try {
+            (void)toml::parse(std::string_view(text).substr(0, ends[lines - 1]),
+                              std::string_view(origin));
+        } catch (const toml_guard::InternalError&) {
+            return true;
+        } catch (const toml::parse_error&) {
+        }
+        return false;
+    };
+    size_t lo = 0, hi = ends.size();  // prefix(lo) does not trip (0 lines), prefix(hi) does
+    while (hi - lo > 1) {
+        const size_t mid = lo + (hi - lo) / 2;
+        (trips(mid) ? hi : lo) = mid;
+    }
+    return static_cast<uint32_t>(hi);
+}
+
 }  // namespace
 
 std::string ConfigError::to_string(const std::string& origin) const {
@@ -280,21 +401,48 @@ std::string ConfigError::to_string(const std::string& origin) const {
     return fmt::format("{}: {}: {}", origin, key, message);
 }
 
-std::optional<uint64_t> parse_duration(const std::string& text) {
+namespace {
+// The value and unit of "90s"; nullopt when malformed. `overflow` is set when the text is
+// well-formed but its value exceeds kMaxDurationS.
+std::optional<uint64_t> duration_value(const std::string& text, bool& overflow) {
+    overflow = false;
     if (text.empty() || text.size() > 20) return std::nullopt;
     size_t i = 0;
     uint64_t value = 0;
     while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) {
-        value = value * 10 + static_cast<uint64_t>(text[i] - '0');
+        if (value <= kMaxDurationS) value = value * 10 + static_cast<uint64_t>(text[i] - '0');
         ++i;
     }
     if (i == 0) return std::nullopt;
-    std::string unit = text.substr(i);
-    if (unit.empty() || unit == "s") return value;
-    if (unit == "m") return value * 60;
-    if (unit == "h") return value * 3600;
-    if (unit == "d") return value * 86400;
-    return std::nullopt;
+    const std::string unit = text.substr(i);
+    uint64_t scale;
+    if (unit.empty() || unit == "s")
+        scale = 1;
+    else if (unit == "m")
+        scale = 60;
+    else if (unit == "h")
+        scale = 3600;
+    else if (unit == "d")
+        scale = 86400;
+    else
+        return std::nullopt;
+    if (value > kMaxDurationS / scale) {
+        overflow = true;
+        return std::nullopt;
+    }
+    return value * scale;
+}
+}  // namespace
+
+std::optional<uint64_t> parse_duration(const std::string& text) {
+    bool overflow;
+    return duration_value(text, overflow);
+}
+
+bool parse_duration_overflows(const std::string& text) {
+    bool overflow;
+    (void)duration_value(text, overflow);
+    return overflow;
 }
 
 Config default_config() {
@@ -311,11 +459,20 @@ Config default_config() {
 ConfigResult load_config_string(const std::string& text, const std::string& origin) {
     ConfigResult result;
     toml::table root;
+    if (const uint32_t line = non_ascii_outside_strings(text)) {
+        result.errors.push_back(
+            {"", line, "non-ASCII character outside a string or comment (TOML keys are ASCII)"});
+        return result;
+    }
     try {
         root = toml::parse(text, origin);
     } catch (const toml::parse_error& e) {
         result.errors.push_back(
             {"", static_cast<uint32_t>(e.source().begin.line), std::string(e.description())});
+        return result;
+    } catch (const toml_guard::InternalError&) {
+        result.errors.push_back({"", line_of_internal_error(text, origin),
+                                 "malformed TOML (the parser rejected this line)"});
         return result;
     }
 
