@@ -6,7 +6,8 @@ want=(cmake g++ make pkg-config libuv1-dev libc-ares-dev libssl-dev nlohmann-jso
       libspdlog-dev libfmt-dev catch2 libtomlplusplus-dev libcli11-dev libsystemd-dev
       libedit-dev)
 if [ "${1:-build}" = test ]; then
-    want+=(python3 swaks openssl postfix iproute2 strace systemd procps util-linux curl groff-base)
+    want+=(python3 swaks openssl postfix iproute2 strace systemd procps util-linux curl groff-base
+           clang libclang-rt-14-dev)
 fi
 missing=()
 for p in "${want[@]}"; do

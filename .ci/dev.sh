@@ -2,7 +2,9 @@
 # The README's two quick-start commands.
 #   bash .ci/dev.sh run    install deps, build (release), start esad in the foreground on its
 #                          embedded defaults (state and control socket under ./var/)
-#   bash .ci/dev.sh test   install deps, build Debug + ASan/UBSan, run every test tier
+#   bash .ci/dev.sh test   install deps, build Debug + ASan/UBSan, run every test tier, then
+#                          the fuzzing tier (clang/libFuzzer, separate build in build/fuzz,
+#                          FUZZ_SECONDS per target, default 25)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=${JOBS:-2}
@@ -20,6 +22,8 @@ test)
     cmake --build build/test -j"$jobs"
     cd build/test
     ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j"$jobs" --timeout 600
+    cd ../..
+    JOBS=$jobs bash tests/fuzz/run.sh "${FUZZ_SECONDS:-25}"
     ;;
 *)
     echo "usage: bash .ci/dev.sh run|test" >&2
