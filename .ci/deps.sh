@@ -9,7 +9,7 @@ want=(cmake g++ make pkg-config libuv1-dev libc-ares-dev libssl-dev nlohmann-jso
 if [ "${1:-build}" = test ]; then
     want+=(python3 swaks openssl postfix iproute2 strace systemd procps util-linux curl groff-base
            binutils systemd-container debootstrap lintian init-system-helpers
-           python3-aiosmtpd python3-flufl.bounce libnss-wrapper
+           python3-aiosmtpd python3-flufl.bounce libnss-wrapper clang libclang-rt-14-dev
            tshark chromium chromium-driver python3-selenium
            # the libraries of Exim's daemon, which is unpacked below, never installed
            libidn12 libgnutls30 libgnutls-dane0 libdb5.3 libnsl2 libpcre2-8-0 libcrypt1)

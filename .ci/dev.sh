@@ -2,8 +2,10 @@
 # The README's two quick-start commands.
 #   bash .ci/dev.sh run    install deps, build (release), start esad in the foreground on its
 #                          embedded defaults (state and control socket under ./var/)
-#   bash .ci/dev.sh test   install deps, build Debug + ASan/UBSan, run every test tier, and
-#                          build Release once (the build users and packagers run)
+#   bash .ci/dev.sh test   install deps, build Debug + ASan/UBSan, run every test tier, build
+#                          Release once (the build users and packagers run), then the fuzzing
+#                          tier (clang/libFuzzer, separate build in build/fuzz, FUZZ_SECONDS
+#                          per target, default 25)
 # `test` makes warnings errors (ESAD_WERROR=ON), for development and CI; `run`, like a plain
 # `cmake -DCMAKE_BUILD_TYPE=Release` by users and packagers, does not.
 set -euo pipefail
@@ -28,6 +30,8 @@ test)
     cmake --build build/release-check -j"$jobs"
     cd build/test
     ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j"$jobs" --timeout 600
+    cd ../..
+    JOBS=$jobs bash tests/fuzz/run.sh "${FUZZ_SECONDS:-25}"
     ;;
 *)
     echo "usage: bash .ci/dev.sh run|test" >&2

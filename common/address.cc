@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/escape.h"
@@ -77,7 +78,8 @@ bool valid_domain(std::string_view d) {
 
 bool inet_ok(int family, std::string_view text) {
     char buf[64];
-    if (text.empty() || text.size() >= sizeof buf) return false;
+    // inet_pton stops at a NUL: "1.2.3.4\0x" must not pass as 1.2.3.4.
+    if (text.empty() || text.size() >= sizeof buf || text.find('\0') != text.npos) return false;
     std::memcpy(buf, text.data(), text.size());
     buf[text.size()] = '\0';
     unsigned char out[16];
@@ -243,7 +245,9 @@ PathResult parse_path(std::string_view text, const PathOptions& options) {
     const std::string_view domain = inner.substr(local_len + 1);
     Mailbox m;
     m.local = std::string(local);
-    m.utf8 = utf8;
+    // The flag describes the mailbox; a source route is ignored, so is its UTF-8.
+    m.utf8 = std::any_of(inner.begin(), inner.end(),
+                         [](char c) { return is_8bit(static_cast<unsigned char>(c)); });
     if (!domain.empty() && domain.front() == '[') {
         auto lit = normalise_literal(domain);
         if (!lit) return fail(501, syn, "Bad " + what + " address syntax (address literal)");

@@ -140,8 +140,14 @@ ConfigResult load_config_string(const std::string& text, const std::string& orig
 ConfigResult load_config_file(const std::string& path);
 Config default_config();
 
-// Parses "90s", "5m", "72h", "2d" or a bare number of seconds.
+// Every duration setting is at most this long (100 years); session timeouts at most a day.
+inline constexpr uint64_t kMaxDurationS = 100ull * 365 * 86400;
+inline constexpr uint64_t kMaxSessionTimeoutS = 86400;
+
+// Parses "90s", "5m", "72h", "2d" or a bare number of seconds; nullopt when malformed or
+// longer than kMaxDurationS (parse_duration_overflows() tells the two apart).
 std::optional<uint64_t> parse_duration(const std::string& text);
+bool parse_duration_overflows(const std::string& text);
 
 // Settings that differ between `before` and `after` and need a restart to take effect.
 std::vector<std::string> restart_only_changes(const Config& before, const Config& after);

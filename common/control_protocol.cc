@@ -109,20 +109,35 @@ std::optional<Reply> parse_reply(std::string_view line) {
     if (line.size() > kMaxLineBytes || json_depth(line, kMaxDepth) > kMaxDepth) return std::nullopt;
     json doc = json::parse(line, nullptr, false);
     if (doc.is_discarded() || !doc.is_object()) return std::nullopt;
-    if (doc.value("v", 0) != kProtocolVersion) return std::nullopt;
+    // Every field is type-checked before it is read: a hostile or broken peer gets
+    // "not a reply", never an exception or a float-to-integer conversion.
+    auto v = doc.find("v");
+    if (v == doc.end() || !v->is_number_integer() || v->get<int64_t>() != kProtocolVersion)
+        return std::nullopt;
     Reply r;
-    if (doc.contains("id") && doc["id"].is_number_integer()) r.id = doc["id"].get<int64_t>();
+    if (auto id = doc.find("id"); id != doc.end() && id->is_number_integer())
+        r.id = id->get<int64_t>();
     auto ok = doc.find("ok");
     if (ok == doc.end() || !ok->is_boolean()) return std::nullopt;
     r.ok = ok->get<bool>();
-    r.end = doc.value("end", false);
+    if (auto end = doc.find("end"); end != doc.end()) {
+        if (!end->is_boolean()) return std::nullopt;
+        r.end = end->get<bool>();
+    }
     if (r.ok) {
-        if (doc.contains("data")) r.data = doc["data"];
+        if (auto data = doc.find("data"); data != doc.end()) r.data = *data;
     } else {
-        const json& e = doc.contains("error") ? doc["error"] : json::object();
-        if (!e.is_object()) return std::nullopt;
-        r.error_code = e.value("code", "internal");
-        r.error_message = e.value("message", "");
+        r.error_code = "internal";
+        auto e = doc.find("error");
+        if (e == doc.end()) return r;
+        if (!e->is_object()) return std::nullopt;
+        auto code = e->find("code");
+        auto message = e->find("message");
+        if ((code != e->end() && !code->is_string()) ||
+            (message != e->end() && !message->is_string()))
+            return std::nullopt;
+        if (code != e->end()) r.error_code = code->get<std::string>();
+        if (message != e->end()) r.error_message = message->get<std::string>();
     }
     return r;
 }
@@ -132,7 +147,10 @@ std::optional<std::string> LineFramer::next_line() {
     size_t nl = buffer_.find('\n', scan_from_);
     if (nl == std::string::npos) {
         scan_from_ = buffer_.size();
-        if (buffer_.size() > max_line_) overflowed_ = true;
+        // A full-length line whose CR arrived in this read and whose LF is still to come is
+        // not (yet) too long: the verdict must not depend on where a read ends.
+        const bool cr_pending = buffer_.size() == max_line_ + 1 && buffer_.back() == '\r';
+        if (buffer_.size() > max_line_ && !cr_pending) overflowed_ = true;
         return std::nullopt;
     }
     if (nl > max_line_ + 1) {

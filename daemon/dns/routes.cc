@@ -110,6 +110,13 @@ bool parse_route_dest(std::string_view token, RouteDest& out, std::string& error
         out.kind = RouteDest::Kind::kDiscard;
         return true;
     }
+    // inet_pton and the resolver stop at a NUL; nothing after one may pass unseen.
+    for (unsigned char c : token) {
+        if (c < 0x20 || c == 0x7f) {
+            error = "control character in destination";
+            return false;
+        }
+    }
     // Optional "/pri=N" suffix.
     if (auto slash = token.rfind('/'); slash != std::string_view::npos) {
         std::string_view opt = token.substr(slash + 1);
@@ -181,7 +188,9 @@ bool parse_route_dest(std::string_view token, RouteDest& out, std::string& error
         return true;
     }
     if (!host.empty() && host.back() == '.') host.remove_suffix(1);
-    if (!valid_hostname(host)) {
+    // "192.0.2.1." and "usedns." would become a host name that reads back as an address
+    // or as USEDNS: refuse them so every destination survives to_string() and back.
+    if (!valid_hostname(host) || is_ipv4(host) || iequals(host, "USEDNS")) {
         error = "bad host name '" + std::string(host) + "'";
         return false;
     }

@@ -167,47 +167,54 @@ void InjectSession::start_tls() {
 
 void InjectSession::run_actions() {
     auto self = shared_from_this();  // an action may end the session
-    for (auto& action : fsm_->take_actions()) {
-        if (finished_) break;
-        if (auto* r = std::get_if<smtp::Reply>(&action)) {
-            send(r->text);
-        } else if (std::holds_alternative<smtp::Close>(action)) {
-            closing_ = true;
-            finish();
-        } else if (std::holds_alternative<smtp::StartTls>(action)) {
-            start_tls();
-        } else if (auto* c = std::get_if<smtp::CommitMessage>(&action)) {
-            commit(*c);
-        } else if (auto* m = std::get_if<smtp::MailFrom>(&action)) {
-            spool::IoStatus st = env_.committer->next_mid(&mid_);
-            if (!st.ok()) {
-                spdlog::error("spool: no MID available: {}", st.reason());
+    // Executing an action can produce more (a commit refused at once, e.g. no MID): run
+    // until none is left, so every reply goes out now and not at the next event.
+    for (auto actions = fsm_->take_actions(); !actions.empty() && !finished_;
+         actions = fsm_->take_actions())
+        for (auto& action : actions) {
+            if (finished_) break;
+            if (auto* r = std::get_if<smtp::Reply>(&action)) {
+                send(r->text);
+            } else if (std::holds_alternative<smtp::Close>(action)) {
+                closing_ = true;
+                finish();
+            } else if (std::holds_alternative<smtp::StartTls>(action)) {
+                start_tls();
+            } else if (auto* c = std::get_if<smtp::CommitMessage>(&action)) {
+                commit(*c);
+            } else if (auto* m = std::get_if<smtp::MailFrom>(&action)) {
+                spool::IoStatus st = env_.committer->next_mid(&mid_);
+                if (!st.ok()) {
+                    spdlog::error("spool: no MID available: {}", st.reason());
+                    mid_ = 0;
+                    continue;
+                }
+                env_.state->current_mid = mid_;
+                sender_path_ = escape_for_log(m->address, kLogAddr);
+                env_.mail_log->info(fmt::format("Start MID {} ICID {}", mid_, icid_));
+                env_.mail_log->info(
+                    fmt::format("MID {} ICID {} From: {}", mid_, icid_, sender_path_));
+            } else if (auto* rc = std::get_if<smtp::RcptTo>(&action)) {
+                if (mid_)
+                    env_.mail_log->info(fmt::format("MID {} ICID {} RID {} To: {}", mid_, icid_,
+                                                    rc->rid,
+                                                    escape_for_log(rc->address, kLogAddr)));
+            } else if (auto* id = std::get_if<smtp::MessageIdSeen>(&action)) {
+                if (mid_)
+                    env_.mail_log->info(fmt::format("MID {} Message-ID '{}'", mid_,
+                                                    escape_for_log(id->message_id, 256)));
+            } else if (auto* rj = std::get_if<smtp::RcptRejected>(&action)) {
+                env_.state->counters.add(Counter::kRejectedRecipients);
+                env_.mail_log->info(
+                    fmt::format("ICID {} Rejected recipient {}: relaying denied ({})", icid_,
+                                rj->address, rj->enhanced));
+            } else if (auto* rs = std::get_if<smtp::Rset>(&action)) {
+                if (mid_)
+                    env_.mail_log->info(fmt::format("MID {} ICID {} aborted: {}", mid_, icid_,
+                                                    escape_for_log(rs->reason, 200)));
                 mid_ = 0;
-                continue;
             }
-            env_.state->current_mid = mid_;
-            sender_path_ = escape_for_log(m->address, kLogAddr);
-            env_.mail_log->info(fmt::format("Start MID {} ICID {}", mid_, icid_));
-            env_.mail_log->info(fmt::format("MID {} ICID {} From: {}", mid_, icid_, sender_path_));
-        } else if (auto* rc = std::get_if<smtp::RcptTo>(&action)) {
-            if (mid_)
-                env_.mail_log->info(fmt::format("MID {} ICID {} RID {} To: {}", mid_, icid_,
-                                                rc->rid, escape_for_log(rc->address, kLogAddr)));
-        } else if (auto* id = std::get_if<smtp::MessageIdSeen>(&action)) {
-            if (mid_)
-                env_.mail_log->info(fmt::format("MID {} Message-ID '{}'", mid_,
-                                                escape_for_log(id->message_id, 256)));
-        } else if (auto* rj = std::get_if<smtp::RcptRejected>(&action)) {
-            env_.state->counters.add(Counter::kRejectedRecipients);
-            env_.mail_log->info(fmt::format("ICID {} Rejected recipient {}: relaying denied ({})",
-                                            icid_, rj->address, rj->enhanced));
-        } else if (auto* rs = std::get_if<smtp::Rset>(&action)) {
-            if (mid_)
-                env_.mail_log->info(fmt::format("MID {} ICID {} aborted: {}", mid_, icid_,
-                                                escape_for_log(rs->reason, 200)));
-            mid_ = 0;
         }
-    }
     arm_timer();
 }
 

@@ -503,6 +503,11 @@ std::string rfc5322_date(std::time_t t) {
     static constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
     static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                               "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    // RFC 5322 years have four digits here: clamp to 0001..9999 so the year never
+    // overflows int (arrival/retry times come from spool files and arithmetic on them).
+    constexpr std::time_t kFirst = -62135596800;  // 0001-01-01T00:00:00Z
+    constexpr std::time_t kLast = 253402300799;   // 9999-12-31T23:59:59Z
+    t = std::clamp(t, kFirst, kLast);
     std::tm tm{};
     if (gmtime_r(&t, &tm) == nullptr || tm.tm_wday < 0 || tm.tm_wday > 6 || tm.tm_mon < 0 ||
         tm.tm_mon > 11) {

@@ -267,6 +267,13 @@ void ClientSession::on_bytes(std::string_view data, Millis now) {
 }
 
 void ClientSession::on_content_sent(Millis now) {
+    // Writes complete in order: a completion owed to a transaction that already ended (its
+    // final dot was answered before the write finished) is consumed here and never credited
+    // to the transaction now sending.
+    if (stale_content_writes_ > 0) {
+        --stale_content_writes_;
+        return;
+    }
     if (state_ != ClientState::kDataBody || !current_ || !current_->awaiting_write) return;
     current_->awaiting_write = false;
     if (current_->final_dot_sent) {
@@ -490,7 +497,9 @@ void ClientSession::on_reply(const Response& reply, Millis now) {
             return on_data(reply, now);
         case ClientState::kDataBody:
             if (current_->final_dot_sent) {
-                // The reply raced the write completion of the last chunk.
+                // The reply raced the write completion of the last chunk: that completion
+                // is still to come and belongs to this transaction.
+                if (current_->awaiting_write) ++stale_content_writes_;
                 current_->awaiting_write = false;
                 enter(ClientState::kDataDone, now);
                 return on_data_done(reply, now);
@@ -739,6 +748,8 @@ void ClientSession::on_data_done(const Response& reply, Millis now) {
     }
     enter(ClientState::kReady, now);
 }
+
+ClientSession::Current::Current() = default;
 
 std::optional<ReplySummary> ClientSession::convert_to_7bit_if_needed(Transaction& tx) {
     if (caps_.eight_bit_mime || !tx.content || tx.smtputf8) return std::nullopt;

@@ -272,6 +272,9 @@ class ClientSession {
   private:
     enum class RcptStatus { kWaiting, kAccepted, kDecided };
     struct Current {
+        // Declared here, defaulted in the .cc: clang cannot use the member initializers of a
+        // nested class while the enclosing class is incomplete (std::optional<Current>).
+        Current();
         Transaction tx;
         std::vector<RecipientResult> results;
         std::vector<RcptStatus> status;
@@ -343,6 +346,7 @@ class ClientSession {
     std::optional<Current> current_;
     std::optional<Transaction> pending_;
     std::size_t reported_count_ = 0;
+    std::size_t stale_content_writes_ = 0;  // completions owed to finished transactions
 };
 
 }  // namespace esad::smtp

@@ -45,7 +45,8 @@ IoStatus MidAllocator::open(const std::string& dir, std::uint64_t block_size,
         a->reserved_ = a->next_;
     }
     std::lock_guard<std::mutex> lock(a->mu_);
-    if (IoStatus st = a->persist_locked(a->next_ + block_size); !st.ok()) return st;
+    const Mid high = a->next_ > kMidLimit - block_size ? kMidLimit : a->next_ + block_size;
+    if (IoStatus st = a->persist_locked(high); !st.ok()) return st;
     out = std::move(a);
     return IoStatus::success();
 }
@@ -61,10 +62,18 @@ IoStatus MidAllocator::persist_locked(Mid new_high) {
     return IoStatus::success();
 }
 
+namespace {
+// a + b, saturating at kMidLimit: the counter never wraps to 0 or to an old MID.
+Mid saturating_add(Mid a, std::uint64_t b) {
+    return a > kMidLimit - b ? kMidLimit : a + b;
+}
+}  // namespace
+
 IoStatus MidAllocator::next(Mid& out) {
     std::lock_guard<std::mutex> lock(mu_);
+    if (next_ >= kMidLimit) return IoStatus::failure(EOVERFLOW, "allocate MID: MIDs exhausted");
     if (next_ >= reserved_) {
-        if (IoStatus st = persist_locked(next_ + block_); !st.ok()) return st;
+        if (IoStatus st = persist_locked(saturating_add(next_, block_)); !st.ok()) return st;
     }
     out = next_++;
     return IoStatus::success();
@@ -73,20 +82,22 @@ IoStatus MidAllocator::next(Mid& out) {
 IoStatus MidAllocator::observe(Mid seen) {
     std::lock_guard<std::mutex> lock(mu_);
     if (seen < next_) return IoStatus::success();
-    next_ = seen + 1;
-    if (next_ >= reserved_) return persist_locked(next_ + block_);
+    next_ = seen >= kMidLimit ? kMidLimit : seen + 1;
+    if (next_ >= reserved_ && reserved_ < kMidLimit)
+        return persist_locked(saturating_add(next_, block_));
     return IoStatus::success();
 }
 
 bool MidAllocator::needs_refill() const {
     std::lock_guard<std::mutex> lock(mu_);
-    return reserved_ - next_ < block_ / 2;
+    return reserved_ < kMidLimit && (reserved_ <= next_ || reserved_ - next_ < block_ / 2);
 }
 
 IoStatus MidAllocator::refill() {
     std::lock_guard<std::mutex> lock(mu_);
-    if (reserved_ - next_ >= block_ / 2) return IoStatus::success();
-    return persist_locked(std::max(reserved_, next_) + block_);
+    if (reserved_ >= kMidLimit || (reserved_ > next_ && reserved_ - next_ >= block_ / 2))
+        return IoStatus::success();
+    return persist_locked(saturating_add(std::max(reserved_, next_), block_));
 }
 
 Mid MidAllocator::peek_next() const {

@@ -25,6 +25,9 @@
 namespace esad::spool {
 
 inline constexpr std::uint64_t kDefaultMidBlock = 10000;
+// MIDs are 1 .. kMidLimit - 1. Once the counter reaches kMidLimit (e.g. a file named
+// ffffffffffffffff was observed) next() fails with EOVERFLOW instead of wrapping to 0.
+inline constexpr Mid kMidLimit = UINT64_MAX;
 
 class MidAllocator {
   public:
@@ -32,7 +35,7 @@ class MidAllocator {
     static IoStatus open(const std::string& dir, std::uint64_t block_size,
                          std::unique_ptr<MidAllocator>& out);
 
-    IoStatus next(Mid& out);
+    IoStatus next(Mid& out);     // EOVERFLOW once the MID space is exhausted
     IoStatus observe(Mid seen);  // afterwards every next() result is > seen
     bool needs_refill() const;
     IoStatus refill();

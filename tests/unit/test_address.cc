@@ -306,3 +306,25 @@ TEST_CASE("escape_for_log", "[escape]") {
     for (char c : out)
         CHECK((c >= 0x20 && c <= 0x7e));
 }
+
+// Fuzz findings (tests/fuzz/fuzz_address).
+TEST_CASE("parse_path refuses a NUL inside an address literal", "[address]") {
+    using namespace std::string_literals;
+    for (const std::string& in :
+         {"<a@[1.2.3.4\0x]>"s, "<a@[IPv6:::1\0]>"s, "<@[1.2.3.4\0]:a@b.c>"s}) {
+        const auto r = esad::parse_path(in, PathOptions{PathRole::kRecipient, true});
+        CHECK_FALSE(r.ok());
+        CHECK(r.error.code == 501);
+    }
+}
+
+TEST_CASE("the SMTPUTF8 flag comes from the mailbox, not from an ignored source route",
+          "[address]") {
+    const auto r = esad::parse_path("<@\xc3\xbc.b:x@y.z>", PathOptions{PathRole::kRecipient, true});
+    REQUIRE(r.ok());
+    CHECK(r.mailbox->address() == "x@y.z");
+    CHECK_FALSE(r.mailbox->utf8);
+    const auto u = esad::parse_path("<@a.b:\xc3\xbc@y.z>", PathOptions{PathRole::kRecipient, true});
+    REQUIRE(u.ok());
+    CHECK(u.mailbox->utf8);
+}

@@ -1337,3 +1337,41 @@ TEST_CASE("names", "[client_fsm]") {
     CHECK(to_string(MessageOutcome::kNoRecipients) == "no-recipients");
     CHECK(to_string(HostOutcome::kNotReached) == "not-reached");
 }
+
+// Fuzz finding (tests/fuzz/fuzz_client_fsm): a pipelining server answered the final dot
+// before esad's write of the last chunk completed; that late completion was credited to the
+// next transaction, which then sent its second chunk before its first was written.
+TEST_CASE("a late write completion belongs to the transaction that issued it", "[client_fsm]") {
+    ClientConfig cfg = make_config();
+    cfg.content_chunk = 4;
+    Script t(cfg);
+    t.submit(make_tx(31, {"a@b.test"}, "one\r\n"));
+    t.greet(kEhloPipe);
+    t.take_sent();
+    CHECK(t.s.submit(make_tx(32, {"c@b.test"}, "0123456789abcdef\r\n"), t.now));
+    t.server("250 ok\r\n250 ok\r\n354 go\r\n");
+    // First transaction: complete writes until only the final chunk is outstanding.
+    while (!t.last_chunk) {
+        t.write_pending = false;
+        t.s.on_content_sent(t.now);
+        t.pump();
+    }
+    REQUIRE(t.write_pending);   // the final chunk's write has not completed
+    t.server("250 first\r\n");  // ... but the server already answered it
+    REQUIRE(t.reports.size() == 1);
+    t.write_pending = false;  // tracked by hand below: the old write is still queued
+    t.server("250 ok\r\n250 ok\r\n354 go\r\n");
+    REQUIRE(t.started.size() == 2);
+    REQUIRE(t.write_pending);  // the second transaction's first chunk is in flight
+    const int chunks_before = t.chunks;
+    // Writes complete in order: the old one first. It must not release the second
+    // transaction's next chunk (pump() would also fail on a chunk while one is pending).
+    t.s.on_content_sent(t.now);
+    t.pump();
+    CHECK(t.chunks == chunks_before);
+    t.flush_content();
+    CHECK(t.s.state() == ClientState::kDataDone);
+    t.server("250 second\r\n");
+    REQUIRE(t.reports.size() == 2);
+    CHECK(t.reports[1].outcome == MessageOutcome::kDelivered);
+}

@@ -189,3 +189,43 @@ TEST_CASE("restart-only changes are detected") {
     REQUIRE(changes.size() == 1);
     CHECK(changes[0] == "listener.address");
 }
+
+// Fuzz findings (tests/fuzz/fuzz_config): 32-bit truncation of durations, and toml++
+// internal assertions on malformed documents (abort in Debug, undefined behaviour under
+// NDEBUG) - each must be an error that names a line.
+TEST_CASE("durations too long for their setting are errors, never truncated", "[config]") {
+    for (const char* text :
+         {"[listener]\ncommand_timeout = 4294967296\n",
+          "[listener]\ncommand_timeout = \"4294967296s\"\n",
+          "[listener]\ndata_timeout = \"100000d\"\n",
+          "[bounce_profiles.default]\nmax_queue_time = \"99999999999999999999\"\n",
+          "[daemon]\nshutdown_timeout = \"999999999999d\"\n"}) {
+        INFO(text);
+        const auto r = esad::load_config_string(text, "t.toml");
+        REQUIRE_FALSE(r.ok());
+        REQUIRE(r.errors.size() == 1);
+        CHECK(r.errors[0].line == 2);
+        CHECK(r.errors[0].message.find("at most") != std::string::npos);
+    }
+    const auto ok = esad::load_config_string("[listener]\ncommand_timeout = \"1d\"\n", "t.toml");
+    REQUIRE(ok.ok());
+    CHECK(ok.config->listener.command_timeout_s == 86400);
+    CHECK_FALSE(esad::parse_duration("18446744073709551616"));
+    CHECK(esad::parse_duration_overflows("18446744073709551616"));
+}
+
+TEST_CASE("malformed TOML is an error with a line number, never an assertion", "[config]") {
+    struct Case {
+        const char* text;
+        uint32_t line;
+    };
+    for (const Case& c :
+         {Case{"[", 1}, Case{"a = 1979-05-27T-", 1}, Case{"[daemon]\n[\xc3\xbc]\n", 2},
+          Case{"x = 1\n\n\xc3\xbc = 2\n", 3}, Case{"[listener]\n[\xe2\x82\xac.x]\nk = 1\n", 2}}) {
+        INFO(c.text);
+        const auto r = esad::load_config_string(c.text, "t.toml");
+        REQUIRE_FALSE(r.ok());
+        REQUIRE_FALSE(r.errors.empty());
+        CHECK(r.errors[0].line == c.line);
+    }
+}

@@ -128,3 +128,41 @@ TEST_CASE("line framer splits, tolerates CRLF and caps line length") {
     CHECK_FALSE(g.next_line());
     CHECK(g.overflowed());
 }
+
+// Fuzz findings (tests/fuzz/fuzz_control_protocol): fields of the wrong type are "not a
+// reply", never an exception or undefined behaviour.
+TEST_CASE("parse_reply rejects mistyped fields without throwing") {
+    CHECK_FALSE(parse_reply(R"({"v":1e300,"id":1,"ok":true})"));
+    CHECK_FALSE(parse_reply(R"({"v":1.0,"id":1,"ok":true})"));
+    CHECK_FALSE(parse_reply(R"({"v":"x","id":1,"ok":true})"));
+    CHECK_FALSE(parse_reply(R"({"v":1,"id":1,"ok":true,"end":"yes"})"));
+    CHECK_FALSE(parse_reply(R"({"v":1,"id":1,"ok":false,"error":{"code":7}})"));
+    CHECK_FALSE(parse_reply(R"({"v":1,"id":1,"ok":false,"error":{"message":[1]}})"));
+    auto big_id = parse_reply(R"({"v":1,"id":1e300,"ok":true})");
+    REQUIRE(big_id);
+    CHECK(big_id->id == 0);
+    auto bare = parse_reply(R"({"v":1,"id":3,"ok":false})");
+    REQUIRE(bare);
+    CHECK(bare->error_code == "internal");
+}
+
+TEST_CASE("line framer verdict does not depend on a CR/LF split across reads") {
+    const std::string line(8, 'x');
+    LineFramer one(8);
+    one.append(line + "\r\n");
+    CHECK(one.next_line() == std::optional<std::string>(line));
+    CHECK_FALSE(one.overflowed());
+
+    LineFramer split(8);
+    split.append(line + "\r");
+    CHECK_FALSE(split.next_line());
+    CHECK_FALSE(split.overflowed());
+    split.append("\n");
+    CHECK(split.next_line() == std::optional<std::string>(line));
+    CHECK_FALSE(split.overflowed());
+
+    LineFramer longer(8);
+    longer.append(line + "\rx");
+    CHECK_FALSE(longer.next_line());
+    CHECK(longer.overflowed());
+}

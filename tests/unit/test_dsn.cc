@@ -3,6 +3,8 @@
 // bounce-loop guard and determinism.
 #include <catch2/catch.hpp>
 
+#include <limits>
+
 #include <string>
 #include <string_view>
 #include <vector>
@@ -620,4 +622,14 @@ TEST_CASE("RFC 6533: a DSN for an SMTPUTF8 message keeps UTF-8 addresses", "[que
     for (char c : ascii)
         CHECK(static_cast<unsigned char>(c) < 0x80);
     CHECK(ascii.find("Final-Recipient: rfc822; bad-\\xc3\\xbc@example.com") != std::string::npos);
+}
+
+// Fuzz finding (tests/fuzz/fuzz_dsn): far-future times overflowed the int year.
+TEST_CASE("rfc5322_date clamps far-future and far-past times", "[queue][dsn]") {
+    CHECK(rfc5322_date(std::numeric_limits<std::time_t>::max()) ==
+          "Fri, 31 Dec 9999 23:59:59 +0000");
+    CHECK(rfc5322_date(std::time_t{67767976233532799}) == "Fri, 31 Dec 9999 23:59:59 +0000");
+    CHECK(rfc5322_date(std::numeric_limits<std::time_t>::min()) ==
+          "Mon, 01 Jan 0001 00:00:00 +0000");
+    CHECK(rfc5322_date(253402300799) == "Fri, 31 Dec 9999 23:59:59 +0000");
 }

@@ -145,3 +145,28 @@ TEST_CASE("routes file errors carry line numbers", "[routes]") {
     CHECK(r.errors[4].message == "There is already a default route set.");
     CHECK(r.errors[0].to_string().rfind("line 2: ", 0) == 0);
 }
+
+// Fuzz findings (tests/fuzz/fuzz_routes): a NUL hid the rest of a destination from
+// inet_pton; "192.0.2.1." and "usedns." became host names that do not read back as
+// themselves.
+TEST_CASE("route destinations refuse NULs and ambiguous trailing dots and round-trip", "[routes]") {
+    using namespace std::string_literals;
+    RouteDest d;
+    std::string error;
+    for (const std::string& bad : {"192.0.2.1\0x"s, "[192.0.2.1\0]"s, "mx\0.example.com"s,
+                                   "[IPv6:::1\0]"s, "192.0.2.1."s, "usedns."s, "USEDNS./pri=3"s}) {
+        INFO(bad);
+        CHECK_FALSE(parse_route_dest(bad, d, error));
+        CHECK_FALSE(error.empty());
+    }
+    CHECK_FALSE(parse_routes("a.example 192.0.2.1\0x\n"s).ok());
+    for (const char* good :
+         {"mx.example.com.", "[mx.example.com]:2525/pri=7", "192.0.2.1", "[192.0.2.1]:25",
+          "[IPv6:2001:DB8::1]:25/pri=1", "USEDNS", "/dev/null", "1.2.3"}) {
+        INFO(good);
+        REQUIRE(parse_route_dest(good, d, error));
+        RouteDest again;
+        REQUIRE(parse_route_dest(d.to_string(), again, error));
+        CHECK(again == d);
+    }
+}
