@@ -35,6 +35,7 @@ struct ListenerConfig {
     uint32_t max_connections = 1000;
     uint32_t max_connections_per_client = 100;
     uint32_t max_hops = 100;
+    uint32_t max_errors = 10;  // protocol errors + refused RCPTs before 421 (hard error limit)
     uint32_t command_timeout_s = 300;  // RFC 5321 §4.5.3.2: 5 minutes
     uint32_t data_timeout_s = 600;     // whole DATA phase
     std::string tls_cert;

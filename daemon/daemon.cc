@@ -289,10 +289,13 @@ bool Daemon::start_listener(std::string* error) {
     inject_env_.limits.max_message_size = lc.max_message_size;
     inject_env_.limits.max_recipients = lc.max_recipients;
     inject_env_.limits.max_hops = lc.max_hops;
+    inject_env_.limits.max_errors = lc.max_errors;
     inject_env_.limits.command_timeout = smtp::Millis(uint64_t{lc.command_timeout_s} * 1000);
     inject_env_.limits.data_total_timeout = smtp::Millis(uint64_t{lc.data_timeout_s} * 1000);
     inject_env_.limits.data_block_timeout =
         std::min(inject_env_.limits.data_block_timeout, inject_env_.limits.data_total_timeout);
+    // STARTTLS then silence: the handshake gets no longer than any other command.
+    inject_env_.limits.tls_handshake_timeout = inject_env_.limits.command_timeout;
     inject_env_.on_queued = [this](const spool::Envelope& e, uint64_t size) {
         delivery_->add_message(e, size);
     };
