@@ -5,9 +5,9 @@ peak and after the clients closed.
 
   bench/flood.py --port 2525 --pid $(pidof esad) --clients 100 --mib 21
 
-Relay should be denied to the flooding address (the default relay_from allows only
-127.0.0.0/8: run esad with relay_from = ["192.0.2.0/24"], or flood from another address) so
-that every RCPT gets the cheapest reply and only the reply queue can grow."""
+Give esad a recipient limit above what a stalled client can send ([listener]
+max_recipients = 100000) and allow relaying from the flooding address, so that every RCPT
+is accepted and no error limit ends the session: only back-pressure bounds the memory."""
 import argparse
 import socket
 import threading
@@ -30,7 +30,7 @@ def main():
     ap.add_argument("--mib", type=float, default=21, help="RCPT bytes each client tries to send")
     ap.add_argument("--stall", type=float, default=5, help="seconds a blocked send waits")
     a = ap.parse_args()
-    chunk = b"".join(b"RCPT TO:<user%07d@nowhere.example>\r\n" % i for i in range(2000))
+    chunk = b"".join(b"RCPT TO:<user%07d@dest.example>\r\n" % i for i in range(2000))
     budget = int(a.mib * (1 << 20))
     sent = [0] * a.clients
     socks = []

@@ -24,7 +24,7 @@ def flood(port, budget):
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
     s.sendall(b"EHLO flood.test\r\nMAIL FROM:<f@flood.test>\r\n")
-    chunk = b"".join(b"RCPT TO:<user%06d@nowhere.test>\r\n" % i for i in range(2000))
+    chunk = b"".join(b"RCPT TO:<user%06d@dest.test>\r\n" % i for i in range(2000))
     sent = 0
     s.settimeout(3)
     try:
@@ -32,13 +32,16 @@ def flood(port, budget):
             sent += s.send(chunk)
     except (socket.timeout, BlockingIOError):
         pass
+    except ConnectionError:
+        pass  # the session ended (max_recipients reached, then the error limit)
     return s, sent
 
 
 def test_pipelining_flood_is_bounded():
-    # Relay denied (nowhere.test is not ours, the client is not in relay_from): every RCPT
-    # is answered 554, the cheapest reply to produce, so only the reply queue can grow.
-    d = Daemon(config_extra='relay_from = ["192.0.2.0/24"]\nmax_connections_per_client = 200')
+    # The attack as reported: EHLO, MAIL and a flood of pipelined RCPTs never read. Default
+    # limits: past max_recipients every RCPT is a 452 error and the error limit ends the
+    # session; reading also pauses once 64 KiB of replies are unsent.
+    d = Daemon()
     socks = []
     try:
         base = rss_kib(d.proc.pid)
@@ -55,8 +58,6 @@ def test_pipelining_flood_is_bounded():
             assert sent < 12 << 20, totals
         grown = rss_kib(d.proc.pid) - base
         assert grown < 64 * 1024, f"RSS grew {grown} KiB"
-        log = open(os.path.join(d.state, "logs", "mail.current")).read()
-        assert "does not read its replies" in log
         # A client that then reads its replies gets them all, in order, and is served again.
         c = SmtpClient(d.smtp_port)
         assert c.reply()[0] == 220
