@@ -225,6 +225,7 @@ void read_listener(TableReader& r, ListenerConfig& c) {
     r.read_int("max_connections_per_client", c.max_connections_per_client, 1, 100000);
     r.read_int("max_hops", c.max_hops, 1, 1000);
     r.read_int("max_line_length", c.max_line_length, 998, 1u << 24);
+    r.read_int("max_errors", c.max_errors, 1, 1000);
     r.read_duration("command_timeout", c.command_timeout_s, kMaxSessionTimeoutS);
     r.read_duration("data_timeout", c.data_timeout_s, kMaxSessionTimeoutS);
     r.read("tls_cert", c.tls_cert);

@@ -38,6 +38,7 @@ struct ListenerConfig {
     // Longest DATA line accepted (octets, without CRLF and a transparency dot). Longer than
     // RFC 5321's 998 on purpose: Postfix and Exim relay such lines; delivery folds them.
     uint32_t max_line_length = 65536;
+    uint32_t max_errors = 10;  // protocol errors + refused RCPTs before 421 (hard error limit)
     uint32_t command_timeout_s = 300;  // RFC 5321 §4.5.3.2: 5 minutes
     uint32_t data_timeout_s = 600;     // whole DATA phase
     std::string tls_cert;

@@ -8,6 +8,7 @@
 #include <ostream>
 #include <sstream>
 
+#include "common/escape.h"
 #include "common/format.h"
 #include "ctl/commands.h"
 #include "ctl/render.h"
@@ -70,6 +71,12 @@ bool confirm(Context& ctx, const std::string& question) {
 
 void counter_line(std::ostream& o, const char* label, int indent, uint64_t v) {
     o << pad_label(label, indent, 35) << num_field(v, 6) << "\n";
+}
+
+// Text that came from a peer (envelope, HELO, headers, remote replies) reaches the
+// operator's terminal only escaped: no escape sequences, no forged lines.
+std::string peer_text(const json& obj, const char* key) {
+    return escape_for_log(obj.value(key, ""), 4096);
 }
 
 }  // namespace
@@ -221,8 +228,8 @@ void render_showrecipients(std::ostream& o, const json& d) {
         o << pad(std::to_string(u64(r, "mid")), 10) << pad(std::to_string(u64(r, "rid")), 5)
           << pad(human_duration(u64(r, "age_seconds")), 12) << pad(r.value("state", ""), 11)
           << pad(std::to_string(u64(r, "attempts")), 6) << pad(r.value("host", ""), 26)
-          << pad(std::string("<").append(r.value("sender", "")).append(">"), 30) << "<"
-          << r.value("recipient", "") << ">\n";
+          << pad(std::string("<").append(peer_text(r, "sender")).append(">"), 30) << "<"
+          << peer_text(r, "recipient") << ">\n";
     int64_t next = offset + static_cast<int64_t>(rows.size());
     if (next < static_cast<int64_t>(total)) o << "\n(more: --offset " << next << ")\n";
 }
@@ -233,10 +240,10 @@ void render_showmessage(std::ostream& o, const json& d) {
     };
     field("MID:", std::to_string(u64(d, "mid")));
     field("Received:", time_or(d.value("received", json()), "?"));
-    field("Envelope From:", "<" + d.value("sender", "") + ">");
+    field("Envelope From:", "<" + peer_text(d, "sender") + ">");
     if (d.contains("icid"))
         field("Injected:", "ICID " + std::to_string(u64(d, "icid")) + " from " +
-                               d.value("client_ip", "") + " (HELO " + d.value("client_helo", "") +
+                               peer_text(d, "client_ip") + " (HELO " + peer_text(d, "client_helo") +
                                ")");
     if (d.contains("size")) field("Size:", thousands(u64(d, "size")) + " bytes");
     o << "\nRecipients:\n";
@@ -248,18 +255,23 @@ void render_showmessage(std::ostream& o, const json& d) {
             next = "(delivery suspended)";
         o << "    " << pad(std::to_string(u64(r, "rid")), 5) << pad(r.value("state", ""), 11)
           << pad(std::to_string(u64(r, "attempts")), 6) << pad(next, 30) << "<"
-          << r.value("recipient", "") << ">\n";
-        std::string err = r.value("last_error", "");
+          << peer_text(r, "recipient") << ">\n";
+        std::string err = peer_text(r, "last_error");
         if (r.value("state", "") != "completed" && r.value("attempts", 0) > 0 && !err.empty())
-            o << "          host " << r.value("host", "") << " ("
+            o << "          host " << peer_text(r, "host") << " ("
               << r.value("host_status", "unknown") << "), last error: " << err << "\n";
     }
     o << "\nHeaders:\n";
     if (d.value("headers", json()).is_string()) {
         std::istringstream lines(d["headers"].get<std::string>());
         std::string line;
-        while (std::getline(lines, line))
-            o << "    " << line << "\n";
+        while (std::getline(lines, line)) {
+            if (!line.empty() && line.back() == '\r') line.pop_back();
+            // Folded header lines keep their indentation readable.
+            for (char& c : line)
+                if (c == '\t') c = ' ';
+            o << "    " << escape_for_log(line, 4096) << "\n";
+        }
     } else {
         o << "    (not available: " << d.value("headers_error", "unknown reason") << ")\n";
     }

@@ -335,9 +335,12 @@ void Daemon::apply_listener_limits() {
     l.max_recipients = lc.max_recipients;
     l.max_hops = lc.max_hops;
     l.max_data_line = lc.max_line_length;
+    l.max_errors = lc.max_errors;
     l.command_timeout = smtp::Millis(uint64_t{lc.command_timeout_s} * 1000);
     l.data_total_timeout = smtp::Millis(uint64_t{lc.data_timeout_s} * 1000);
     l.data_block_timeout = std::min(smtp::ServerLimits{}.data_block_timeout, l.data_total_timeout);
+    // STARTTLS then silence: the handshake gets no longer than any other command.
+    l.tls_handshake_timeout = l.command_timeout;
     if (committer_) committer_->set_max_message_size(lc.max_message_size);
     if (listener_) listener_->set_limits(lc.max_connections, lc.max_connections_per_client);
 }

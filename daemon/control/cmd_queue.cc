@@ -346,8 +346,10 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
         return needs_queue(env, [env, suspend](delivery::DeliveryManager& m, const Request& req,
                                                std::shared_ptr<Responder> r) {
             json domains = req.args.value("domains", json::array({"ALL"}));
-            if (!domains.is_array() || domains.empty()) {
-                r->error("bad_args", "domains must be a list (or ALL)");
+            if (!domains.is_array() || domains.empty() ||
+                !std::all_of(domains.begin(), domains.end(),
+                             [](const json& d) { return d.is_string(); })) {
+                r->error("bad_args", "domains must be a list of domain names (or ALL)");
                 return;
             }
             json done = json::array(), unknown = json::array();

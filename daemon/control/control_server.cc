@@ -17,6 +17,11 @@ namespace esad::control {
 
 namespace {
 constexpr size_t kMaxClients = 64;
+// Slots only root may take: silent connections of other users cannot lock the operator out.
+constexpr size_t kRootReserve = 4;
+// A connection that has not sent a complete request by then is closed (a client that did is
+// a real one: `tail` and `rate` may then stay quiet for as long as they like).
+constexpr uint64_t kFirstRequestTimeoutMs = 10 * 1000;
 // A client that does not read its replies is cut off instead of growing our buffers.
 constexpr size_t kMaxPendingWrite = 8 * 1024 * 1024;
 
@@ -58,11 +63,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
     Connection(ControlServer* server, loop::HandlePtr<loop::Pipe> pipe)
         : server_(server), pipe_(std::move(pipe)) {}
 
-    void start() {
+    void start(uv_loop_t* loop) {
         std::weak_ptr<Connection> weak = weak_from_this();
         pipe_->read_start([weak](const char* data, ssize_t n) {
             if (auto self = weak.lock()) self->on_read(data, n);
         });
+        idle_ = loop::Timer::create(loop, [weak] {
+            auto self = weak.lock();
+            if (!self || self->closed_) return;
+            spdlog::info("control: client sent no request in {} s, disconnecting",
+                         kFirstRequestTimeoutMs / 1000);
+            self->shutdown(false);
+        });
+        idle_->start(kFirstRequestTimeoutMs, 0);
     }
 
     void send(std::string line) {
@@ -79,6 +92,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     void shutdown(bool flush) {
         if (closed_) return;
         closed_ = true;
+        idle_.reset();
         if (flush)
             pipe_->close_after_writes();
         else
@@ -103,6 +117,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
             std::optional<std::string> line = framer_.next_line();
             if (!line) break;
             if (line->empty()) continue;
+            idle_.reset();  // a real client from now on
             server_->dispatch(self, *line);
         }
         if (!closed_ && framer_.overflowed()) {
@@ -114,6 +129,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     ControlServer* server_;
     loop::HandlePtr<loop::Pipe> pipe_;
     LineFramer framer_;
+    loop::HandlePtr<loop::Timer> idle_;  // until the first request
     bool closed_ = false;
 };
 
@@ -253,7 +269,7 @@ void ControlServer::on_connection(int status) {
         raw->close_after_writes();
         return;
     }
-    if (connections_.size() >= kMaxClients) {
+    if (connections_.size() >= kMaxClients + (cred.uid == 0 ? kRootReserve : 0)) {
         loop::Pipe* raw = pipe.release();
         raw->write(encode_error(std::nullopt, "unavailable", "too many control clients"));
         raw->close_after_writes();
@@ -261,7 +277,7 @@ void ControlServer::on_connection(int status) {
     }
     auto conn = std::make_shared<Connection>(this, std::move(pipe));
     connections_[conn.get()] = conn;
-    conn->start();
+    conn->start(loop_);
 }
 
 void ControlServer::forget(Connection* conn) {
@@ -282,8 +298,20 @@ void ControlServer::dispatch(const std::shared_ptr<Connection>& conn, const std:
         responder->error("unknown_command", "unknown command '" + req.cmd + "'");
         return;
     }
+    // No command takes a fractional number: a float where an integer is expected would be
+    // converted with undefined behaviour (1e300), so it is refused before any handler runs.
+    for (const auto& [key, value] : req.args.items()) {
+        if (value.is_number_float()) {
+            responder->error("bad_args", "argument '" + key + "' must be an integer");
+            return;
+        }
+    }
     try {
         it->second(req, responder);
+    } catch (const nlohmann::json::exception& e) {
+        // An argument of the wrong type (a string where a number belongs, ...): the client's
+        // mistake, answered as such. Handlers read their arguments before acting.
+        responder->error("bad_args", std::string("argument of the wrong type: ") + e.what());
     } catch (const std::exception& e) {
         // Handlers validate their args; a throw here is a bug, reported, not fatal.
         spdlog::error("control: handler for '{}' failed: {}", req.cmd, e.what());

@@ -90,9 +90,7 @@ void InjectSession::start(smtp::Greeting greeting,
             self->run_actions();
         }
     });
-    tcp_->read_start([weak](const char* data, ssize_t n) {
-        if (auto self = weak.lock()) self->on_read(data, n);
-    });
+    start_reading();
     fsm_->start(now(), greeting);
     run_actions();
 }
@@ -142,14 +140,43 @@ void InjectSession::feed_plain(std::string_view bytes) {
     run_actions();
 }
 
+void InjectSession::start_reading() {
+    std::weak_ptr<InjectSession> weak = weak_from_this();
+    tcp_->read_start([weak](const char* data, ssize_t n) {
+        if (auto self = weak.lock()) self->on_read(data, n);
+    });
+}
+
 void InjectSession::send(const std::string& text) {
     if (finished_) return;
     if (tls_ && tls_->state() == tls::Engine::State::kEstablished) {
         tls_->write_plaintext(text);
         flush_tls();
     } else {
-        tcp_->write(text);
+        out_ += text;
     }
+}
+
+void InjectSession::flush_out() {
+    if (out_.empty() || !tcp_) return;
+    std::weak_ptr<InjectSession> weak = weak_from_this();
+    tcp_->write(std::move(out_), [weak] {
+        auto self = weak.lock();
+        if (!self || self->finished_ || !self->reading_paused_) return;
+        if (self->tcp_->write_queue_size() > kResumeReplyBytes) return;
+        self->reading_paused_ = false;
+        self->start_reading();
+    });
+    out_.clear();
+}
+
+void InjectSession::apply_backpressure() {
+    if (finished_ || reading_paused_ || tcp_->write_queue_size() <= kMaxUnsentReplyBytes) return;
+    reading_paused_ = true;
+    tcp_->read_stop();
+    env_.mail_log->info(
+        fmt::format("ICID {} client does not read its replies ({} bytes unsent): reading paused",
+                    icid_, tcp_->write_queue_size()));
 }
 
 void InjectSession::flush_tls() {
@@ -158,6 +185,7 @@ void InjectSession::flush_tls() {
 }
 
 void InjectSession::start_tls() {
+    flush_out();  // "220 Ready to start TLS" goes out in plaintext
     tls_ = tls::Engine::server(*env_.tls);
     if (!tls_) {
         fsm_->on_tls_failed();
@@ -205,6 +233,9 @@ void InjectSession::run_actions() {
                                                     escape_for_log(id->message_id, 256)));
             } else if (auto* rj = std::get_if<smtp::RcptRejected>(&action)) {
                 env_.state->counters.add(Counter::kRejectedRecipients);
+                // A probing client must not be able to write the log for us: the first few
+                // per session are logged, the rest counted and summed up at close.
+                if (++rejected_ > kMaxRejectedLogged) continue;
                 env_.mail_log->info(
                     fmt::format("ICID {} Rejected recipient {}: relaying denied ({})", icid_,
                                 rj->address, rj->enhanced));
@@ -215,6 +246,8 @@ void InjectSession::run_actions() {
                 mid_ = 0;
             }
         }
+    flush_out();
+    apply_backpressure();
     arm_timer();
 }
 
@@ -299,6 +332,7 @@ void InjectSession::arm_timer() {
 
 void InjectSession::finish() {
     if (finished_) return;
+    flush_out();
     finished_ = true;
     if (tls_) flush_tls();
     timer_.reset();
@@ -306,6 +340,9 @@ void InjectSession::finish() {
     loop::Tcp* raw = tcp_.release();
     raw->close_after_writes();
     --env_.state->inbound_connections;
+    if (rejected_ > kMaxRejectedLogged)
+        env_.mail_log->info(fmt::format("ICID {} {} more rejected recipients not logged", icid_,
+                                        rejected_ - kMaxRejectedLogged));
     env_.mail_log->info(fmt::format("ICID {} close", icid_));
     if (on_finished_) on_finished_(this);
 }

@@ -5,8 +5,10 @@
 // replies written, CommitMessage handed to the Committer with our Received: header
 // prepended and the reply sent only from the commit completion (250 after durable commit,
 // 451/452 otherwise), log events written as ESA mail_log lines (peer text escaped), one
-// timer armed from the FSM's deadline. The session is owned by the Listener; when it ends it
-// tells the Listener, which frees it on a later loop iteration (never on its own stack).
+// timer armed from the FSM's deadline. The replies of one round of actions go out as one
+// write; reading stops while more than kMaxUnsentReplyBytes of them are unsent. The session is
+// owned by the Listener; when it ends it tells the Listener, which frees it on a later loop
+// iteration (never on its own stack).
 #pragma once
 
 #include <functional>
@@ -58,7 +60,10 @@ class InjectSession : public std::enable_shared_from_this<InjectSession> {
     void run_actions();
     void arm_timer();
     void send(const std::string& text);
+    void flush_out();
     void flush_tls();
+    void start_reading();
+    void apply_backpressure();
     void start_tls();
     void commit(smtp::CommitMessage& msg);
     void finish();
@@ -76,6 +81,18 @@ class InjectSession : public std::enable_shared_from_this<InjectSession> {
     std::function<void(InjectSession*)> on_finished_;
     bool finished_ = false;
     bool closing_ = false;
+    std::string out_;              // plaintext replies of this round, written as one
+    bool reading_paused_ = false;  // the client is not reading its replies
+    uint64_t rejected_ = 0;        // recipients refused by policy in this session
 };
+
+// Mail-log lines for refused recipients per session; the rest are summed up at close.
+inline constexpr uint64_t kMaxRejectedLogged = 5;
+
+// A client that pipelines commands without reading the replies (a million RCPTs) would
+// make us queue replies without limit: past kMaxUnsentReplyBytes unsent, the session stops
+// reading until the kernel took all but kResumeReplyBytes.
+inline constexpr size_t kMaxUnsentReplyBytes = 64 * 1024;
+inline constexpr size_t kResumeReplyBytes = 16 * 1024;
 
 }  // namespace esad::inject

@@ -598,10 +598,10 @@ void ServerSession::do_rcpt(std::string_view arg, Millis now) {
     }
     if (!config_.relay_allowed) {
         actions_.push_back(RcptRejected{escape_for_log(path.mailbox->path(), 256), "5.7.1"});
-        return reply(554, "5.7.1", "Relaying denied");
+        return protocol_error(554, "5.7.1", "Relaying denied");  // probing counts
     }
     if (envelope_.recipients.size() >= l.max_recipients) {
-        return reply(452, "4.5.3", "Too many recipients");
+        return protocol_error(452, "4.5.3", "Too many recipients");
     }
     const std::size_t rid = envelope_.recipients.size();
     envelope_.recipients.push_back(*path.mailbox);

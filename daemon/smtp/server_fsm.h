@@ -49,7 +49,8 @@
 //   bad syntax 501 5.5.4; bad sequence 503 5.5.1; bad address 501 5.1.7 (sender) /
 //   501 5.1.3 (recipient); 8-bit address without SMTPUTF8 553 5.6.7; unknown MAIL/RCPT
 //   parameter 555 5.5.4; VRFY 252 2.5.0; HELP 214 2.0.0; DATA when every RCPT failed
-//   554 5.5.1. Protocol errors (500/501/502/503/553/555) count; at max_errors the session
+//   554 5.5.1. Protocol errors (500/501/502/503/553/555) and refused recipients (554
+//   relaying denied, 452 too many recipients) count; at max_errors the session
 //   adds "421 4.7.0 ... too many errors" and closes. NOOP/RSET/VRFY/HELP count as junk;
 //   over max_junk_commands without a queued message -> 421 4.7.0 and close.
 //   Framing: only CRLF ends a line. A command line holding a bare CR, bare LF, NUL or

@@ -394,3 +394,56 @@ TEST_CASE("completions: commands, keywords, domains", "[ctl][shell]") {
     CHECK(completions({"help"}, "suspend", domains) ==
           std::vector<std::string>{"suspend", "suspenddel"});
 }
+
+// Defect: showmessage printed peer-supplied header bytes raw, so an injecting client could
+// retitle or clear the operator's terminal and forge output lines.
+TEST_CASE("showmessage and showrecipients escape every peer-supplied byte") {
+    json d = {{"mid", 9},
+              {"received", 0},
+              {"sender", "evil\x1b]0;owned\x07@src.test"},
+              {"icid", 1},
+              {"client_ip", "127.0.0.1"},
+              {"client_helo", "h\x1b[2J"},
+              {"recipients",
+               {{{"rid", 0},
+                 {"recipient", "bob\r\nRID 1 forged@dst.test"},
+                 {"host", "dst.test"},
+                 {"state", "deferred"},
+                 {"attempts", 1},
+                 {"next_attempt", nullptr},
+                 {"host_status", "up"},
+                 {"suspended", false},
+                 {"last_error", "550 \x1b[31mred"}}}},
+              {"headers",
+               "Subject: \x1b]2;retitled\x07hi\r\n\tfolded \x9b"
+               "1m\r\nX: \x1b[2J"}};
+    std::ostringstream out;
+    render_showmessage(out, d);
+    const std::string text = out.str();
+    for (char c : text) {
+        const unsigned char u = static_cast<unsigned char>(c);
+        INFO(text);
+        REQUIRE((u == '\n' || (u >= 0x20 && u < 0x7f)));
+    }
+    CHECK(text.find("\\x1b]2;retitled\\x07hi") != std::string::npos);
+    CHECK(text.find("     folded \\x9b1m") != std::string::npos);
+    CHECK(text.find("\nRID 1 forged") == std::string::npos);
+
+    json rows = {{"total", 1},
+                 {"offset", 0},
+                 {"recipients",
+                  {{{"mid", 9},
+                    {"rid", 0},
+                    {"age_seconds", 1},
+                    {"state", "ready"},
+                    {"attempts", 0},
+                    {"host", "dst.test"},
+                    {"sender", "a\x1b[2J@b"},
+                    {"recipient", "c\r\nd@e"}}}}};
+    std::ostringstream out2;
+    render_showrecipients(out2, rows);
+    for (char c : out2.str()) {
+        const unsigned char u = static_cast<unsigned char>(c);
+        REQUIRE((u == '\n' || (u >= 0x20 && u < 0x7f)));
+    }
+}

@@ -1087,15 +1087,6 @@ TEST_CASE("too many errors closes with 421", "[smtp][fsm]") {
     CHECK(starts_with(rep[1], "421 4.7.0 mx.test"));
     CHECK(has<Close>(r.last));
     CHECK(r.s.closed());
-
-    // Policy refusals are not protocol errors.
-    auto cfg = test_config();
-    cfg.relay_allowed = false;
-    Run p(cfg);
-    p.feed(kEhlo + kMail);
-    for (int i = 0; i < 20; ++i)
-        CHECK(starts_with(p.one(kRcpt), "554 5.7.1"));
-    CHECK_FALSE(p.s.closed());
 }
 
 TEST_CASE("too many junk commands closes with 421", "[smtp][fsm]") {
@@ -1273,4 +1264,33 @@ TEST_CASE("make_received_header", "[smtp][received]") {
     CHECK(received_protocol(e) == "ESMTPS");
     e.params.smtputf8 = true;
     CHECK(received_protocol(e) == "UTF8SMTPS");
+}
+
+// Defect: relay-denied (554) and over-limit (452) RCPTs were not counted as errors, so a
+// client could probe without limit. They count now (Postfix's smtpd_hard_error_limit).
+TEST_CASE("refused recipients count toward max_errors", "[smtp][fsm]") {
+    ServerConfig cfg = test_config();
+    cfg.relay_allowed = false;
+    cfg.limits.max_errors = 5;
+    Run denied(cfg);
+    denied.feed(kEhlo + kMail);
+    for (int i = 0; i < 4; ++i)
+        CHECK(denied.one(kRcpt) == "554 5.7.1 Relaying denied\r\n");
+    auto last = denied.feed(kRcpt);
+    REQUIRE(last.size() == 2);
+    CHECK(last[0] == "554 5.7.1 Relaying denied\r\n");
+    CHECK(starts_with(last[1], "421 4.7.0"));
+    CHECK(has<Close>(denied.last));
+
+    cfg.relay_allowed = true;
+    cfg.limits.max_recipients = 1;
+    cfg.limits.max_errors = 3;
+    Run over(cfg);
+    over.feed(kEhlo + kMail);
+    CHECK(starts_with(over.one(kRcpt), "250"));
+    CHECK(over.one(kRcpt) == "452 4.5.3 Too many recipients\r\n");
+    CHECK(over.one(kRcpt) == "452 4.5.3 Too many recipients\r\n");
+    auto r = over.feed(kRcpt);
+    REQUIRE(r.size() == 2);
+    CHECK(starts_with(r[1], "421 4.7.0"));
 }
