@@ -70,11 +70,13 @@ std::string sanitize(std::string_view in, std::size_t max, bool keep_utf8 = fals
     for (std::size_t i = 0; i < in.size(); ++i) {
         const char ch = in[i];
         const auto c = static_cast<unsigned char>(ch);
-        std::string piece;
+        // A view, not a string: the piece is the input itself, a literal or `hex`.
+        std::array<char, 5> hex{};
+        std::string_view piece;
         std::uint32_t cp = 0;
         std::size_t n = 0;
         if (keep_utf8 && c >= 0x80 && (n = utf8_sequence(in, i, &cp)) > 0 && cp >= 0xa0) {
-            piece.assign(in.substr(i, n));  // RFC 6533: a UTF-8 address stays itself
+            piece = in.substr(i, n);  // RFC 6533: a UTF-8 address stays itself
             i += n - 1;
         } else if (c == '\r' || c == '\n' || c == '\t') {
             if (last_space) continue;  // a folded line break collapses to one space
@@ -82,18 +84,17 @@ std::string sanitize(std::string_view in, std::size_t max, bool keep_utf8 = fals
         } else if (c == '\\') {
             piece = "\\\\";
         } else if (is_printable(c)) {
-            piece.assign(1, ch);
+            piece = in.substr(i, 1);
         } else {
-            std::array<char, 5> buf{};
-            std::snprintf(buf.data(), buf.size(), "\\x%02x", c);
-            piece = buf.data();
+            std::snprintf(hex.data(), hex.size(), "\\x%02x", c);
+            piece = std::string_view(hex.data(), 4);
         }
         last_space = piece == " ";
         if (out.size() + piece.size() > max) {
             truncated = true;
             break;
         }
-        out += piece;
+        out.append(piece);
     }
     if (truncated) {
         const std::size_t keep = max >= 3 ? max - 3 : 0;
