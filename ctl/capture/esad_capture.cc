@@ -277,7 +277,9 @@ int main(int argc, char** argv) {
     std::time_t last_status = started;
     while (c.stop_reason.empty()) {
         if (g_stop) {
-            c.stop_reason = "stop requested";
+            // Packets the kernel already holds belong to the capture: take them first.
+            pcap_dispatch(p, -1, on_packet, reinterpret_cast<u_char*>(&c));
+            if (c.stop_reason.empty()) c.stop_reason = "stop requested";
             break;
         }
         pollfd pf{pfd, POLLIN, 0};

@@ -103,7 +103,8 @@ def test_plain_and_starttls_capture_read_back():
 
         ports = [plain.port, tls.port]
         clear = mail_froms(path, ports)
-        assert "FROM:<plainsender@src.test>" in clear, clear
+        assert "FROM:<plainsender@src.test>" in clear, (clear, cap, subprocess.run(
+            [TSHARK, "-n", "-r", path, "-q", "-z", "conv,tcp"], capture_output=True, text=True).stdout)
         assert "tlssender@src.test" not in clear, clear  # encrypted without the keys
         decrypted = mail_froms(path, ports, keylog=keylog)
         assert "FROM:<tlssender@src.test>" in decrypted, decrypted
@@ -159,6 +160,48 @@ def test_disk_reserve_stops_the_capture_not_the_mail():
         sink.close()
 
 
+def test_helper_gives_up_privileges():
+    """esad as root with [daemon] user = nobody: the captures directory is nobody's, and the
+    helper started by root esactl runs as nobody with no capabilities once capturing."""
+    if os.geteuid() != 0:
+        print("SKIP: needs root", flush=True)
+        return
+    saved = os.environ.get("ASAN_OPTIONS")
+    from test_privileges import daemon_as, nobody, proc_status  # turns leak checks off
+    if saved is None:
+        os.environ.pop("ASAN_OPTIONS", None)
+    else:
+        os.environ["ASAN_OPTIONS"] = saved
+    # A process that changed its uid cannot be checked by LeakSanitizer at exit.
+    env = {"ASAN_OPTIONS": "detect_leaks=0"}
+    uid, gid = nobody()
+    os.environ["ASAN_OPTIONS"] = "detect_leaks=0"  # for the daemon that changes its uid
+    try:
+        d = daemon_as("nobody")
+    finally:
+        if saved is None:
+            os.environ.pop("ASAN_OPTIONS", None)
+        else:
+            os.environ["ASAN_OPTIONS"] = saved
+    try:
+        captures = os.path.join(d.state, "captures")
+        st = os.stat(captures)
+        assert st.st_uid == uid and stat.S_IMODE(st.st_mode) == 0o2770, (st.st_uid, oct(st.st_mode))
+        d.ctl("packetcapture", "start", env=env)
+        cap = capture_status(d)["capture"]
+        status = proc_status(cap["pid"])
+        assert status["Uid"] == [str(uid)] * 4 and status["Gid"][0] == str(gid), status
+        for key in ("CapInh", "CapPrm", "CapEff", "CapAmb"):
+            assert int(status[key][0], 16) == 0, (key, status[key])
+        assert status["NoNewPrivs"] == ["1"]
+        fst = os.stat(cap["path"])
+        assert fst.st_uid == uid and stat.S_IMODE(fst.st_mode) == 0o640
+        d.ctl("packetcapture", "stop", env=env)
+        assert capture_status(d)["capture"]["running"] is False
+    finally:
+        d.cleanup()
+
+
 def test_without_cap_net_raw_start_fails_clearly():
     d = delivery_daemon("")
     try:
@@ -182,5 +225,5 @@ def test_without_cap_net_raw_start_fails_clearly():
 
 if __name__ == "__main__":
     run_tests([test_plain_and_starttls_capture_read_back, test_size_limit_stops_capture,
-               test_disk_reserve_stops_the_capture_not_the_mail,
+               test_disk_reserve_stops_the_capture_not_the_mail, test_helper_gives_up_privileges,
                test_without_cap_net_raw_start_fails_clearly])
