@@ -66,7 +66,9 @@ class Daemon:
             self.wait_ready()
         return self.proc
 
-    def wait_ready(self, timeout=15):
+    # Generous bounds: they only cap a wait that ends at the event, and CI runs this suite
+    # beside the system tier's package build and a browser on 2 cores.
+    def wait_ready(self, timeout=60):
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -113,7 +115,7 @@ class Daemon:
     def signal(self, sig):
         self.proc.send_signal(sig)
 
-    def stop(self, timeout=10):
+    def stop(self, timeout=30):
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
