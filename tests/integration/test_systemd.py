@@ -244,7 +244,7 @@ def registered_commands():
 def test_man_pages_render_cleanly():
     if not have("groff"):
         return skip("groff not installed")
-    for page in ("esad.8", "esad.toml.5", "esactl.1"):
+    for page in ("esad.8", "esad.toml.5", "esactl.1", "esad-web.8"):
         r = run("groff", "-man", "-Tutf8", "-wall", "-z", ROOT / "docs" / page, check=False,
                 env={**os.environ, "LC_ALL": "C.UTF-8"})
         assert r.returncode == 0 and not r.stderr.strip(), (page, r.stderr)
@@ -302,9 +302,10 @@ EXPECTED_FILES = {
     "usr/share/man/man1/esactl.1.gz": 0o644,
     "usr/share/man/man5/esad.toml.5.gz": 0o644,
     "usr/share/man/man8/esad.8.gz": 0o644,
+    "usr/share/man/man8/esad-web.8.gz": 0o644,
     "usr/share/bash-completion/completions/esactl": 0o644,
     "usr/sbin/esad-web": 0o755,
-    "usr/libexec/esad/esad-capture": 0o750,
+    "usr/libexec/esad/esad-capture": 0o755,  # postinst: root:esad 0750 + cap_net_raw
     "usr/lib/systemd/system/esad-web.service": 0o644,
     "usr/share/doc/esad/capture.md": 0o644,
     "usr/share/doc/esad/web.md": 0o644,
@@ -372,7 +373,8 @@ def test_deb_contents():
 
         # Stripped binaries here, their debug symbols in the .ddeb by build id.
         dbg = [line.split()[-1] for line in run("dpkg", "-c", ddeb).stdout.splitlines()]
-        assert len([p for p in dbg if p.endswith(".debug")]) == 2, dbg
+        # esad, esactl, esad-web, esad-capture
+        assert len([p for p in dbg if p.endswith(".debug")]) == 4, dbg
 
         # Unpacked into a scratch root: the files are the repository's, the binaries run.
         root = tmp / "root"
