@@ -45,7 +45,8 @@ SUITE = "bookworm"
 MIRROR = os.environ.get("ESAD_NSPAWN_MIRROR", "http://deb.debian.org/debian")
 # systemd as PID 1 plus the package's run-time dependencies, so the .deb installs offline.
 INCLUDE = ["systemd", "systemd-sysv", "dbus", "libuv1", "libc-ares2", "libssl3",
-           "libspdlog1.10", "libfmt9", "libtomlplusplus3", "libsystemd0", "libedit2"]
+           "libspdlog1.10", "libfmt9", "libtomlplusplus3", "libsystemd0", "libedit2",
+           "libidn2-0", "libpcap0.8", "libmicrohttpd12"]
 CACHE = Path(os.environ.get("ESAD_NSPAWN_CACHE", "/var/cache/esad-nspawn"))
 TREE = CACHE / (SUITE + "-" + hashlib.sha256(" ".join(INCLUDE).encode()).hexdigest()[:10])
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
