@@ -15,7 +15,6 @@ namespace {
 
 constexpr std::string_view kCrlf = "\r\n";
 constexpr std::size_t kMaxLineOctets = 998;
-constexpr std::size_t kQpLineOctets = 76;
 
 bool is_printable(unsigned char c) {
     return c >= 0x20 && c <= 0x7e;
