@@ -67,6 +67,8 @@ void warn_unimplemented(const Config& c) {
 Daemon::Daemon(Config config, std::string config_path)
     : config_(std::move(config)), config_path_(std::move(config_path)), notifier_(&loop_) {
     uv_loop_init(&loop_);
+    if (int rc = loop::LoopLoad::enable(&loop_); rc != 0)
+        spdlog::warn("event loop load accounting unavailable: {}", uv_strerror(rc));
     state_.hostname = config_.daemon.hostname;
     state_.refresh_gauges = [this] { refresh_gauges(); };
     state_.started = std::time(nullptr);
@@ -301,6 +303,7 @@ void Daemon::on_recovered(const spool::IoStatus& status, spool::RecoveryReport& 
         if (it != saved.end())
             state_.counters.set_lifetime_base(static_cast<Counter>(i), it->second);
     }
+    loop_load_ = std::make_unique<loop::LoopLoad>(&loop_);
     counters_timer_ = loop::Timer::create(&loop_, [this] { save_counters(); });
     counters_timer_->start(10000, 10000);
     counters_timer_->unref();
@@ -427,6 +430,11 @@ void Daemon::refresh_gauges() {
         state_.dir_fsyncs = st.dir_fsyncs;
     }
     state_.journal_flushes = delivery_->stats().journal_flushes;
+    if (loop_load_) {
+        state_.loop_busy[0] = loop_load_->window().busy(1);
+        state_.loop_busy[1] = loop_load_->window().busy(10);
+        state_.loop_busy[2] = loop_load_->window().busy(60);
+    }
 }
 
 void Daemon::save_counters() {
@@ -456,6 +464,7 @@ void Daemon::stop() {
     if (resolver_) resolver_->cancel_all();
     if (committer_) committer_->stop();
     counters_timer_.reset();
+    loop_load_.reset();
     if (log_commands_) log_commands_->stop();
     if (control_) control_->stop();
     if (metrics_) metrics_->stop();

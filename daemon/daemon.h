@@ -29,6 +29,7 @@
 #include "daemon/logs/mail_log.h"
 #include "daemon/loop/handle.h"
 #include "daemon/loop/listen_fds.h"
+#include "daemon/loop/loop_load.h"
 #include "daemon/loop/systemd_notify.h"
 #include "daemon/spool/recovery.h"
 
@@ -78,6 +79,7 @@ class Daemon {
     std::unique_ptr<dns::Resolver> resolver_;
     std::unique_ptr<delivery::Router> router_;
     std::unique_ptr<delivery::DeliveryManager> delivery_;
+    std::unique_ptr<loop::LoopLoad> loop_load_;
     loop::HandlePtr<loop::Timer> counters_timer_;
     loop::HandlePtr<loop::Timer> shutdown_timer_;
     bool saving_counters_ = false;

@@ -44,6 +44,8 @@ struct DaemonState {
     uint64_t journal_flushes = 0;  // as bound; empty until listening
     bool recovering = true;
     uint64_t corrupt_files = 0;  // quarantined by recovery (lifetime of the process)
+    // Event loop busy fraction over the last 1 s, 10 s and 60 s (loop_load.h).
+    double loop_busy[3] = {0, 0, 0};
     bool delivery_suspended = false;
     bool listener_suspended = false;
 };

@@ -40,6 +40,8 @@ json status_data(const DaemonState& s, std::time_t now) {
              : json(nullptr)},
         {"listener", s.listener_address},
         {"corrupt_files", s.corrupt_files},
+        {"event_loop",
+         {{"busy_1s", s.loop_busy[0]}, {"busy_10s", s.loop_busy[1]}, {"busy_60s", s.loop_busy[2]}}},
         {"spool",
          {{"commit_batches", s.commit_batches},
           {"messages_committed", s.commit_messages},

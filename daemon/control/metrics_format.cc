@@ -41,6 +41,10 @@ class Writer {
         family(name, "gauge", help);
         sample(name, value);
     }
+    void ratio_gauge(std::string_view name, std::string_view help, double value) {
+        family(name, "gauge", help);
+        fmt::format_to(std::back_inserter(out_), "{} {:.3f}\n", name, value);
+    }
     std::string& text() { return out_; }
 
   private:
@@ -156,6 +160,10 @@ std::string format_metrics(const MetricsSnapshot& s, const MetricsOptions& optio
             s.corrupt_files);
     w.gauge("esad_recovering", "1 while the spool is being recovered at startup, else 0.",
             s.recovering);
+    w.ratio_gauge("esad_event_loop_busy_ratio",
+                  "Share of the last 10 s the event loop thread spent running callbacks "
+                  "(1 = saturated).",
+                  s.loop_busy_10s);
     w.gauge("esad_delivery_suspended", "1 while delivery is suspended by the operator.",
             s.delivery_suspended);
     w.gauge("esad_listener_suspended", "1 while injection is suspended by the operator.",

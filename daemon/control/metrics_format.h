@@ -57,6 +57,7 @@ struct MetricsSnapshot {
     std::uint64_t spool_free_bytes = 0;
     std::int64_t oldest_message_unix_ms = 0;  // 0: queue empty
     std::uint64_t corrupt_files = 0;
+    double loop_busy_10s = 0;  // event loop busy fraction, last 10 s
     std::vector<HostSample> hosts;  // every host; format_metrics picks which to expose
 };
 

@@ -100,6 +100,7 @@ MetricsSnapshot collect_metrics(DaemonState& state, delivery::DeliveryManager* m
     s.spool_free_bytes = state.spool_free_bytes;
     s.oldest_message_unix_ms = state.oldest_message_unix_ms;
     s.corrupt_files = state.corrupt_files;
+    s.loop_busy_10s = state.loop_busy[1];
     if (!manager) return s;
     queue::Scheduler& sch = manager->scheduler();
     s.delivery_suspended = s.delivery_suspended || sch.suspended_all();

@@ -137,6 +137,10 @@ def test_scrape_counters_gauges_and_bounded_hosts():
         assert value(f, "esad_messages_received_total") == 0
         assert value(f, "esad_recovering") == 0
         assert value(f, "esad_start_time_seconds") > 0
+        # The loop's busy share is sampled once a second: a ratio, and the same in status.
+        assert f["esad_event_loop_busy_ratio"]["type"] == "gauge"
+        assert 0 <= value(f, "esad_event_loop_busy_ratio") <= 1
+        assert wait_for(lambda: 0 < d.ctl_json("status")["event_loop"]["busy_60s"] < 1, timeout=10)
         assert f["esad_messages_received_total"]["type"] == "counter"
         assert f["esad_active_recipients"]["type"] == "gauge"
         assert hosts_in(f) == {}
