@@ -53,6 +53,7 @@ struct InternalError : std::logic_error {
 #include <sstream>
 
 #include "common/defaults.h"
+#include "common/host_port.h"
 
 namespace esad {
 
@@ -191,17 +192,7 @@ class TableReader {
 };
 
 bool valid_host_port(const std::string& text) {
-    // "host:port" or "[v6]:port" with a port in 1..65535.
-    size_t colon = text.rfind(':');
-    if (colon == std::string::npos || colon == 0 || colon + 1 >= text.size()) return false;
-    std::string host = text.substr(0, colon);
-    if (host.front() == '[' && host.back() != ']') return false;
-    std::string port = text.substr(colon + 1);
-    if (port.size() > 5) return false;
-    for (char c : port)
-        if (!std::isdigit(static_cast<unsigned char>(c))) return false;
-    int p = std::stoi(port);
-    return p >= 0 && p <= 65535;
+    return parse_host_port(text).has_value();  // "host:port" or "[v6]:port"
 }
 
 void read_daemon(TableReader& r, DaemonConfig& c) {

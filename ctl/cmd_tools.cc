@@ -28,6 +28,8 @@
 #include <ostream>
 #include <sstream>
 
+#include "common/host_port.h"
+
 namespace esad::ctl {
 
 namespace {
@@ -140,11 +142,9 @@ int cmd_telnet(Context& ctx, const std::vector<std::string>& args) {
     if (args.empty() || args.size() > 2) return usage(ctx, kUsage);
     json req = {{"host", args[0]}};
     if (args.size() == 2) {
-        const std::string& p = args[1];
-        if (p.empty() || p.size() > 5 || p.find_first_not_of("0123456789") != std::string::npos ||
-            std::stoi(p) < 1 || std::stoi(p) > 65535)
-            return usage(ctx, kUsage + std::string(" (PORT: 1-65535)"));
-        req["port"] = std::stoi(p);
+        std::optional<uint16_t> port = parse_port(args[1], 1);
+        if (!port) return usage(ctx, kUsage + std::string(" (PORT: 1-65535)"));
+        req["port"] = *port;
     }
     Channel ch;
     std::string error;

@@ -29,6 +29,7 @@
 
 #include "common/config.h"
 #include "common/defaults.h"
+#include "common/host_port.h"
 #include "ctl/client.h"
 #include "ctl/web/web_api.h"
 #include "esad_version.h"
@@ -155,30 +156,21 @@ void on_completed(void*, MHD_Connection*, void** con_cls, enum MHD_RequestTermin
 }
 
 bool parse_address(const std::string& text, sockaddr_storage* out, bool* v6) {
-    size_t colon = text.rfind(':');
-    if (colon == std::string::npos) return false;
-    std::string host = text.substr(0, colon);
-    int port = 0;
-    try {
-        port = std::stoi(text.substr(colon + 1));
-    } catch (...) {
-        return false;
-    }
-    if (port < 0 || port > 65535) return false;
+    std::optional<esad::HostPort> hp = esad::parse_host_port(text);
+    if (!hp) return false;
     std::memset(out, 0, sizeof *out);
-    if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    *v6 = hp->bracketed;
+    if (hp->bracketed) {
         auto* a = reinterpret_cast<sockaddr_in6*>(out);
         a->sin6_family = AF_INET6;
-        a->sin6_port = htons(static_cast<uint16_t>(port));
-        *v6 = true;
-        return inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), &a->sin6_addr) == 1;
+        a->sin6_port = htons(*hp->port);
+        return inet_pton(AF_INET6, hp->host.c_str(), &a->sin6_addr) == 1;
     }
     auto* a = reinterpret_cast<sockaddr_in*>(out);
     a->sin_family = AF_INET;
-    a->sin_port = htons(static_cast<uint16_t>(port));
-    *v6 = false;
-    if (host == "localhost") host = "127.0.0.1";
-    return inet_pton(AF_INET, host.c_str(), &a->sin_addr) == 1;
+    a->sin_port = htons(*hp->port);
+    return inet_pton(AF_INET, hp->host == "localhost" ? "127.0.0.1" : hp->host.c_str(),
+                     &a->sin_addr) == 1;
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "common/capture_files.h"
+#include "common/host_port.h"
 #include "daemon/loop/work.h"
 
 namespace esad::control {
@@ -23,19 +24,9 @@ namespace {
 
 using nlohmann::json;
 
-uint16_t port_of(const std::string& host_port) {
-    size_t colon = host_port.rfind(':');
-    if (colon == std::string::npos) return 0;
-    try {
-        return static_cast<uint16_t>(std::stoi(host_port.substr(colon + 1)));
-    } catch (...) {
-        return 0;
-    }
-}
-
 std::vector<uint16_t> default_ports(const Config& c) {
     std::set<uint16_t> ports = {25, c.delivery.port};
-    if (uint16_t p = port_of(c.listener.address)) ports.insert(p);
+    if (auto hp = parse_host_port(c.listener.address)) ports.insert(*hp->port);
     return {ports.begin(), ports.end()};
 }
 

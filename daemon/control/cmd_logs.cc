@@ -12,6 +12,7 @@
 #include <cstring>
 #include <limits>
 
+#include "common/ascii.h"
 #include "common/escape.h"
 #include "common/log_search.h"
 #include "daemon/loop/work.h"
@@ -73,12 +74,6 @@ bool bool_arg(const json& args, const char* key, bool* out, std::string* error) 
     }
     *out = args[key].get<bool>();
     return true;
-}
-
-std::string lower(std::string s) {
-    for (auto& c : s)
-        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return s;
 }
 
 // Lines sent to a client: printable ASCII (valid UTF-8 on the wire, safe on a terminal).
@@ -460,7 +455,7 @@ void LogCommands::start_hostrate(const Request& req, std::shared_ptr<Responder> 
         r->error("bad_args", error);
         return;
     }
-    domain = lower(domain);
+    domain = ascii_lowercase(domain);
     if (domain.empty()) {
         r->error("bad_args", "hostrate needs a domain");
         return;
@@ -625,7 +620,7 @@ void LogCommands::domaindebug(const Request& req, std::shared_ptr<Responder> r) 
                {"path", dd->path()}});
     } else if (action == "remove") {
         if (!dd->remove(domain)) {
-            r->error("not_found", "No domain debug log for: " + lower(domain));
+            r->error("not_found", "No domain debug log for: " + ascii_lowercase(domain));
             return;
         }
         spdlog::info("domaindebug: stopped recording {}", logs::debug_domain_key(domain));

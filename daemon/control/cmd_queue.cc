@@ -8,6 +8,7 @@
 #include <list>
 #include <unordered_set>
 
+#include "common/ascii.h"
 #include "common/idna.h"
 #include "daemon/loop/handle.h"
 #include "daemon/loop/work.h"
@@ -32,16 +33,10 @@ json ms_to_unix(int64_t ms) {
     return ms > 0 && ms != queue::kNever ? json(ms / 1000) : json(nullptr);
 }
 
-std::string lower(std::string s) {
-    for (auto& c : s)
-        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return s;
-}
-
 // A recipient host as the queue knows it: A-label, lower case ("München.test" finds
 // "xn--mnchen-3ya.test").
 std::string host_key(const std::string& s) {
-    return to_a_label(s).value_or(lower(s));
+    return to_a_label(s).value_or(ascii_lowercase(s));
 }
 
 // The U-label form for display next to an A-label host; empty when it has none.
@@ -361,9 +356,9 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
                     else
                         m.scheduler().resume_all();
                     done.push_back("ALL");
-                } else if (suspend ? m.scheduler().suspend(lower(name))
-                                   : m.scheduler().resume(lower(name))) {
-                    done.push_back(lower(name));
+                } else if (suspend ? m.scheduler().suspend(ascii_lowercase(name))
+                                   : m.scheduler().resume(ascii_lowercase(name))) {
+                    done.push_back(ascii_lowercase(name));
                 } else {
                     unknown.push_back(name);
                 }
@@ -401,7 +396,7 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
                 const queue::MessageEntry& e = idx.at(i);
                 std::string_view sender = idx.sender(i);
                 if (sel.by == queue::Selector::By::kSender &&
-                    lower(std::string(sender)) != lower(sel.value))
+                    ascii_lowercase(std::string(sender)) != ascii_lowercase(sel.value))
                     continue;
                 for (uint32_t slot = 0; slot < e.rcpts.size(); ++slot) {
                     const queue::RcptSlot& rc = e.rcpts[slot];
@@ -659,7 +654,7 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
             r->error("unavailable", "no resolver");
             return;
         }
-        std::string type_text = lower(req.args.value("type", "a"));
+        std::string type_text = ascii_lowercase(req.args.value("type", "a"));
         std::string name = req.args.value("name", "");
         dns::QueryType type;
         if (!dns::parse_query_type(type_text, &type)) {

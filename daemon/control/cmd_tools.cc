@@ -11,6 +11,7 @@
 #include <random>
 
 #include "common/escape.h"
+#include "common/host_port.h"
 #include "daemon/delivery/smtp_probe.h"
 #include "daemon/delivery/telnet_relay.h"
 #include "daemon/loop/tcp_connect.h"
@@ -45,34 +46,6 @@ const DestinationControl& destination_for(const Config& config, const std::strin
         if (parent != config.destinations.end()) return parent->second;
     }
     return config.destinations.at("default");
-}
-
-// "host", "host:port", "[ip]", "[ip]:port", a bare IPv6 literal. false when malformed.
-bool split_host_port(const std::string& text, std::string* host, uint16_t* port) {
-    std::string port_text;
-    if (!text.empty() && text[0] == '[') {
-        size_t close = text.find(']');
-        if (close == std::string::npos) return false;
-        *host = text.substr(1, close - 1);
-        if (close + 1 < text.size()) {
-            if (text[close + 1] != ':') return false;
-            port_text = text.substr(close + 2);
-        }
-    } else if (std::count(text.begin(), text.end(), ':') == 1) {
-        *host = text.substr(0, text.find(':'));
-        port_text = text.substr(text.find(':') + 1);
-    } else {
-        *host = text;
-    }
-    if (host->empty()) return false;
-    if (!port_text.empty()) {
-        if (port_text.size() > 5 || !std::all_of(port_text.begin(), port_text.end(), ::isdigit))
-            return false;
-        int p = std::stoi(port_text);
-        if (p < 1 || p > 65535) return false;
-        *port = static_cast<uint16_t>(p);
-    }
-    return true;
 }
 
 // An IP literal as is, else a valid DNS name normalized; false otherwise.
@@ -432,10 +405,13 @@ void ToolSessions::smtpping(const Request& req, std::shared_ptr<Responder> r) {
     std::string host_arg = str_arg(args, "host");
     std::string host;
     uint16_t port = config.delivery.port;
-    if (!host_arg.empty() &&
-        (!split_host_port(host_arg, &host, &port) || !normalize_host(host, &host))) {
-        r->error("bad_args", "--host must be HOST or HOST:PORT ([IPv6]:PORT)");
-        return;
+    if (!host_arg.empty()) {
+        std::optional<HostPort> hp = parse_host_port(host_arg, PortRule::kOptional);
+        if (!hp || hp->port == 0 || !normalize_host(hp->host, &host)) {
+            r->error("bad_args", "--host must be HOST or HOST:PORT ([IPv6]:PORT)");
+            return;
+        }
+        port = hp->port.value_or(port);
     }
     if (probes_.size() >= kMaxProbes) {
         r->error("unavailable",

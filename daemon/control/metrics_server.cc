@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "daemon/delivery/delivery_manager.h"
+#include "daemon/loop/sockaddr.h"
 #include "esad_version.h"
 
 namespace esad::control {
@@ -16,17 +17,6 @@ namespace {
 constexpr size_t kMaxRequestBytes = 8192;
 constexpr uint64_t kClientTimeoutMs = 5000;
 constexpr size_t kMaxClients = 16;
-
-bool parse_address(const std::string& text, sockaddr_storage* out) {
-    size_t colon = text.rfind(':');
-    if (colon == std::string::npos) return false;
-    std::string host = text.substr(0, colon);
-    int port = std::atoi(text.c_str() + colon + 1);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
-        return uv_ip6_addr(host.substr(1, host.size() - 2).c_str(), port,
-                           reinterpret_cast<sockaddr_in6*>(out)) == 0;
-    return uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(out)) == 0;
-}
 
 std::string format_address(const sockaddr_storage& ss, bool* loopback) {
     char ip[INET6_ADDRSTRLEN] = {};
@@ -134,7 +124,7 @@ MetricsServer::~MetricsServer() {
 
 bool MetricsServer::start(const std::string& address, std::string* error) {
     sockaddr_storage addr{};
-    if (!parse_address(address, &addr)) {
+    if (!loop::parse_sockaddr(address, &addr)) {
         *error = "metrics.address: cannot parse '" + address + "'";
         return false;
     }

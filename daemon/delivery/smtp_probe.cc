@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "common/ascii.h"
 #include "daemon/loop/tcp_connect.h"
 
 namespace esad::delivery {
@@ -20,10 +21,7 @@ std::string stage_of_command(const std::string& cmd) {
     if (cmd == "." || (cmd.rfind("[", 0) == 0 && cmd.find("final dot") != std::string::npos))
         return "final";
     if (cmd.rfind("[", 0) == 0) return "";  // an intermediate content chunk: no reply
-    std::string verb = cmd.substr(0, cmd.find(' '));
-    for (auto& c : verb)
-        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return verb;
+    return ascii_lowercase(std::string_view(cmd).substr(0, cmd.find(' ')));
 }
 
 bool preferred(smtp::TlsPolicy policy) {

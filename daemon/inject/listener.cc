@@ -1,5 +1,6 @@
 // See listener.h.
 #include "daemon/inject/listener.h"
+#include "daemon/loop/sockaddr.h"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -7,17 +8,6 @@
 namespace esad::inject {
 
 namespace {
-bool parse_address(const std::string& text, sockaddr_storage* out) {
-    size_t colon = text.rfind(':');
-    if (colon == std::string::npos) return false;
-    std::string host = text.substr(0, colon);
-    int port = std::atoi(text.c_str() + colon + 1);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
-        return uv_ip6_addr(host.substr(1, host.size() - 2).c_str(), port,
-                           reinterpret_cast<sockaddr_in6*>(out)) == 0;
-    return uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(out)) == 0;
-}
-
 std::string format_address(const sockaddr_storage& ss, bool with_port) {
     char ip[INET6_ADDRSTRLEN] = {};
     int port = 0;
@@ -51,7 +41,7 @@ Listener::~Listener() {
 
 bool Listener::start(const std::string& address, std::string* error) {
     sockaddr_storage addr{};
-    if (!parse_address(address, &addr)) {
+    if (!loop::parse_sockaddr(address, &addr)) {
         *error = "listener.address: cannot parse '" + address + "'";
         return false;
     }

@@ -5,6 +5,7 @@
 #include <cctype>
 #include <cstring>
 
+#include "common/ascii.h"
 #include "common/escape.h"
 #include "common/format.h"
 #include "daemon/logs/log_file.h"
@@ -21,7 +22,7 @@ std::string debug_domain_key(std::string_view domain) {
     for (char c : domain) {
         auto u = static_cast<unsigned char>(c);
         if (u <= 0x20 || u >= 0x7f) return "";
-        out.push_back(static_cast<char>(std::tolower(u)));
+        out.push_back(ascii_lower(c));
     }
     while (!out.empty() && out.back() == '.')
         out.pop_back();

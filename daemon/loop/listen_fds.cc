@@ -1,5 +1,6 @@
 // See listen_fds.h.
 #include "daemon/loop/listen_fds.h"
+#include "daemon/loop/sockaddr.h"
 
 #include <netinet/in.h>
 #include <spdlog/spdlog.h>
@@ -47,17 +48,6 @@ InheritedSocket inspect(int fd, std::string name) {
     return s;
 }
 
-bool parse_address(const std::string& text, sockaddr_storage* out) {
-    size_t colon = text.rfind(':');
-    if (colon == std::string::npos) return false;
-    std::string host = text.substr(0, colon);
-    int port = std::atoi(text.c_str() + colon + 1);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
-        return uv_ip6_addr(host.substr(1, host.size() - 2).c_str(), port,
-                           reinterpret_cast<sockaddr_in6*>(out)) == 0;
-    return uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(out)) == 0;
-}
-
 }  // namespace
 
 ListenFds classify_listen_fds(const std::vector<InheritedSocket>& sockets) {
@@ -102,7 +92,7 @@ ListenFds take_listen_fds() {
 
 int bind_tcp_socket(const std::string& address, std::string* error) {
     sockaddr_storage addr{};
-    if (!parse_address(address, &addr)) {
+    if (!parse_sockaddr(address, &addr)) {
         *error = "listener.address: cannot parse '" + address + "'";
         return -1;
     }

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <utility>
 
+#include "common/ascii.h"
 #include "common/utf8.h"
 #include "daemon/smtp/mime_downgrade.h"
 
@@ -18,25 +19,6 @@ constexpr std::size_t kMaxLineOctets = 998;
 
 bool is_printable(unsigned char c) {
     return c >= 0x20 && c <= 0x7e;
-}
-
-char lower(char c) {
-    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-std::string to_lower(std::string_view s) {
-    std::string out(s);
-    for (char& c : out)
-        c = lower(c);
-    return out;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        if (lower(a[i]) != lower(b[i])) return false;
-    }
-    return true;
 }
 
 std::string_view trim(std::string_view s) {
@@ -168,7 +150,7 @@ bool is_status_code(std::string_view s) {
 }
 
 std::string normalize_action(std::string_view action) {
-    const std::string a = to_lower(trim(action));
+    const std::string a = ascii_lowercase(trim(action));
     if (a == "failed" || a == "delayed" || a == "delivered" || a == "relayed" || a == "expanded") {
         return a;
     }
@@ -440,7 +422,7 @@ std::vector<std::pair<std::string, std::string>> unfolded_fields(std::string_vie
         const std::size_t colon = line.find(':');
         if (colon == std::string_view::npos) continue;  // not a field; ignore it
         // trim() also accepts the obsolete "Name :" form.
-        fields.emplace_back(to_lower(trim(line.substr(0, colon))),
+        fields.emplace_back(ascii_lowercase(trim(line.substr(0, colon))),
                             std::string(trim(line.substr(colon + 1))));
     }
     return fields;

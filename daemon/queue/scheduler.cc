@@ -3,21 +3,10 @@
 
 #include <algorithm>
 
+#include "common/ascii.h"
+
 namespace esad::queue {
-namespace {
-
-bool iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        char x = a[i], y = b[i];
-        if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-        if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-        if (x != y) return false;
-    }
-    return true;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 std::string_view to_string(FinalState s) {
     switch (s) {

@@ -4,21 +4,11 @@
 #include <array>
 #include <utility>
 
+#include "common/ascii.h"
+
 namespace esad::smtp {
 
 namespace {
-
-char upper(char c) {
-    return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        if (upper(a[i]) != upper(b[i])) return false;
-    }
-    return true;
-}
 
 constexpr std::array<std::pair<std::string_view, Verb>, 18> kVerbs{{
     {"HELO", Verb::kHelo},
@@ -101,10 +91,6 @@ bool line_has_invalid_octets(std::string_view line) {
         if ((c < 0x20 && c != '\t') || c == 0x7f) return true;
     }
     return false;
-}
-
-bool starts_with_nocase(std::string_view text, std::string_view prefix) {
-    return text.size() >= prefix.size() && iequals(text.substr(0, prefix.size()), prefix);
 }
 
 }  // namespace esad::smtp

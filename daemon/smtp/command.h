@@ -44,7 +44,4 @@ Command parse_command(std::string_view line);
 
 bool line_has_invalid_octets(std::string_view line);
 
-// Case-insensitive ASCII prefix test, e.g. starts_with_nocase(arg, "FROM:").
-bool starts_with_nocase(std::string_view text, std::string_view prefix);
-
 }  // namespace esad::smtp

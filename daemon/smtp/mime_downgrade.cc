@@ -5,22 +5,12 @@
 #include <optional>
 #include <vector>
 
+#include "common/ascii.h"
 #include "common/utf8.h"
 
 namespace esad::smtp {
 
 namespace {
-
-char lower(char c) {
-    return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i)
-        if (lower(a[i]) != lower(b[i])) return false;
-    return true;
-}
 
 std::string_view trim(std::string_view s) {
     while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
@@ -82,7 +72,7 @@ std::string set_header(std::string_view headers, std::string_view name, std::str
 std::string lower_token(std::string_view s) {
     std::string out;
     for (char c : trim(s))
-        out.push_back(lower(c));
+        out.push_back(ascii_lower(c));
     return out;
 }
 

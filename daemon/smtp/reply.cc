@@ -1,6 +1,7 @@
 // See reply.h for the contract.
 #include "daemon/smtp/reply.h"
 
+#include "common/ascii.h"
 #include "common/utf8.h"
 
 #include <limits>
@@ -12,18 +13,6 @@ namespace {
 
 bool is_digit(char c) {
     return c >= '0' && c <= '9';
-}
-
-char upper(char c) {
-    return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        if (upper(a[i]) != upper(b[i])) return false;
-    }
-    return true;
 }
 
 bool contains_nocase(std::string_view text, std::string_view needle) {

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "common/ascii.h"
 #include "common/escape.h"
 #include "daemon/smtp/command.h"
 
@@ -16,18 +17,6 @@ constexpr std::size_t kMaxMessageId = 256;
 
 bool is_wsp(char c) {
     return c == ' ' || c == '\t';
-}
-
-char ascii_lower(char c) {
-    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
-    }
-    return true;
 }
 
 // Calls fn(name, value_with_continuations) for each header field of the header section.
@@ -544,7 +533,7 @@ void ServerSession::do_mail(std::string_view arg, Millis now) {
     if (messages_ >= l.max_messages) {
         return close_with(421, "4.7.0", "Error: too many messages in one session");
     }
-    if (!starts_with_nocase(arg, "FROM:")) {
+    if (!istarts_with(arg, "FROM:")) {
         return protocol_error(501, "5.5.4", "Syntax: MAIL FROM:<address>");
     }
     const auto split = split_path_and_params(arg.substr(5));
@@ -584,7 +573,7 @@ void ServerSession::do_mail(std::string_view arg, Millis now) {
 void ServerSession::do_rcpt(std::string_view arg, Millis now) {
     const auto& l = config_.limits;
     rcpt_attempted_ = true;
-    if (!starts_with_nocase(arg, "TO:")) {
+    if (!istarts_with(arg, "TO:")) {
         return protocol_error(501, "5.5.4", "Syntax: RCPT TO:<address>");
     }
     const auto split = split_path_and_params(arg.substr(3));

@@ -25,7 +25,7 @@ Parsed parse(const std::string& text) {
     static const std::regex kHelp(R"(^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) (.*)$)");
     static const std::regex kType(R"(^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge)$)");
     static const std::regex kSample(
-        R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\[\\"n])*",?)*\})? ([0-9]+)$)");
+        R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\[\\"n])*",?)*\})? ([0-9]+(\.[0-9]+)?)$)");
     Parsed p;
     REQUIRE(!text.empty());
     REQUIRE(text.back() == '\n');
@@ -102,6 +102,7 @@ TEST_CASE("global gauges carry the snapshot's values") {
     s.oldest_message_unix_ms = 1700000123456;
     s.recovering = true;
     s.reloads = 2;
+    s.loop_busy_10s = 0.4567;
     s.hosts = {host("a.example", 1, true), host("b.example", 2), host("c.example", 3, true)};
     Parsed p = parse(format_metrics(s, {}));
     CHECK(p.samples["esad_info{version=\"0.1.0\",hostname=\"mta.example\"}"] == "1");
@@ -118,6 +119,7 @@ TEST_CASE("global gauges carry the snapshot's values") {
     CHECK(p.samples["esad_recovering"] == "1");
     CHECK(p.samples["esad_delivery_suspended"] == "0");
     CHECK(p.samples["esad_reloads_total"] == "2");
+    CHECK(p.samples["esad_event_loop_busy_ratio"] == "0.457");
     CHECK(p.types["esad_connections_in"] == "gauge");
 }
 

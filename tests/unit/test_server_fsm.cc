@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/ascii.h"
 #include "daemon/smtp/command.h"
 #include "daemon/smtp/server_fsm.h"
 
@@ -189,8 +190,8 @@ TEST_CASE("parse_command", "[smtp][command]") {
     CHECK(line_has_invalid_octets("a\x7f"));
     CHECK(line_has_invalid_octets("a\rb"));
     CHECK_FALSE(line_has_invalid_octets("a\tb \xc3\xa9"));
-    CHECK(starts_with_nocase("from:<x>", "FROM:"));
-    CHECK_FALSE(starts_with_nocase("FRO", "FROM:"));
+    CHECK(esad::istarts_with("from:<x>", "FROM:"));
+    CHECK_FALSE(esad::istarts_with("FRO", "FROM:"));
 }
 
 // ---- greeting, EHLO ---------------------------------------------------------------------
