@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/make_dirs.h"
 #include "daemon/control/cmd_capture.h"
 #include "daemon/control/cmd_queue.h"
 #include "daemon/control/cmd_status.h"
@@ -27,20 +28,6 @@
 namespace esad {
 
 namespace {
-bool ensure_dir(const std::string& dir, mode_t mode, std::string* error) {
-    std::string partial;
-    size_t pos = 0;
-    while (pos != std::string::npos) {
-        pos = dir.find('/', pos + 1);
-        partial = dir.substr(0, pos);
-        if (partial.empty()) continue;
-        if (mkdir(partial.c_str(), mode) != 0 && errno != EEXIST) {
-            *error = "cannot create " + partial + ": " + strerror(errno);
-            return false;
-        }
-    }
-    return true;
-}
 // Whether the process may chown its files to `gid`: its own group or a supplementary one.
 bool in_group(gid_t gid) {
     if (getegid() == gid) return true;
@@ -91,7 +78,7 @@ Daemon::~Daemon() {
 bool Daemon::start(std::string* error) {
     listen_fds_ = loop::take_listen_fds();
     warn_unimplemented(config_);
-    if (!ensure_dir(config_.daemon.state_dir, 0750, error)) return false;
+    if (!make_dirs(config_.daemon.state_dir, 0750, error)) return false;
 
     control::PeerPolicy policy;
     policy.daemon_uid = getuid();

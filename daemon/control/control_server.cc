@@ -13,6 +13,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/make_dirs.h"
+
 namespace esad::control {
 
 namespace {
@@ -24,16 +26,6 @@ constexpr size_t kRootReserve = 4;
 constexpr uint64_t kFirstRequestTimeoutMs = 10 * 1000;
 // A client that does not read its replies is cut off instead of growing our buffers.
 constexpr size_t kMaxPendingWrite = 8 * 1024 * 1024;
-
-bool make_dirs(const std::string& dir, mode_t mode) {
-    if (dir.empty()) return true;
-    struct stat st {};
-    if (stat(dir.c_str(), &st) == 0) return S_ISDIR(st.st_mode);
-    size_t slash = dir.rfind('/');
-    if (slash != std::string::npos && slash > 0 && !make_dirs(dir.substr(0, slash), 0755))
-        return false;
-    return mkdir(dir.c_str(), mode) == 0 || errno == EEXIST;
-}
 
 // Supplementary groups of a peer process, from /proc (an in-memory read).
 bool pid_in_group(pid_t pid, gid_t group) {
@@ -168,8 +160,9 @@ bool ControlServer::start(std::string* error) {
     }
     std::string dir = path_.substr(0, path_.rfind('/') == std::string::npos ? 0 : path_.rfind('/'));
     if (!dir.empty()) {
-        if (!make_dirs(dir, 0750)) {
-            *error = "cannot create control socket directory " + dir + ": " + strerror(errno);
+        std::string why;
+        if (!make_dirs(dir, 0750, &why)) {
+            *error = "control socket directory: " + why;
             return false;
         }
         chmod(dir.c_str(), 0750);

@@ -8,18 +8,17 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/make_dirs.h"
+
 namespace esad::logs {
 
 std::shared_ptr<spdlog::logger> open_log_file(const std::string& dir, const std::string& name,
                                               const std::string& what, std::string* path,
                                               std::string* error) {
-    for (size_t pos = 0; pos != std::string::npos;) {
-        pos = dir.find('/', pos + 1);
-        std::string partial = dir.substr(0, pos);
-        if (!partial.empty() && mkdir(partial.c_str(), 0750) != 0 && errno != EEXIST) {
-            *error = "cannot create log directory " + partial + ": " + strerror(errno);
-            return nullptr;
-        }
+    std::string why;
+    if (!make_dirs(dir, 0750, &why)) {
+        *error = "log directory: " + why;
+        return nullptr;
     }
     *path = dir + "/" + name + ".current";
     std::shared_ptr<spdlog::logger> logger;

@@ -17,6 +17,8 @@
 #include <cstring>
 #include <set>
 
+#include "common/make_dirs.h"
+
 namespace esad::loop {
 
 namespace {
@@ -26,15 +28,6 @@ constexpr int kMaxDepth = 16;
 
 std::string errno_text() {
     return strerror(errno);
-}
-
-bool make_dirs(const std::string& dir, mode_t mode) {
-    struct stat st {};
-    if (stat(dir.c_str(), &st) == 0) return S_ISDIR(st.st_mode);
-    size_t slash = dir.rfind('/');
-    if (slash != std::string::npos && slash > 0 && !make_dirs(dir.substr(0, slash), 0755))
-        return false;
-    return mkdir(dir.c_str(), mode) == 0 || errno == EEXIST;
 }
 
 class Handover {
@@ -153,10 +146,7 @@ bool hand_over_paths(const UserIds& ids, const std::vector<std::string>& dirs,
     std::set<std::string> seen;
     for (const auto& dir : dirs) {
         if (dir.empty() || !seen.insert(dir).second) continue;
-        if (!make_dirs(dir, 0750)) {
-            *error = "cannot create " + dir + ": " + errno_text();
-            return false;
-        }
+        if (!make_dirs(dir, 0750, error)) return false;
         if (!hand_over_one(ids, dir, error)) return false;
     }
     for (const auto& file : files) {
