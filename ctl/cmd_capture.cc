@@ -34,6 +34,13 @@ namespace {
 
 using nlohmann::json;
 
+// Packets the kernel dropped because the helper fell behind: the file has gaps.
+std::string dropped_text(const json& c) {
+    uint64_t dropped = c.value("dropped", 0ull);
+    if (!dropped) return "";
+    return " (" + thousands(dropped) + " dropped by the kernel: the capture has gaps)";
+}
+
 constexpr const char* kUsage =
     "packetcapture start [--host H] [--port P]... [--filter BPF] [--max-size MB] "
     "[--duration S] [--interface IF] | stop | status | list";
@@ -141,7 +148,7 @@ void print_status(std::ostream& o, const json& d) {
         o << "Filter:         " << c.value("filter", "") << "\n";
         o << "Size:           " << size_text(c.value("bytes", 0ull)) << " (limit "
           << size_text(c.value("max_size", 0ull)) << ")\n";
-        o << "Packets:        " << thousands(c.value("packets", 0ull)) << "\n";
+        o << "Packets:        " << thousands(c.value("packets", 0ull)) << dropped_text(c) << "\n";
         o << "Elapsed:        " << c.value("elapsed", 0ll) << "s (limit "
           << c.value("duration", 0ull) << "s)\n";
     }
@@ -277,7 +284,7 @@ int cmd_stop(Context& ctx) {
     const json& s = d["capture"];
     ctx.out << "Packet capture stopped: " << s.value("path", "") << " ("
             << thousands(s.value("packets", 0ull)) << " packets, "
-            << size_text(s.value("bytes", 0ull)) << ")\n";
+            << size_text(s.value("bytes", 0ull)) << ")" << dropped_text(s) << "\n";
     return kExitOk;
 }
 

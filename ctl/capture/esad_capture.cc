@@ -181,7 +181,12 @@ int main(int argc, char** argv) {
     char errbuf[PCAP_ERRBUF_SIZE] = {};
     pcap_t* p = pcap_create(o.interface.c_str(), errbuf);
     if (!p) return fail(std::string("cannot open interface ") + o.interface + ": " + errbuf);
-    pcap_set_snaplen(p, 262144);
+    // Immediate mode (each packet readable at once) uses fixed-size ring frames of about the
+    // snap length: 65,535 octets covers loopback's 64 KiB segments, and a 32 MiB ring holds
+    // ~500 of them, so a helper that loses the CPU for a while on a busy machine does not
+    // drop packets (with 256 KiB frames and libpcap's 2 MiB default the ring held 8).
+    pcap_set_snaplen(p, 65535);
+    pcap_set_buffer_size(p, 32 << 20);
     pcap_set_immediate_mode(p, 1);
     pcap_set_timeout(p, 200);
     int rc = pcap_activate(p);

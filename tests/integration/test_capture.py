@@ -113,6 +113,7 @@ def test_plain_and_starttls_capture_read_back():
         assert "Packet capture stopped: " + path in r.stdout, r.stdout
         cap = capture_status(d)["capture"]
         assert cap["running"] is False and cap["stop_reason"] == "stop requested" and cap["packets"] > 10, cap
+        assert cap["dropped"] == 0, cap  # a gap would hide the conversation
         listing = d.ctl("packetcapture", "list").stdout
         assert os.path.basename(path) in listing and "TLS key log: " in listing, listing
         assert d.ctl_json("packetcapture", "list")["captures"][-1]["path"] == path
