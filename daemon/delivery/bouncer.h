@@ -70,7 +70,10 @@ class Bouncer {
     void hold(std::vector<queue::FinalRecipient>& finals, std::vector<spool::Mid>& done) {
         book_.hold(finals, done);
     }
-    void poll();  // something changed (a report): rounds may be due now
+    // Something changed (a report was applied): look for rounds that are due on the next
+    // loop turn (one look covers every report of that turn).
+    void kick() { arm(0); }
+    void poll();
     void stop();  // shutdown: send every open round now, no more timers
 
   private:

@@ -779,7 +779,7 @@ void DeliveryManager::journal(const std::vector<queue::FinalRecipient>& finals,
     std::vector<spool::Mid> removals = done;
     bouncer_->hold(now, removals);
     append_journal(now, removals);
-    bouncer_->poll();
+    bouncer_->kick();
 }
 
 void DeliveryManager::append_journal(const std::vector<queue::FinalRecipient>& finals,
