@@ -9,7 +9,6 @@
 
 #include "common/escape.h"
 #include "common/format.h"
-#include "common/idna.h"
 #include "daemon/loop/work.h"
 #include "daemon/queue/dsn.h"
 #include "daemon/smtp/status_text.h"
@@ -92,12 +91,6 @@ Counter hard_counter(queue::HardKind k) {
 smtp::TlsPolicy tls_policy(const std::string& text) {
     return smtp::parse_tls_policy(text).value_or(smtp::TlsPolicy::kPreferred);
 }
-
-// The header section of a message (up to the first empty line).
-std::string header_section(const std::string& content) {
-    size_t end = content.find("\r\n\r\n");
-    return end == std::string::npos ? content : content.substr(0, end + 2);
-}
 }  // namespace
 
 struct DeliveryManager::Live {
@@ -153,14 +146,36 @@ DeliveryManager::DeliveryManager(uv_loop_t* loop, DaemonState& state, logs::Mail
     timer_ = loop::Timer::create(loop, [this] { dispatch(); });
     reaper_ = loop::Timer::create(loop, [this] { graveyard_.clear(); });
     idle_timer_ = loop::Timer::create(loop, [this] { sweep_idle(); });
-    journal_timer_ = loop::Timer::create(loop, [this] {
-        journal_timer_armed_ = false;
-        flush_journal();
-    });
+    Bouncer::Env be;
+    be.loop = loop;
+    be.store = spool_.store.get();
+    be.committer = &committer_;
+    be.helo_name = [this] { return env_.helo_name; };
+    be.random = [this] { return rng_(); };
+    be.now = [this] { return now_ms(); };
+    be.busy = [this](spool::Mid mid) {
+        const queue::MessageIndex& index = scheduler_->index();
+        uint32_t idx = index.find(mid);
+        if (idx == queue::kNoIndex) return false;
+        for (const auto& r : index.at(idx).rcpts)
+            if (r.state == queue::RcptState::kInFlight || r.state == queue::RcptState::kReady)
+                return true;
+        return false;
+    };
+    be.log = [this](const std::string& line) { mail_log_.info(line); };
+    be.release = [this](std::vector<queue::FinalRecipient> finals, std::vector<spool::Mid> done) {
+        append_journal(finals, done);
+    };
+    be.queued = [this](const spool::Envelope& envelope, uint64_t size, bool delay_warning) {
+        ++stats_.dsns;
+        if (!delay_warning) state_.counters.add(Counter::kGenBounceRecipients);
+        add_message(envelope, size);
+    };
+    bouncer_ = std::make_unique<Bouncer>(std::move(be));
 }
 
 DeliveryManager::~DeliveryManager() {
-    journal_timer_.reset();
+    bouncer_.reset();
     timer_.reset();
     idle_timer_.reset();
     reaper_.reset();
@@ -237,6 +252,7 @@ void DeliveryManager::stop() {
         if (!l.loading) s->quit();
     }
     idle_timer_.reset();
+    bouncer_->stop();
 }
 
 void DeliveryManager::abort_sessions() {
@@ -279,14 +295,13 @@ void DeliveryManager::handle_pick_side_effects(queue::Pick& pick) {
             bounces[f.mid].push_back(
                 {f.rid, "5.4.7", "X-Esad; Delivery expired (message too old)", ""});
         }
-        journal(pick.expired, {});
+        // The bouncer first: it holds these finals until their DSN is in the spool.
         for (auto& [mid, list] : bounces)
             bounce(mid, domains[mid], std::move(list));
     }
-    if (!pick.messages_done.empty()) {
-        journal({}, pick.messages_done);
-        finish_messages(pick.messages_done);
-    }
+    if (pick.expired.empty() && pick.messages_done.empty()) return;
+    journal(pick.expired, pick.messages_done);
+    finish_messages(pick.messages_done);
 }
 
 void DeliveryManager::start_work(queue::Work work) {
@@ -759,6 +774,16 @@ void DeliveryManager::apply_removal(const queue::RemoveResult& removed, bool bou
 
 void DeliveryManager::journal(const std::vector<queue::FinalRecipient>& finals,
                               const std::vector<spool::Mid>& done) {
+    // Hard bounces wait in the bouncer until their DSN is durable (see bouncer.h).
+    std::vector<queue::FinalRecipient> now = finals;
+    std::vector<spool::Mid> removals = done;
+    bouncer_->hold(now, removals);
+    append_journal(now, removals);
+    bouncer_->kick();
+}
+
+void DeliveryManager::append_journal(const std::vector<queue::FinalRecipient>& finals,
+                                     const std::vector<spool::Mid>& done) {
     for (const auto& f : finals) {
         spool::RcptState st =
             f.state == queue::FinalState::kDelivered     ? spool::RcptState::kDelivered
@@ -767,49 +792,72 @@ void DeliveryManager::journal(const std::vector<queue::FinalRecipient>& finals,
         journal_pending_.push_back({f.mid, f.rid, st, journal_kind(f.kind)});
     }
     remove_pending_.insert(remove_pending_.end(), done.begin(), done.end());
-    // Final records are batched for a few milliseconds: one fsync covers every outcome of
-    // that window. Nothing acknowledged depends on it (the message files stay until their
-    // records are durable); a crash inside the window only means redelivering those.
-    if (!journal_timer_armed_ && journal_timer_) {
-        journal_timer_armed_ = true;
-        journal_timer_->start(kJournalDelayMs);
-    }
+    pump_journal();
 }
 
-void DeliveryManager::flush_journal() {
-    if (journal_in_flight_ || (journal_pending_.empty() && remove_pending_.empty())) return;
-    journal_in_flight_ = true;
-    auto records = std::make_shared<std::vector<spool::JournalRecord>>(std::move(journal_pending_));
-    auto removes = std::make_shared<std::vector<spool::Mid>>(std::move(remove_pending_));
-    journal_pending_.clear();
-    remove_pending_.clear();
-    auto status = std::make_shared<spool::IoStatus>();
+void DeliveryManager::pump_journal() {
     spool::Spool* sp = &spool_;
-    loop::queue_work(
-        loop_,
-        [sp, records, removes, status] {
-            if (!records->empty()) {
-                *status = sp->journal->append(*records);
-                if (status->ok()) *status = sp->journal->sync();
-            }
-            // A message file goes only after its final records are durable.
-            if (status->ok())
-                for (spool::Mid mid : *removes)
-                    sp->store->remove_message(mid);
-            if (status->ok() && sp->journal->needs_compaction())
-                spool::compact_journal(*sp->store, *sp->journal);
-        },
-        [this, records, status] {
-            journal_in_flight_ = false;
-            ++stats_.journal_flushes;
-            stats_.journal_records += records->size();
-            if (!status->ok())
-                spdlog::error(
-                    "spool: journal write failed ({} records; they will be redone after a "
-                    "restart): {}",
-                    records->size(), status->reason());
-            flush_journal();
-        });
+    // Write at once (a killed process loses nothing written); one write in flight at a time,
+    // records arriving meanwhile go out together with the next.
+    if (!append_in_flight_ && (!journal_pending_.empty() || !remove_pending_.empty())) {
+        append_in_flight_ = true;
+        auto records =
+            std::make_shared<std::vector<spool::JournalRecord>>(std::move(journal_pending_));
+        auto removes = std::make_shared<std::vector<spool::Mid>>(std::move(remove_pending_));
+        journal_pending_.clear();
+        remove_pending_.clear();
+        auto status = std::make_shared<spool::IoStatus>();
+        loop::queue_work(
+            loop_,
+            [sp, records, status] {
+                if (!records->empty()) *status = sp->journal->append(*records);
+            },
+            [this, records, removes, status] {
+                append_in_flight_ = false;
+                stats_.journal_records += records->size();
+                if (status->ok()) {
+                    unsynced_records_ += records->size();
+                    sync_removes_.insert(sync_removes_.end(), removes->begin(), removes->end());
+                } else {
+                    // Their messages stay in queue/: the recipients are redone after a restart.
+                    spdlog::error(
+                        "spool: journal write failed ({} records; they will be redone after a "
+                        "restart): {}",
+                        records->size(), status->reason());
+                }
+                pump_journal();
+            });
+    }
+    // Group commit: one fsync covers everything written before it; a message file goes only
+    // after its final records are durable.
+    if (!sync_in_flight_ && (unsynced_records_ > 0 || !sync_removes_.empty())) {
+        sync_in_flight_ = true;
+        const uint64_t count = unsynced_records_;
+        unsynced_records_ = 0;
+        auto removes = std::make_shared<std::vector<spool::Mid>>(std::move(sync_removes_));
+        sync_removes_.clear();
+        auto status = std::make_shared<spool::IoStatus>();
+        loop::queue_work(
+            loop_,
+            [sp, count, removes, status] {
+                if (count > 0) *status = sp->journal->sync();
+                if (status->ok())
+                    for (spool::Mid mid : *removes)
+                        sp->store->remove_message(mid);
+                if (status->ok() && sp->journal->needs_compaction())
+                    spool::compact_journal(*sp->store, *sp->journal);
+            },
+            [this, count, status] {
+                sync_in_flight_ = false;
+                ++stats_.journal_flushes;
+                if (!status->ok())
+                    spdlog::error(
+                        "spool: journal sync failed ({} records; they will be redone after a "
+                        "restart): {}",
+                        count, status->reason());
+                pump_journal();
+            });
+    }
 }
 
 void DeliveryManager::finish_messages(const std::vector<spool::Mid>& done) {
@@ -825,90 +873,11 @@ void DeliveryManager::finish_messages(const std::vector<spool::Mid>& done) {
 
 void DeliveryManager::bounce(spool::Mid mid, const std::string& domain,
                              std::vector<BounceInfo> rcpts, bool delay_warning) {
-    if (!profile(domain).send_dsn && !delay_warning) return;
-    // The message may already be finished in the index: read what we need from the spool.
-    auto result = std::make_shared<spool::LoadResult>();
-    spool::Store* store = spool_.store.get();
-    loop::queue_work(
-        loop_, [store, mid, result] { *result = store->load_content(mid); },
-        [this, mid, rcpts = std::move(rcpts), result, delay_warning] {
-            if (result->status != spool::LoadStatus::kOk) {
-                spdlog::warn("bounce for MID {} not generated: {}", mid, result->reason);
-                return;
-            }
-            const spool::Envelope& orig = result->message.envelope;
-            std::string headers = header_section(result->message.content);
-            if (!queue::should_send_dsn(orig.sender, headers)) {
-                for (const auto& b : rcpts)
-                    mail_log_.info(
-                        fmt::format("Double bounce: MID {} to RID {} - {} - no DSN for a "
-                                    "message from the null sender or a bounce",
-                                    mid, b.rid, b.status));
-                return;
-            }
-            queue::DsnInput in;
-            in.reporting_mta = env_.helo_name;
-            in.original_mid = mid;
-            in.original_sender = orig.sender;
-            in.arrival = static_cast<std::time_t>(orig.received_unix_ms / 1000);
-            in.original_headers = headers;
-            in.now = std::time(nullptr);
-            in.boundary_seed = rng_();
-            in.delay_warning = delay_warning;
-            in.utf8 = orig.smtputf8;  // RFC 6533: UTF-8 addresses stay UTF-8
-            for (const auto& b : rcpts) {
-                queue::DsnRecipient r;
-                for (const auto& rc : orig.recipients)
-                    if (rc.rid == b.rid) r.address = rc.address;
-                r.action = delay_warning ? "delayed" : "failed";
-                if (delay_warning && b.retry_until) r.will_retry_until = b.retry_until;
-                r.status = b.status;
-                r.remote_mta = b.remote_mta;
-                r.diagnostic = b.diagnostic;
-                r.last_attempt = in.now;
-                in.recipients.push_back(r);
-            }
-            spool::Message dsn;
-            spool::IoStatus st = committer_.next_mid(&dsn.envelope.mid);
-            if (!st.ok()) {
-                spdlog::error("bounce for MID {}: no MID: {}", mid, st.reason());
-                return;
-            }
-            dsn.envelope.received_unix_ms = now_ms();
-            dsn.envelope.sender = "";
-            size_t at = orig.sender.rfind('@');
-            std::string domain = at == std::string::npos ? "" : orig.sender.substr(at + 1);
-            domain = to_a_label(domain).value_or(domain);  // the recipient host: A-label
-            dsn.envelope.recipients.push_back({0, orig.sender, domain});
-            dsn.envelope.client_ip = "127.0.0.1";
-            dsn.envelope.client_helo = env_.helo_name;
-            // A UTF-8 DSN travels as it came: SMTPUTF8 and 8BITMIME, never downgraded.
-            dsn.envelope.smtputf8 = orig.smtputf8;
-            dsn.envelope.body_type =
-                orig.smtputf8 ? spool::BodyType::k8BitMime : spool::BodyType::k7Bit;
-            dsn.content = queue::build_dsn(in);
-            spool::Mid new_mid = dsn.envelope.mid;
-            spool::Envelope env_copy = dsn.envelope;
-            uint64_t size = dsn.content.size();
-            committer_.commit(std::move(dsn), [this, mid, new_mid, env_copy, size,
-                                               delay_warning](const spool::IoStatus& cs) {
-                if (!cs.ok()) {
-                    spdlog::error("bounce for MID {} not queued: {}", mid, cs.reason());
-                    return;
-                }
-                ++stats_.dsns;
-                if (delay_warning) {
-                    mail_log_.info(fmt::format("MID {} was generated for delay warning of MID {}",
-                                               new_mid, mid));
-                } else {
-                    state_.counters.add(Counter::kGenBounceRecipients);
-                    mail_log_.info(
-                        fmt::format("MID {} was generated for bounce of MID {}", new_mid, mid));
-                }
-                mail_log_.info(fmt::format("MID {} queued for delivery", new_mid));
-                add_message(env_copy, size);
-            });
-        });
+    if (delay_warning) {
+        bouncer_->delay_warning(mid, std::move(rcpts));
+    } else if (profile(domain).send_dsn) {
+        bouncer_->add(mid, std::move(rcpts));
+    }
 }
 
 }  // namespace esad::delivery

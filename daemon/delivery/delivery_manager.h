@@ -27,6 +27,7 @@
 
 #include "common/config.h"
 #include "daemon/daemon_state.h"
+#include "daemon/delivery/bouncer.h"
 #include "daemon/delivery/router.h"
 #include "daemon/delivery/smtp_session.h"
 #include "daemon/hosts/host_table.h"
@@ -102,15 +103,10 @@ class DeliveryManager {
     void record(const queue::ReportResult& result, const std::string& domain);
     void journal(const std::vector<queue::FinalRecipient>& finals,
                  const std::vector<spool::Mid>& done);
-    void flush_journal();
+    void append_journal(const std::vector<queue::FinalRecipient>& finals,
+                        const std::vector<spool::Mid>& done);
+    void pump_journal();
     void finish_messages(const std::vector<spool::Mid>& done);
-    struct BounceInfo {
-        uint32_t rid = 0;
-        std::string status;      // "5.1.1"
-        std::string diagnostic;  // "smtp; 550 5.1.1 no such user"
-        std::string remote_mta;
-        std::time_t retry_until = 0;  // delay warnings: when the message expires
-    };
     void bounce(spool::Mid mid, const std::string& domain, std::vector<BounceInfo> rcpts,
                 bool delay_warning = false);
     void log_outcomes(const queue::Work& work, const smtp::TransactionReport* report,
@@ -145,13 +141,16 @@ class DeliveryManager {
     std::vector<std::shared_ptr<SmtpSession>> graveyard_;
     std::unordered_map<spool::Mid, uint64_t> sizes_;
     uint64_t queued_bytes_ = 0;
-    // Journal batching.
-    std::vector<spool::JournalRecord> journal_pending_;
-    std::vector<spool::Mid> remove_pending_;
-    bool journal_in_flight_ = false;
-    static constexpr uint64_t kJournalDelayMs = 20;
-    loop::HandlePtr<loop::Timer> journal_timer_;
-    bool journal_timer_armed_ = false;
+    // Journal: records are written (one worker write(2)) as soon as they exist, so a process
+    // kill loses none; fsyncs are batched (group commit) by a second worker job that covers
+    // everything written before it started, then removes the messages those records finished.
+    std::vector<spool::JournalRecord> journal_pending_;  // not yet written
+    std::vector<spool::Mid> remove_pending_;             // their messages done with them
+    bool append_in_flight_ = false;
+    uint64_t unsynced_records_ = 0;         // written, not yet covered by a sync
+    std::vector<spool::Mid> sync_removes_;  // removals waiting for that sync
+    bool sync_in_flight_ = false;
+    std::unique_ptr<Bouncer> bouncer_;
     DeliveryStats stats_;
     std::string tls_error_;
 };

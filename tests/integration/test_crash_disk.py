@@ -11,10 +11,9 @@ import os
 import random
 import subprocess
 import tempfile
-import threading
 import time
 
-from esad_harness import (FAULT_SHIM, Daemon, SmtpClient, make_body, send_message, spool_messages,
+from esad_harness import (FAULT_SHIM, Daemon, Injector, SmtpClient, make_body, send_message, spool_messages,
                           wait_for, run_tests)
 
 ROUNDS = int(os.environ.get("ESAD_CRASH_ROUNDS", "12"))
@@ -22,39 +21,22 @@ ROUNDS = int(os.environ.get("ESAD_CRASH_ROUNDS", "12"))
 
 def test_kill9_never_loses_an_acknowledged_message():
     d = Daemon(start=False)
-    acked = set()
-    attempted = set()
-    lock = threading.Lock()
-    seq = [0]
+    acked, attempted = set(), set()
+
+    def message(rnd, cid, seq):
+        mid = f"crash-{rnd}-{cid}-{seq}@test"
+        return (mid, "a@src.test", [f"r{cid}@d{seq % 7}.test"],
+                make_body(mid, size=random.choice([500, 3000, 40000])))
+
     try:
         for rnd in range(ROUNDS):
             d.start()
-            stop = threading.Event()
-
-            def client(cid):
-                while not stop.is_set():
-                    with lock:
-                        seq[0] += 1
-                        mid = f"crash-{rnd}-{cid}-{seq[0]}@test"
-                        attempted.add(mid)
-                    try:
-                        code, _ = send_message(d.smtp_port, "a@src.test",
-                                               [f"r{cid}@d{seq[0] % 7}.test"],
-                                               make_body(mid, size=random.choice([500, 3000, 40000])))
-                    except (OSError, ConnectionError):
-                        continue
-                    if code == 250:
-                        with lock:
-                            acked.add(mid)
-
-            threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
-            for t in threads:
-                t.start()
+            inj = Injector(d.smtp_port, message, rnd)
             time.sleep(random.uniform(0.2, 0.8))
             d.kill9()
-            stop.set()
-            for t in threads:
-                t.join(10)
+            inj.stop()
+            acked |= inj.acked
+            attempted |= inj.attempted
         d.start()  # recovery after the last crash
         msgs = spool_messages(d.state)
         errors = [m for m in msgs if "error" in m]

@@ -8,8 +8,8 @@ import subprocess
 import sys
 import time
 
-from esad_harness import (Daemon, free_port, make_body, send_message, spool_messages, wait_for,
-                          run_tests)
+from esad_harness import (Daemon, delivery_daemon, free_port, mail_log, make_body, send_message,
+                          spool_messages, wait_for, run_tests)
 from smtp_sink import SmtpSink
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -20,23 +20,6 @@ def start_dns():
     p = subprocess.Popen(["/usr/bin/python3", FAKE_DNS, "--idle", "300"], stdout=subprocess.PIPE, text=True)
     port = int(p.stdout.readline().split()[0])
     return p, port
-
-
-def mail_log(d):
-    with open(os.path.join(d.state, "logs", "mail.current")) as f:
-        return f.read()
-
-
-def delivery_daemon(routes="", extra="", dns_port=None, port=25, delivery_extra=""):
-    d = Daemon(start=False)
-    routes_path = os.path.join(d.dir, "routes.txt")
-    with open(routes_path, "w") as f:
-        f.write(routes)
-    dns = f'servers = ["127.0.0.1:{dns_port}"]\nallow_loopback = true\ntimeout_ms = 500\n' if dns_port else \
-        'servers = ["127.0.0.1:9"]\ntimeout_ms = 200\n'
-    d.write_config(f'[routes]\nfile = "{routes_path}"\n[delivery]\nport = {port}\n{delivery_extra}[dns]\n{dns}' + extra)
-    d.start()
-    return d
 
 
 def active(d):

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 ESAD = os.environ.get("ESAD_BIN", "build/test/esad")
@@ -276,3 +277,58 @@ def wait_for(predicate, timeout=10, interval=0.05):
             return True
         time.sleep(interval)
     return predicate()
+
+
+def mail_log(d):
+    """The daemon's ESA-style mail log so far."""
+    with open(os.path.join(d.state, "logs", "mail.current")) as f:
+        return f.read()
+
+
+def delivery_daemon(routes="", extra="", dns_port=None, port=25, delivery_extra="", start=True):
+    """A (started) Daemon whose mail goes by these static routes (and DNS, if given) to port."""
+    d = Daemon(start=False)
+    routes_path = os.path.join(d.dir, "routes.txt")
+    with open(routes_path, "w") as f:
+        f.write(routes)
+    dns = f'servers = ["127.0.0.1:{dns_port}"]\nallow_loopback = true\ntimeout_ms = 500\n' if dns_port else \
+        'servers = ["127.0.0.1:9"]\ntimeout_ms = 200\n'
+    d.write_config(f'[routes]\nfile = "{routes_path}"\n[delivery]\nport = {port}\n{delivery_extra}[dns]\n{dns}' + extra)
+    if start:
+        d.start()
+    return d
+
+
+class Injector:
+    """Client threads sending one message after another until stop() (kill -9 tests).
+    next_message(round_label, cid, seq) -> (message_id, sender, rcpts, body). attempted and
+    acked (answered 250) hold the Message-IDs; a refused connection is simply retried."""
+
+    def __init__(self, port, next_message, label, clients=4):
+        self.attempted, self.acked = set(), set()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._threads = [threading.Thread(target=self._client, args=(port, next_message, label, i))
+                         for i in range(clients)]
+        for th in self._threads:
+            th.start()
+
+    def _client(self, port, next_message, label, cid):
+        while not self._stop.is_set():
+            with self._lock:
+                self._seq += 1
+                mid, sender, rcpts, body = next_message(label, cid, self._seq)
+                self.attempted.add(mid)
+            try:
+                code, _ = send_message(port, sender, rcpts, body)
+            except (OSError, ConnectionError):
+                continue
+            if code == 250:
+                with self._lock:
+                    self.acked.add(mid)
+
+    def stop(self):
+        self._stop.set()
+        for th in self._threads:
+            th.join(10)

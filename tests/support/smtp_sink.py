@@ -6,7 +6,7 @@
 Recipient rules by local part prefix: "hard" → 550 5.1.1, "soft" → 451 4.3.0, "softonce" →
 451 the first time, 250 afterwards; "dropdotonce" → the first time, the connection is
 dropped after the final dot without a reply; "hangdot" → the final dot is never answered;
-anything else 250. `sink.greeting` may be set to a
+"datafail" → accepted at RCPT, the final dot answered 554 5.6.0; anything else 250. `sink.greeting` may be set to a
 421 banner. STARTTLS is offered when a certificate is given. 8BITMIME is offered unless eight_bit=False;
 SMTPUTF8 only with smtputf8=True, and a UTF-8 recipient in a transaction without the SMTPUTF8
 parameter gets 553 5.6.7 (as strict receivers answer).
@@ -150,6 +150,9 @@ class SmtpSink:
                         while self.running:  # never answer the final dot
                             time.sleep(0.1)
                         return
+                    if any(r.lower().startswith("datafail") for r in rcpts):
+                        send("554 5.6.0 content rejected")
+                        continue
                     send("250 2.0.0 Ok: queued as %d" % len(self.messages))
                 elif verb == "RSET":
                     mail_from, rcpts = None, []
