@@ -2,6 +2,7 @@
 #include "daemon/control/cmd_status.h"
 
 #include "common/rate_tracker.h"
+#include "daemon/logs/log_file.h"
 #include "esad_version.h"
 
 namespace esad::control {
@@ -40,6 +41,7 @@ json status_data(const DaemonState& s, std::time_t now) {
              : json(nullptr)},
         {"listener", s.listener_address},
         {"corrupt_files", s.corrupt_files},
+        {"log_lines_dropped", logs::dropped_log_lines()},
         {"spool",
          {{"commit_batches", s.commit_batches},
           {"messages_committed", s.commit_messages},

@@ -57,6 +57,7 @@ struct MetricsSnapshot {
     std::uint64_t spool_free_bytes = 0;
     std::int64_t oldest_message_unix_ms = 0;  // 0: queue empty
     std::uint64_t corrupt_files = 0;
+    std::uint64_t log_lines_dropped = 0;
     std::vector<HostSample> hosts;  // every host; format_metrics picks which to expose
 };
 

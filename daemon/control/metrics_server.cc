@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "daemon/delivery/delivery_manager.h"
+#include "daemon/logs/log_file.h"
 #include "esad_version.h"
 
 namespace esad::control {
@@ -100,6 +101,7 @@ MetricsSnapshot collect_metrics(DaemonState& state, delivery::DeliveryManager* m
     s.spool_free_bytes = state.spool_free_bytes;
     s.oldest_message_unix_ms = state.oldest_message_unix_ms;
     s.corrupt_files = state.corrupt_files;
+    s.log_lines_dropped = logs::dropped_log_lines();
     if (!manager) return s;
     queue::Scheduler& sch = manager->scheduler();
     s.delivery_suspended = s.delivery_suspended || sch.suspended_all();
