@@ -139,13 +139,25 @@ void Stream::fail_soon(int status) {
     failed_ = status;
     read_stop();
     report_ = Timer::create(uv_handle_get_loop(raw_handle()), [this] {
-        if (!closing() && read_cb_) {
+        if (closing()) return;
+        if (read_cb_) {
             ReadCallback cb = read_cb_;
             cb(nullptr, failed_);
         }
-        close();
+        if (!closing() && close_when_drained_) close();
     });
     report_->start(0);
+}
+
+void Stream::report_failure(int status) {
+    // Once: the rest of a failed queue fails the same way. The stream is not closed here:
+    // its owner still holds it and closes it (a handle freed under its owner would dangle).
+    if (failed_ != 0) return;
+    failed_ = status;
+    read_stop();
+    if (!read_cb_) return;
+    ReadCallback cb = read_cb_;
+    cb(nullptr, status);
 }
 
 void Stream::on_write(uv_write_t* req, int status) {
@@ -156,13 +168,10 @@ void Stream::on_write(uv_write_t* req, int status) {
     --self->pending_writes_;
     std::function<void()> done = std::move(w->done);
     delete w;
-    if (status != 0 && status != UV_ECANCELED && !self->closing() && self->read_cb_) {
-        // The owner hears of the failure now, as it would of a read error; later writes of
-        // the queue fail with UV_ECANCELED once the stream is closing, and stay quiet.
-        ReadCallback cb = self->read_cb_;
-        cb(nullptr, status);
-    }
-    if (status != 0 || (self->close_when_drained_ && self->pending_writes_ == 0)) self->close();
+    // The owner hears of a failed write now, as it would of a read error (UV_ECANCELED: the
+    // stream is closing, nobody to tell).
+    if (status != 0 && status != UV_ECANCELED && !self->closing()) self->report_failure(status);
+    if (self->close_when_drained_ && self->pending_writes_ == 0) self->close();
     if (status == 0 && done && !self->closing()) done();
 }
 

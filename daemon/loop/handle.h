@@ -8,10 +8,12 @@
 // uv_loop_close() returns 0.
 //
 // Failures reach the owner at once: a write that fails (peer reset, broken pipe) is reported
-// through the stream's read callback as n < 0 (the uv error) before the stream closes, so
-// the owner does not learn of it only at its next timeout. Handle initialisation that libuv
-// documents as infallible (timer, TCP, pipe) aborts loudly if it ever fails; a signal handle
-// that cannot be set up throws (signals are installed at startup only).
+// through the stream's read callback as n < 0 (the uv error), once, and reading stops, so
+// the owner does not learn of it only at its next timeout. The owner closes the stream (a
+// stream never closes itself under its owner: the owner's HandlePtr would dangle); one
+// handed over with close_after_writes() closes when its queue is done, failed or not. Handle
+// initialisation that libuv documents as infallible (timer, TCP, pipe) aborts loudly if it ever
+// fails; a signal handle that cannot be set up throws (signals are installed at startup only).
 //
 //   auto t = loop::Timer::create(loop, [] { ... });  t->start(1000, 1000);
 //   auto s = loop::Signal::create(loop, SIGTERM, [] { ... });
@@ -89,7 +91,7 @@ class Signal final : public HandleBase {
 // A connected or listening stream (uv_pipe_t or uv_tcp_t) with a write queue.
 class Stream : public HandleBase {
   public:
-    // n < 0: EOF, a read error or a failed write (the uv error code); the stream is closing.
+    // n < 0: EOF, a read error or a failed write (the uv error code): close the stream.
     using ReadCallback = std::function<void(const char* data, ssize_t n)>;
     using ConnectionCallback = std::function<void(int status)>;
 
@@ -97,8 +99,8 @@ class Stream : public HandleBase {
     int fileno() const;
     // Takes the bytes into the write request. `done` runs when the kernel took them (not
     // when the write failed or the handle closed first). A write that libuv refuses at once
-    // returns its error (the stream is closed); one that fails later is reported through the
-    // read callback. Both: the owner hears of it without waiting for a timeout.
+    // returns its error; either way a failure is reported through the read callback (from
+    // the next loop iteration at the earliest), and later writes return the same error.
     int write(std::string data, std::function<void()> done = nullptr);
     size_t write_queue_size() const { return pending_write_bytes_; }
     int read_start(ReadCallback cb);
@@ -121,13 +123,14 @@ class Stream : public HandleBase {
     static void on_connection(uv_stream_t* s, int status);
     static void on_write(uv_write_t* req, int status);
     void fail_soon(int status);
+    void report_failure(int status);
     ReadCallback read_cb_;
     ConnectionCallback conn_cb_;
     size_t pending_write_bytes_ = 0;
     size_t pending_writes_ = 0;
     bool close_when_drained_ = false;
-    int failed_ = 0;  // a write libuv refused at once: reported by report_
-    HandlePtr<Timer> report_;
+    int failed_ = 0;           // the first write error; later writes return it
+    HandlePtr<Timer> report_;  // reports a write libuv refused at once
     char read_buf_[64 * 1024];
 };
 
