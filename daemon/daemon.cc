@@ -405,7 +405,7 @@ void Daemon::refresh_gauges() {
         if (g.oldest_received != queue::kNever && (oldest == 0 || g.oldest_received < oldest))
             oldest = g.oldest_received;
     }
-    state_.oldest_message_unix_ms = oldest;
+    state_.oldest_message_unix_ms = delivery_->clock().to_wall(oldest);  // 0 stays 0
     if (committer_) {
         state_.commit_batches = committer_->stats().batches;
         state_.commit_messages = committer_->stats().messages;

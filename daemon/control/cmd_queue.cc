@@ -4,7 +4,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <chrono>
 #include <list>
 #include <unordered_set>
 
@@ -23,14 +22,15 @@ namespace {
 const char* const kInternalQueues[] = {"the.encryption.queue", "the.euq.queue",
                                        "the.euq.release.queue"};
 
-int64_t now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
+// The scheduler's times are on the manager's monotonic clock; operators read wall time.
+int64_t now_ms(const delivery::DeliveryManager& m) {
+    return m.clock().monotonic_ms();
 }
 
-json ms_to_unix(int64_t ms) {
-    return ms > 0 && ms != queue::kNever ? json(ms / 1000) : json(nullptr);
+// 0 ("never happened") and kNever show as null.
+json ms_to_unix(const delivery::DeliveryManager& m, int64_t ms) {
+    if (ms == 0 || ms == queue::kNever) return nullptr;
+    return m.clock().to_wall(ms) / 1000;
 }
 
 // A recipient host as the queue knows it: A-label, lower case ("München.test" finds
@@ -245,7 +245,7 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
                                  {"soft_bounced", x.soft},
                                  {"hard_bounced", x.hard},
                                  {"status", x.status},
-                                 {"last_activity", ms_to_unix(x.last_activity_ms)}});
+                                 {"last_activity", ms_to_unix(m, x.last_activity_ms)}});
             }
             r->ok({{"status_as_of", std::time(nullptr)},
                    {"sort", sort},
@@ -273,7 +273,7 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
             json ips = json::array();
             for (const auto& ip : h.ips())
                 ips.push_back({{"ip", ip.ip},
-                               {"last_attempt", ms_to_unix(ip.last_attempt)},
+                               {"last_attempt", ms_to_unix(m, ip.last_attempt)},
                                {"last_error", ip.last_error},
                                {"failures", ip.failures},
                                {"successes", ip.successes}});
@@ -297,7 +297,7 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
                    {"host_unicode", unicode_form(domain)},
                    {"status_as_of", std::time(nullptr)},
                    {"status", std::string(hosts::to_string(h.status()))},
-                   {"retry_at", ms_to_unix(h.retry_at())},
+                   {"retry_at", ms_to_unix(m, h.retry_at())},
                    {"counters", counters_json(dq.counters)},
                    {"gauges",
                     {{"active_recipients", g.active()},
@@ -305,18 +305,18 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
                      {"attempted_recipients", g.attempted},
                      {"current_outbound_connections", g.current_connections},
                      {"pending_outbound_connections", g.pending_connections}}},
-                   {"oldest_message", ms_to_unix(g.oldest_received)},
-                   {"last_activity", ms_to_unix(h.last_activity())},
+                   {"oldest_message", ms_to_unix(m, g.oldest_received)},
+                   {"last_activity", ms_to_unix(m, h.last_activity())},
                    {"suspended", dq.suspended() || s.suspended_all()},
                    {"routes", routes},
                    {"ordered_ips", ordered},
                    {"mx_records", mx},
                    {"ips", ips},
                    {"last_5xx_error",
-                    {{"text", h.last_5xx().text}, {"at", ms_to_unix(h.last_5xx().at)}}},
+                    {{"text", h.last_5xx().text}, {"at", ms_to_unix(m, h.last_5xx().at)}}},
                    {"last_soft_error",
                     {{"text", h.last_soft_error().text},
-                     {"at", ms_to_unix(h.last_soft_error().at)}}}});
+                     {"at", ms_to_unix(m, h.last_soft_error().at)}}}});
         }));
 
     server.add_handler("delivernow",
@@ -325,9 +325,9 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
                            std::string target = req.args.value("target", "all");
                            std::optional<uint64_t> n;
                            if (target == "all" || target == "ALL") {
-                               n = m.scheduler().delivernow_all(now_ms());
+                               n = m.scheduler().delivernow_all(now_ms(m));
                            } else {
-                               n = m.scheduler().delivernow(host_key(target), now_ms());
+                               n = m.scheduler().delivernow(host_key(target), now_ms(m));
                                if (!n) {
                                    r->error("not_found", "No record of host: " + host_key(target));
                                    return;
@@ -388,7 +388,7 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
                 return;
             }
             const queue::MessageIndex& idx = s.index();
-            int64_t now = now_ms();
+            int64_t now = now_ms(m);
             json rows = json::array();
             uint64_t total = 0;
             for (uint32_t i = 0; i < idx.slab_size(); ++i) {
@@ -418,7 +418,7 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
                          {"attempts", rc.attempts},
                          {"state", state},
                          {"next_attempt", rc.state == queue::RcptState::kDeferred
-                                              ? ms_to_unix(rc.next_attempt)
+                                              ? ms_to_unix(m, rc.next_attempt)
                                               : json(nullptr)}});
                 }
             }
@@ -439,8 +439,8 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
             auto job = std::make_unique<RemovalJob>();
             job->bounce = bounce;
             job->responder = r;
-            job->result = bounce ? m.scheduler().bounce_recipients(sel, now_ms())
-                                 : m.scheduler().delete_recipients(sel, now_ms());
+            job->result = bounce ? m.scheduler().bounce_recipients(sel, now_ms(m))
+                                 : m.scheduler().delete_recipients(sel, now_ms(m));
             if (!job->result.found) {
                 r->error("not_found", sel.by == queue::Selector::By::kDomain
                                           ? "No record of host: " + sel.value
@@ -572,7 +572,7 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
             }
             std::string target = route.dests[0].to_string();
             env.set_redirect(route);
-            uint64_t n = m.scheduler().delivernow_all(now_ms()).value_or(0);
+            uint64_t n = m.scheduler().delivernow_all(now_ms(m)).value_or(0);
             m.kick();
             spdlog::info("operator: every domain redirected to {} ({} recipients queued)", target,
                          n);
@@ -607,10 +607,10 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
                 rcpts.push_back({{"rid", rc.rid},
                                  {"recipient", std::string(idx.address(i, slot))},
                                  {"host", dq.name()},
-                                 {"state", rcpt_state(rc.state, h, now_ms())},
+                                 {"state", rcpt_state(rc.state, h, now_ms(m))},
                                  {"attempts", rc.attempts},
                                  {"next_attempt", rc.state == queue::RcptState::kDeferred
-                                                      ? ms_to_unix(rc.next_attempt)
+                                                      ? ms_to_unix(m, rc.next_attempt)
                                                       : json(nullptr)},
                                  {"host_status", std::string(hosts::to_string(h.status()))},
                                  {"suspended", dq.suspended() || s.suspended_all()},
@@ -620,7 +620,7 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
                 return a["rid"].get<uint32_t>() < b["rid"].get<uint32_t>();
             });
             json data = {{"mid", mid},
-                         {"received", ms_to_unix(e.received)},
+                         {"received", ms_to_unix(m, e.received)},
                          {"sender", std::string(idx.sender(i))},
                          {"recipients", rcpts},
                          {"headers", nullptr}};

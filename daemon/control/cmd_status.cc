@@ -2,6 +2,7 @@
 #include "daemon/control/cmd_status.h"
 
 #include "common/rate_tracker.h"
+#include "daemon/logs/log_file.h"
 #include "esad_version.h"
 
 namespace esad::control {
@@ -42,6 +43,7 @@ json status_data(const DaemonState& s, std::time_t now) {
         {"corrupt_files", s.corrupt_files},
         {"event_loop",
          {{"busy_1s", s.loop_busy[0]}, {"busy_10s", s.loop_busy[1]}, {"busy_60s", s.loop_busy[2]}}},
+        {"log_lines_dropped", logs::dropped_log_lines()},
         {"spool",
          {{"commit_batches", s.commit_batches},
           {"messages_committed", s.commit_messages},

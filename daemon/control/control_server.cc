@@ -9,9 +9,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "common/make_dirs.h"
 
@@ -21,31 +20,38 @@ namespace {
 constexpr size_t kMaxClients = 64;
 // Slots only root may take: silent connections of other users cannot lock the operator out.
 constexpr size_t kRootReserve = 4;
-// A connection that has not sent a complete request by then is closed (a client that did is
-// a real one: `tail` and `rate` may then stay quiet for as long as they like).
-constexpr uint64_t kFirstRequestTimeoutMs = 10 * 1000;
 // A client that does not read its replies is cut off instead of growing our buffers.
 constexpr size_t kMaxPendingWrite = 8 * 1024 * 1024;
 
-// Supplementary groups of a peer process, from /proc (an in-memory read).
-bool pid_in_group(pid_t pid, gid_t group) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-    std::string line;
-    while (std::getline(in, line)) {
-        if (line.rfind("Groups:", 0) != 0) continue;
-        std::istringstream ss(line.substr(7));
-        long g;
-        while (ss >> g)
-            if (static_cast<gid_t>(g) == group) return true;
+}  // namespace
+
+bool read_peer_credentials(int fd, PeerCredentials* out) {
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return false;
+    out->uid = cred.uid;
+    out->gid = cred.gid;
+    out->pid = cred.pid;
+    // SO_PEERGROUPS (Linux 4.13): ERANGE with the needed length when the buffer is short.
+    std::vector<gid_t> groups(16);
+    for (int tries = 0; tries < 4; ++tries) {
+        len = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) == 0) {
+            groups.resize(len / sizeof(gid_t));
+            out->groups = std::move(groups);
+            return true;
+        }
+        if (errno != ERANGE) return false;
+        groups.resize(len / sizeof(gid_t) + 1);
     }
     return false;
 }
-}  // namespace
 
-bool peer_allowed(const PeerPolicy& policy, uid_t uid, gid_t gid, pid_t pid) {
-    if (uid == 0 || uid == policy.daemon_uid) return true;
+bool peer_allowed(const PeerPolicy& policy, const PeerCredentials& peer) {
+    if (peer.uid == 0 || peer.uid == policy.daemon_uid) return true;
     if (!policy.has_group) return false;
-    return gid == policy.group || pid_in_group(pid, policy.group);
+    if (peer.gid == policy.group) return true;
+    return std::find(peer.groups.begin(), peer.groups.end(), policy.group) != peer.groups.end();
 }
 
 // One accepted client. Shared ownership lets Responders outlive a request safely; the
@@ -55,19 +61,21 @@ class Connection : public std::enable_shared_from_this<Connection> {
     Connection(ControlServer* server, loop::HandlePtr<loop::Pipe> pipe)
         : server_(server), pipe_(std::move(pipe)) {}
 
-    void start(uv_loop_t* loop) {
+    // A connection that has not sent a complete request by then is closed (a client that did
+    // is a real one: `tail` and `rate` may then stay quiet for as long as they like).
+    void start(uv_loop_t* loop, uint64_t first_request_timeout_ms) {
         std::weak_ptr<Connection> weak = weak_from_this();
         pipe_->read_start([weak](const char* data, ssize_t n) {
             if (auto self = weak.lock()) self->on_read(data, n);
         });
-        idle_ = loop::Timer::create(loop, [weak] {
+        idle_ = loop::Timer::create(loop, [weak, first_request_timeout_ms] {
             auto self = weak.lock();
             if (!self || self->closed_) return;
             spdlog::info("control: client sent no request in {} s, disconnecting",
-                         kFirstRequestTimeoutMs / 1000);
+                         first_request_timeout_ms / 1000);
             self->shutdown(false);
         });
-        idle_->start(kFirstRequestTimeoutMs, 0);
+        idle_->start(first_request_timeout_ms, 0);
     }
 
     void send(std::string line) {
@@ -251,10 +259,8 @@ void ControlServer::on_connection(int status) {
     auto pipe = loop::Pipe::create(loop_);
     if (uv_accept(listener_->stream(), pipe->stream()) != 0) return;
 
-    ucred cred{};
-    socklen_t len = sizeof cred;
-    if (getsockopt(pipe->fileno(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
-        !peer_allowed(policy_, cred.uid, cred.gid, cred.pid)) {
+    PeerCredentials cred;
+    if (!read_peer_credentials(pipe->fileno(), &cred) || !peer_allowed(policy_, cred)) {
         spdlog::warn("control: refused peer uid={} gid={} pid={}", cred.uid, cred.gid, cred.pid);
         loop::Pipe* raw = pipe.release();
         raw->write(encode_error(std::nullopt, "forbidden",
@@ -270,7 +276,7 @@ void ControlServer::on_connection(int status) {
     }
     auto conn = std::make_shared<Connection>(this, std::move(pipe));
     connections_[conn.get()] = conn;
-    conn->start(loop_);
+    conn->start(loop_, policy_.first_request_timeout_ms);
 }
 
 void ControlServer::forget(Connection* conn) {

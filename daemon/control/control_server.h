@@ -1,8 +1,11 @@
 // The control server: esactl's endpoint (DESIGN.md §6, protocol in common/control_protocol.h).
 //
 // Listens on a Unix socket created 0660 inside a 0750 directory. Each accepted peer is
-// checked with SO_PEERCRED: root, the daemon's own uid, or a member of the configured
-// group; anyone else gets one `forbidden` error reply and is disconnected. Requests are
+// checked with SO_PEERCRED and SO_PEERGROUPS (the kernel's record of the peer's uid, gid and
+// supplementary groups when it connected: no /proc read on the loop, no race with a pid
+// that was reused): root, the daemon's own uid, or a member of the configured group; anyone
+// else gets one `forbidden` error reply and is disconnected. A client that sends no complete
+// request within first_request_timeout_ms (10 s) is disconnected. Requests are
 // framed by newline (1 MiB cap); each is parsed and dispatched to the handler registered
 // for its `cmd`. A malformed request gets an error reply; an oversize line gets a
 // `too_large` reply and the connection is closed. Nothing a client sends can affect other
@@ -21,6 +24,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "common/control_protocol.h"
 #include "daemon/loop/handle.h"
@@ -53,10 +57,21 @@ struct PeerPolicy {
     uid_t daemon_uid = 0;
     bool has_group = false;
     gid_t group = 0;
+    uint64_t first_request_timeout_ms = 10 * 1000;
 };
 
+// What the kernel recorded of a connected peer (SO_PEERCRED, SO_PEERGROUPS).
+struct PeerCredentials {
+    uid_t uid = 0;
+    gid_t gid = 0;
+    pid_t pid = 0;
+    std::vector<gid_t> groups;  // supplementary groups
+};
+// false (errno set) when the socket does not tell.
+bool read_peer_credentials(int fd, PeerCredentials* out);
+
 // True when a peer with these credentials may use the socket.
-bool peer_allowed(const PeerPolicy& policy, uid_t uid, gid_t gid, pid_t pid);
+bool peer_allowed(const PeerPolicy& policy, const PeerCredentials& peer);
 
 class ControlServer {
   public:

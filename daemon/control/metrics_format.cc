@@ -158,6 +158,9 @@ std::string format_metrics(const MetricsSnapshot& s, const MetricsOptions& optio
             static_cast<std::uint64_t>(std::max<std::int64_t>(0, s.oldest_message_unix_ms)) / 1000);
     w.gauge("esad_corrupt_files", "Spool files quarantined by recovery at startup.",
             s.corrupt_files);
+    w.family("esad_log_lines_dropped_total", "counter",
+             "Log lines dropped because the log disk fell behind (the loop never waits).");
+    w.sample("esad_log_lines_dropped_total", s.log_lines_dropped);
     w.gauge("esad_recovering", "1 while the spool is being recovered at startup, else 0.",
             s.recovering);
     w.ratio_gauge("esad_event_loop_busy_ratio",

@@ -58,6 +58,7 @@ struct MetricsSnapshot {
     std::int64_t oldest_message_unix_ms = 0;  // 0: queue empty
     std::uint64_t corrupt_files = 0;
     double loop_busy_10s = 0;  // event loop busy fraction, last 10 s
+    std::uint64_t log_lines_dropped = 0;
     std::vector<HostSample> hosts;  // every host; format_metrics picks which to expose
 };
 

@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "daemon/delivery/delivery_manager.h"
+#include "daemon/logs/log_file.h"
 #include "daemon/loop/sockaddr.h"
 #include "esad_version.h"
 
@@ -91,6 +92,7 @@ MetricsSnapshot collect_metrics(DaemonState& state, delivery::DeliveryManager* m
     s.oldest_message_unix_ms = state.oldest_message_unix_ms;
     s.corrupt_files = state.corrupt_files;
     s.loop_busy_10s = state.loop_busy[1];
+    s.log_lines_dropped = logs::dropped_log_lines();
     if (!manager) return s;
     queue::Scheduler& sch = manager->scheduler();
     s.delivery_suspended = s.delivery_suspended || sch.suspended_all();

@@ -5,7 +5,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <chrono>
 
 #include "common/escape.h"
 #include "common/format.h"
@@ -108,8 +107,9 @@ struct DeliveryManager::Live {
 
 DeliveryManager::DeliveryManager(uv_loop_t* loop, DaemonState& state, logs::MailLog& mail_log,
                                  spool::Spool& spool, inject::Committer& committer, Router& router,
-                                 const Config& config)
+                                 const Config& config, const Clock& clock)
     : loop_(loop),
+      clock_(clock),
       state_(state),
       mail_log_(mail_log),
       spool_(spool),
@@ -211,15 +211,13 @@ const BounceProfile& DeliveryManager::profile(const std::string& domain) const {
 }
 
 queue::TimeMs DeliveryManager::now_ms() const {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
+    return clock_.monotonic_ms();
 }
 
 void DeliveryManager::add_message(const spool::Envelope& envelope, uint64_t size) {
     queue::NewMessage m;
     m.mid = envelope.mid;
-    m.received = envelope.received_unix_ms;
+    m.received = clock_.to_monotonic(envelope.received_unix_ms);  // the spool keeps wall time
     m.sender = envelope.sender;
     for (const auto& r : envelope.recipients)
         m.recipients.push_back({r.rid, r.address, r.domain, 0, 0});
@@ -384,20 +382,32 @@ void DeliveryManager::with_transaction(
     const queue::Work& work,
     std::function<void(std::optional<smtp::Transaction>, std::string)> done) {
     auto result = std::make_shared<spool::LoadResult>();
+    struct Quarantine {
+        std::string moved_to;
+        spool::IoStatus status;
+    };
+    auto q = std::make_shared<Quarantine>();
     spool::Store* store = spool_.store.get();
     spool::Mid mid = work.mid;
     loop::queue_work(
-        loop_, [store, mid, result] { *result = store->load_content(mid); },
-        [this, work, result, done = std::move(done)] {
+        loop_,
+        [store, mid, result, q] {
+            *result = store->load_content(mid);
+            // A corrupt file is moved aside here, on the worker: the rename and its fsyncs
+            // must not run on the loop.
+            if (result->status == spool::LoadStatus::kCorrupt)
+                q->status = store->quarantine(mid, &q->moved_to);
+        },
+        [this, work, result, q, done = std::move(done)] {
             if (result->status != spool::LoadStatus::kOk) {
                 std::string why =
                     std::string(spool::to_string(result->status)) + ": " + result->reason;
-                if (result->status == spool::LoadStatus::kCorrupt) {
-                    std::string moved;
-                    spool_.store->quarantine(work.mid, &moved);
+                if (result->status == spool::LoadStatus::kCorrupt && q->status.ok())
                     spdlog::error("spool: MID {} corrupt at delivery, moved to corrupt/{}: {}",
-                                  work.mid, moved, result->reason);
-                }
+                                  work.mid, q->moved_to, result->reason);
+                else if (result->status == spool::LoadStatus::kCorrupt)
+                    spdlog::error("spool: MID {} corrupt at delivery ({}), not moved aside: {}",
+                                  work.mid, result->reason, q->status.reason());
                 done(std::nullopt, why);
                 return;
             }
@@ -483,8 +493,9 @@ void DeliveryManager::log_outcomes(const queue::Work& work, const smtp::Transact
                                    escape_for_log(response, 400)));
     }
     for (const auto& d : res.deferred)
-        mail_log_.info(fmt::format("Message {} to RID [{}] pending till {}", work.mid, d.rid,
-                                   esa_log_time(static_cast<std::time_t>(d.next_attempt / 1000))));
+        mail_log_.info(fmt::format(
+            "Message {} to RID [{}] pending till {}", work.mid, d.rid,
+            esa_log_time(static_cast<std::time_t>(clock_.to_wall(d.next_attempt) / 1000))));
     // Delay warning (bounce profile): once, after the second failed attempt (as the appliance).
     const BounceProfile& prof = profile(work.domain_name);
     if (prof.delay_warning && !res.deferred.empty()) {
@@ -500,8 +511,10 @@ void DeliveryManager::log_outcomes(const queue::Work& work, const smtp::Transact
             uint32_t idx = scheduler_->index().find(work.mid);
             if (idx != queue::kNoIndex)
                 for (auto& w : warn)
-                    w.retry_until = static_cast<std::time_t>(
-                        queue::expiry_time(prof, scheduler_->index().at(idx).received) / 1000);
+                    w.retry_until =
+                        static_cast<std::time_t>(clock_.to_wall(queue::expiry_time(
+                                                     prof, scheduler_->index().at(idx).received)) /
+                                                 1000);
             bounce(work.mid, work.domain_name, std::move(warn), true);
         }
     }

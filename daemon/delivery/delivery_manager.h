@@ -13,6 +13,10 @@
 // are written here. Operator commands (delivernow, suspend, delete, bounce) go through here.
 // A connection with nothing left to send is kept open for 2 s; new mail for its domain goes
 // out on it instead of on a new connection.
+//
+// Time: the scheduler, host back-off, retries and expiry run on the monotonic clock (an NTP
+// step cannot stall or rush them); wall time is for log lines, display (clock().to_wall())
+// and the spool (arrival times are read as wall time and converted when a message is added).
 #pragma once
 
 #include <uv.h>
@@ -25,6 +29,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/config.h"
 #include "daemon/daemon_state.h"
 #include "daemon/delivery/bouncer.h"
@@ -49,7 +54,7 @@ class DeliveryManager {
   public:
     DeliveryManager(uv_loop_t* loop, DaemonState& state, logs::MailLog& mail_log,
                     spool::Spool& spool, inject::Committer& committer, Router& router,
-                    const Config& config);
+                    const Config& config, const Clock& clock = Clock::system());
     ~DeliveryManager();
 
     // Not empty when a TLS client context could not be built (e.g. an unreadable
@@ -63,6 +68,8 @@ class DeliveryManager {
     void abort_sessions();  // the shutdown deadline passed: close every connection now
 
     queue::Scheduler& scheduler() { return *scheduler_; }
+    // The scheduler's clock: its times are monotonic_ms(); show them with to_wall().
+    const Clock& clock() const { return clock_; }
     hosts::HostTable& hosts() { return hosts_; }
     uint64_t queued_bytes() const { return queued_bytes_; }
     const DeliveryStats& stats() const { return stats_; }
@@ -116,6 +123,7 @@ class DeliveryManager {
     const BounceProfile& profile(const std::string& domain) const;
 
     uv_loop_t* loop_;
+    const Clock& clock_;
     DaemonState& state_;
     logs::MailLog& mail_log_;
     spool::Spool& spool_;

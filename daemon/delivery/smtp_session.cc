@@ -5,22 +5,11 @@
 #include <spdlog/spdlog.h>
 
 #include "common/escape.h"
+#include "daemon/loop/tcp_connect.h"
 
 namespace esad::delivery {
 
 namespace {
-struct ConnectReq {
-    uv_connect_t req;
-    std::weak_ptr<SmtpSession> self;
-    std::function<void(int)> cb;
-};
-
-bool make_addr(const std::string& ip, uint16_t port, sockaddr_storage* out) {
-    if (ip.find(':') != std::string::npos)
-        return uv_ip6_addr(ip.c_str(), port, reinterpret_cast<sockaddr_in6*>(out)) == 0;
-    return uv_ip4_addr(ip.c_str(), port, reinterpret_cast<sockaddr_in*>(out)) == 0;
-}
-
 std::string rid_list(const std::vector<uint32_t>& rids) {
     std::string out = "[";
     for (size_t i = 0; i < rids.size(); ++i) {
@@ -66,29 +55,18 @@ void SmtpSession::connect() {
     fsm_->submit(*retry_tx_, now());
     fsm_->start(now());
 
-    sockaddr_storage addr{};
-    if (!make_addr(candidate().ip, candidate().port, &addr)) {
-        fsm_->on_disconnected(now(), "bad address " + candidate().ip);
-        run_actions();
-        return;
-    }
+    // The source address is bound before connecting; a bind that fails (an address not on
+    // this host) fails this candidate now instead of connecting from another interface.
     tcp_ = loop::Tcp::create(env_.loop);
-    if (!env_.source_address.empty()) {
-        sockaddr_storage src{};
-        if (make_addr(env_.source_address, 0, &src))
-            uv_tcp_bind(tcp_->tcp(), reinterpret_cast<sockaddr*>(&src), 0);
-    }
-    auto* req = new ConnectReq{{}, weak_from_this(), nullptr};
-    req->req.data = req;
-    int rc = uv_tcp_connect(&req->req, tcp_->tcp(), reinterpret_cast<sockaddr*>(&addr),
-                            [](uv_connect_t* r, int status) {
-                                auto* cr = static_cast<ConnectReq*>(r->data);
-                                if (auto self = cr->self.lock()) self->on_connect(status);
-                                delete cr;
-                            });
-    if (rc != 0) {
-        delete req;
-        fsm_->on_disconnected(now(), uv_strerror(rc));
+    std::weak_ptr<SmtpSession> weak = weak_from_this();
+    std::string error;
+    if (!loop::tcp_connect(
+            *tcp_, candidate().ip, candidate().port, env_.source_address,
+            [weak](int status) {
+                if (auto self = weak.lock()) self->on_connect(status);
+            },
+            &error)) {
+        fsm_->on_disconnected(now(), error);
         run_actions();
         return;
     }
@@ -106,21 +84,18 @@ void SmtpSession::on_connect(int status) {
     connected_ = true;
     ++env_.state->outbound_connections;
     uv_tcp_nodelay(tcp_->tcp(), 1);
-    sockaddr_storage local{};
-    int len = sizeof local;
-    char src[INET6_ADDRSTRLEN] = "?";
-    if (uv_tcp_getsockname(tcp_->tcp(), reinterpret_cast<sockaddr*>(&local), &len) == 0) {
-        if (local.ss_family == AF_INET6)
-            uv_ip6_name(reinterpret_cast<sockaddr_in6*>(&local), src, sizeof src);
-        else
-            uv_ip4_name(reinterpret_cast<sockaddr_in*>(&local), src, sizeof src);
-    }
+    std::string src = loop::local_address(*tcp_);
     env_.mail_log->info(fmt::format("New SMTP DCID {} interface {} address {} port {}", dcid_, src,
                                     candidate().ip, candidate().port));
     std::weak_ptr<SmtpSession> weak = weak_from_this();
-    tcp_->read_start([weak](const char* data, ssize_t n) {
+    int rc = tcp_->read_start([weak](const char* data, ssize_t n) {
         if (auto self = weak.lock()) self->on_read(data, n);
     });
+    if (rc != 0) {
+        fsm_->on_disconnected(now(), uv_strerror(rc));
+        run_actions();
+        return;
+    }
     fsm_->on_connected(now());
     run_actions();
 }

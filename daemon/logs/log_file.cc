@@ -26,8 +26,8 @@ std::shared_ptr<spdlog::logger> open_log_file(const std::string& dir, const std:
         if (!spdlog::thread_pool()) spdlog::init_thread_pool(8192, 1);
         auto sink = std::make_shared<spdlog::sinks::rotating_file_sink_mt>(*path, kLogRotateBytes,
                                                                            kLogRotateFiles);
-        logger = std::make_shared<spdlog::async_logger>(name, sink, spdlog::thread_pool(),
-                                                        spdlog::async_overflow_policy::block);
+        logger = std::make_shared<spdlog::async_logger>(
+            name, sink, spdlog::thread_pool(), spdlog::async_overflow_policy::overrun_oldest);
     } catch (const spdlog::spdlog_ex& e) {
         *error = "cannot open " + what + ": " + e.what();
         return nullptr;
@@ -36,6 +36,11 @@ std::shared_ptr<spdlog::logger> open_log_file(const std::string& dir, const std:
     logger->set_level(spdlog::level::trace);
     logger->flush_on(spdlog::level::info);
     return logger;
+}
+
+std::uint64_t dropped_log_lines() {
+    auto pool = spdlog::thread_pool();
+    return pool ? pool->overrun_counter() : 0;
 }
 
 }  // namespace esad::logs

@@ -3,10 +3,18 @@
 // an spdlog async logger (formatting on the caller's thread, file I/O on spdlog's worker).
 // Lines are written verbatim ("%v") and flushed as they come, so `tail`/`findevent` and
 // operators see them at once.
+//
+// Overflow: the loop never waits on the disk. When the disk is slower than the logging for
+// long enough to fill the queue (8192 lines), the oldest queued line is dropped to make
+// room (spdlog's overrun_oldest) instead of blocking the loop thread until the writer
+// catches up: a slow or stuck log disk must not stop mail flow (DSK-10). Dropped lines
+// are counted (dropped_log_lines()) and shown in `esactl status` (log_lines_dropped) and
+// the metrics (esad_log_lines_dropped_total), so a gap in a log is never silent.
 #pragma once
 
 #include <spdlog/spdlog.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -19,5 +27,8 @@ inline constexpr size_t kLogRotateFiles = 9;
 std::shared_ptr<spdlog::logger> open_log_file(const std::string& dir, const std::string& name,
                                               const std::string& what, std::string* path,
                                               std::string* error);
+
+// Lines the async log writers dropped since start (every log file shares one queue).
+std::uint64_t dropped_log_lines();
 
 }  // namespace esad::logs

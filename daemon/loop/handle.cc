@@ -3,7 +3,9 @@
 
 #include <atomic>
 #include <cassert>
+#include <cstdio>
 #include <cstdlib>
+#include <stdexcept>
 #include <string>
 
 namespace esad::loop {
@@ -17,6 +19,14 @@ struct WriteReq {
     Stream* owner;
     std::function<void()> done;
 };
+
+// libuv documents these initialisations as unable to fail; if one does, the handle is
+// unusable and nothing sensible can follow (STYLE §12: broken invariants abort loudly).
+void must_init(int rc, const char* what) {
+    if (rc == 0) return;
+    std::fprintf(stderr, "esad: %s failed: %s\n", what, uv_strerror(rc));
+    std::abort();
+}
 }  // namespace
 
 HandleBase::HandleBase() {
@@ -45,7 +55,7 @@ void HandleBase::on_closed(uv_handle_t* h) {
 // --- Timer ---------------------------------------------------------------------------------
 
 Timer::Timer(uv_loop_t* loop, Callback cb) : cb_(std::move(cb)) {
-    uv_timer_init(loop, &timer_);
+    must_init(uv_timer_init(loop, &timer_), "uv_timer_init");
     timer_.data = this;
 }
 
@@ -72,14 +82,21 @@ void Timer::on_timer(uv_timer_t* t) {
 
 // --- Signal --------------------------------------------------------------------------------
 
-Signal::Signal(uv_loop_t* loop, int signum, Callback cb) : cb_(std::move(cb)) {
-    uv_signal_init(loop, &signal_);
-    signal_.data = this;
-    uv_signal_start(&signal_, &Signal::on_signal, signum);
-}
+Signal::Signal(Callback cb) : cb_(std::move(cb)) {}
 
 HandlePtr<Signal> Signal::create(uv_loop_t* loop, int signum, Callback cb) {
-    return HandlePtr<Signal>(new Signal(loop, signum, std::move(cb)));
+    auto* s = new Signal(std::move(cb));
+    if (int rc = uv_signal_init(loop, &s->signal_); rc != 0) {
+        delete s;  // never initialised: nothing for uv_close to do
+        throw std::runtime_error(std::string("cannot watch signal ") + std::to_string(signum) +
+                                 ": " + uv_strerror(rc));
+    }
+    s->signal_.data = s;
+    HandlePtr<Signal> owned(s);
+    if (int rc = uv_signal_start(&s->signal_, &Signal::on_signal, signum); rc != 0)
+        throw std::runtime_error(std::string("cannot watch signal ") + std::to_string(signum) +
+                                 ": " + uv_strerror(rc));
+    return owned;
 }
 
 void Signal::on_signal(uv_signal_t* s, int signum) {
@@ -97,8 +114,10 @@ int Stream::fileno() const {
     return fd;
 }
 
-void Stream::write(std::string data, std::function<void()> done) {
-    if (closing() || data.empty()) return;
+int Stream::write(std::string data, std::function<void()> done) {
+    if (closing()) return UV_EPIPE;
+    if (failed_ != 0) return failed_;
+    if (data.empty()) return 0;
     auto* w = new WriteReq{{}, std::move(data), this, std::move(done)};
     w->req.data = w;
     uv_buf_t buf = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
@@ -109,8 +128,36 @@ void Stream::write(std::string data, std::function<void()> done) {
         pending_write_bytes_ -= w->data.size();
         --pending_writes_;
         delete w;
-        close();
+        fail_soon(rc);
     }
+    return rc;
+}
+
+void Stream::fail_soon(int status) {
+    // Reported from the next loop iteration, not from inside the owner's own write() call:
+    // the owner's callback may then safely tear the connection down.
+    failed_ = status;
+    read_stop();
+    report_ = Timer::create(uv_handle_get_loop(raw_handle()), [this] {
+        if (closing()) return;
+        if (read_cb_) {
+            ReadCallback cb = read_cb_;
+            cb(nullptr, failed_);
+        }
+        if (!closing() && close_when_drained_) close();
+    });
+    report_->start(0);
+}
+
+void Stream::report_failure(int status) {
+    // Once: the rest of a failed queue fails the same way. The stream is not closed here:
+    // its owner still holds it and closes it (a handle freed under its owner would dangle).
+    if (failed_ != 0) return;
+    failed_ = status;
+    read_stop();
+    if (!read_cb_) return;
+    ReadCallback cb = read_cb_;
+    cb(nullptr, status);
 }
 
 void Stream::on_write(uv_write_t* req, int status) {
@@ -121,7 +168,10 @@ void Stream::on_write(uv_write_t* req, int status) {
     --self->pending_writes_;
     std::function<void()> done = std::move(w->done);
     delete w;
-    if (status != 0 || (self->close_when_drained_ && self->pending_writes_ == 0)) self->close();
+    // The owner hears of a failed write now, as it would of a read error (UV_ECANCELED: the
+    // stream is closing, nobody to tell).
+    if (status != 0 && status != UV_ECANCELED && !self->closing()) self->report_failure(status);
+    if (self->close_when_drained_ && self->pending_writes_ == 0) self->close();
     if (status == 0 && done && !self->closing()) done();
 }
 
@@ -132,6 +182,7 @@ void Stream::close_after_writes() {
     }
     close_when_drained_ = true;
     read_stop();
+    read_cb_ = nullptr;  // the owner let go: a late write error is not its business
 }
 
 void Stream::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
@@ -172,7 +223,7 @@ int Stream::listen(int backlog, ConnectionCallback cb) {
 // --- Pipe / Tcp ----------------------------------------------------------------------------
 
 Pipe::Pipe(uv_loop_t* loop) {
-    uv_pipe_init(loop, &pipe_, 0);
+    must_init(uv_pipe_init(loop, &pipe_, 0), "uv_pipe_init");
     pipe_.data = this;
 }
 
@@ -181,7 +232,7 @@ HandlePtr<Pipe> Pipe::create(uv_loop_t* loop) {
 }
 
 Tcp::Tcp(uv_loop_t* loop) {
-    uv_tcp_init(loop, &tcp_);
+    must_init(uv_tcp_init(loop, &tcp_), "uv_tcp_init");
     tcp_.data = this;
 }
 

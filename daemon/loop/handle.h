@@ -7,6 +7,14 @@
 // close() was called. Shutdown runs the loop until every close completed, after which
 // uv_loop_close() returns 0.
 //
+// Failures reach the owner at once: a write that fails (peer reset, broken pipe) is reported
+// through the stream's read callback as n < 0 (the uv error), once, and reading stops, so
+// the owner does not learn of it only at its next timeout. The owner closes the stream (a
+// stream never closes itself under its owner: the owner's HandlePtr would dangle); one
+// handed over with close_after_writes() closes when its queue is done, failed or not. Handle
+// initialisation that libuv documents as infallible (timer, TCP, pipe) aborts loudly if it ever
+// fails; a signal handle that cannot be set up throws (signals are installed at startup only).
+//
 //   auto t = loop::Timer::create(loop, [] { ... });  t->start(1000, 1000);
 //   auto s = loop::Signal::create(loop, SIGTERM, [] { ... });
 #pragma once
@@ -72,7 +80,7 @@ class Signal final : public HandleBase {
     static HandlePtr<Signal> create(uv_loop_t* loop, int signum, Callback cb);
 
   private:
-    Signal(uv_loop_t* loop, int signum, Callback cb);
+    explicit Signal(Callback cb);
     uv_handle_t* raw_handle() override { return reinterpret_cast<uv_handle_t*>(&signal_); }
     void on_close_started() override { cb_ = nullptr; }
     static void on_signal(uv_signal_t* s, int signum);
@@ -83,25 +91,30 @@ class Signal final : public HandleBase {
 // A connected or listening stream (uv_pipe_t or uv_tcp_t) with a write queue.
 class Stream : public HandleBase {
   public:
-    using ReadCallback = std::function<void(const char* data, ssize_t n)>;  // n < 0: error/EOF
+    // n < 0: EOF, a read error or a failed write (the uv error code): close the stream.
+    using ReadCallback = std::function<void(const char* data, ssize_t n)>;
     using ConnectionCallback = std::function<void(int status)>;
 
     uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(raw_handle()); }
     int fileno() const;
     // Takes the bytes into the write request. `done` runs when the kernel took them (not
-    // when the write failed or the handle closed first).
-    void write(std::string data, std::function<void()> done = nullptr);
+    // when the write failed or the handle closed first). A write that libuv refuses at once
+    // returns its error; either way a failure is reported through the read callback (from
+    // the next loop iteration at the earliest), and later writes return the same error.
+    int write(std::string data, std::function<void()> done = nullptr);
     size_t write_queue_size() const { return pending_write_bytes_; }
     int read_start(ReadCallback cb);
     void read_stop();
     int listen(int backlog, ConnectionCallback cb);
-    // Closes once every queued write was handed to the kernel.
+    // Closes once every queued write was handed to the kernel. The owner has let go: no
+    // callback of the stream runs after this.
     void close_after_writes();
 
   protected:
     void on_close_started() override {
         read_cb_ = nullptr;
         conn_cb_ = nullptr;
+        report_.reset();
     }
 
   private:
@@ -109,11 +122,15 @@ class Stream : public HandleBase {
     static void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf);
     static void on_connection(uv_stream_t* s, int status);
     static void on_write(uv_write_t* req, int status);
+    void fail_soon(int status);
+    void report_failure(int status);
     ReadCallback read_cb_;
     ConnectionCallback conn_cb_;
     size_t pending_write_bytes_ = 0;
     size_t pending_writes_ = 0;
     bool close_when_drained_ = false;
+    int failed_ = 0;           // the first write error; later writes return it
+    HandlePtr<Timer> report_;  // reports a write libuv refused at once
     char read_buf_[64 * 1024];
 };
 

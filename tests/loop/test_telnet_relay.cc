@@ -7,6 +7,7 @@
 
 #include "daemon/delivery/telnet_relay.h"
 #include "daemon/loop/tcp_connect.h"
+#include "tests/support/loopback_listener.h"
 
 using namespace esad;
 
@@ -21,14 +22,7 @@ struct Peer {
     std::string received;
 
     Peer(uv_loop_t* l, std::function<void(Peer&)> on_accept) : loop(l) {
-        listener = loop::Tcp::create(loop);
-        sockaddr_storage addr{};
-        loop::make_sockaddr("127.0.0.1", 0, &addr);
-        REQUIRE(uv_tcp_bind(listener->tcp(), reinterpret_cast<sockaddr*>(&addr), 0) == 0);
-        int len = sizeof addr;
-        uv_tcp_getsockname(listener->tcp(), reinterpret_cast<sockaddr*>(&addr), &len);
-        port = ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
-        listener->listen(4, [this, on_accept](int status) {
+        listener = test::listen_loopback(loop, &port, [this, on_accept](int status) {
             if (status != 0) return;
             conn = loop::Tcp::create(loop);
             uv_accept(listener->stream(), conn->stream());
