@@ -20,19 +20,22 @@ ROUNDS = int(os.environ.get("ESAD_CRASH_ROUNDS", "12"))
 
 
 def test_kill9_never_loses_an_acknowledged_message():
+    seed = int(os.environ.get("ESAD_CRASH_SEED", str(random.randrange(1 << 32))))
+    print(f"    seed {seed} rounds {ROUNDS} (ESAD_CRASH_SEED replays)", flush=True)
+    rng = random.Random(seed)
     d = Daemon(start=False)
     acked, attempted = set(), set()
 
     def message(rnd, cid, seq):
         mid = f"crash-{rnd}-{cid}-{seq}@test"
         return (mid, "a@src.test", [f"r{cid}@d{seq % 7}.test"],
-                make_body(mid, size=random.choice([500, 3000, 40000])))
+                make_body(mid, size=rng.choice([500, 3000, 40000])))
 
     try:
         for rnd in range(ROUNDS):
             d.start()
             inj = Injector(d.smtp_port, message, rnd)
-            time.sleep(random.uniform(0.2, 0.8))
+            time.sleep(rng.uniform(0.2, 0.8))
             d.kill9()
             inj.stop()
             acked |= inj.acked
