@@ -262,6 +262,14 @@ void Daemon::on_recovered(const spool::IoStatus& status, spool::RecoveryReport& 
     }
     for (const auto& sk : report.skipped)
         spdlog::warn("spool: skipped {}: {}", sk.path, sk.reason);
+    if (!report.journal_compaction_error.empty())
+        spdlog::warn("spool: journal compaction deferred (file system full): {}",
+                     report.journal_compaction_error);
+    if (!report.mid_reservation_error.empty())
+        spdlog::error(
+            "spool: no MID reservation (file system full), new mail is refused with 4xx until "
+            "space returns: {}",
+            report.mid_reservation_error);
     state_.corrupt_files = report.quarantined.size();
     committer_ =
         std::make_unique<inject::Committer>(&loop_, spool_, config_.listener.max_message_size);

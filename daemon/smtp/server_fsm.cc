@@ -565,6 +565,8 @@ void ServerSession::do_mail(std::string_view arg, Millis now) {
                 break;
             case SpoolAdmit::kInsufficientStorage:
                 return reply(452, "4.3.1", "Insufficient system storage");
+            case SpoolAdmit::kTemporaryFailure:
+                return reply(451, "4.3.0", "Error: queue not available, try again later");
             case SpoolAdmit::kUnavailable:
                 return close_with(421, "4.3.2", "Service not available, try again later");
         }
