@@ -472,15 +472,19 @@ void Daemon::stop() {
         saving_counters_ = false;
         save_counters();
     }
-    // In-flight injections get their commit reply and 421; delivery transactions finish and
-    // QUIT. Whatever still runs at the deadline is cut: nothing acknowledged is lost (an
-    // unfinished delivery stays queued), the process just stops waiting for slow peers.
-    // Unreferenced: when everything finished earlier, the timer does not hold the loop.
+    // Injection sessions in DATA read the message to its end and get their commit reply,
+    // then 421; idle ones get 421 now. Delivery transactions finish and QUIT. Whatever still runs
+    // at the deadline is cut: nothing acknowledged is lost (an unfinished delivery stays queued),
+    // the process just stops waiting for slow peers. Unreferenced: when everything finished
+    // earlier, the timer does not hold the loop.
     shutdown_timer_ = loop::Timer::create(&loop_, [this] {
         spdlog::warn("shutdown: {} s deadline passed, closing the remaining connections",
                      config_.daemon.shutdown_timeout_s);
         if (listener_) listener_->abort_sessions();
         if (delivery_) delivery_->abort_sessions();
+        // Connections that already said 421/QUIT but whose peer never reads the reply.
+        if (size_t n = loop::close_draining_streams(&loop_))
+            spdlog::warn("shutdown: closed {} connections whose peer did not read", n);
     });
     shutdown_timer_->start(config_.daemon.shutdown_timeout_s * 1000);
     shutdown_timer_->unref();

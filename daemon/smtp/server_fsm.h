@@ -84,8 +84,10 @@
 // channel is mid-handshake). kCommitting has no deadline (the glue owns the commit).
 // Expiry -> "421 4.4.2 <host> Error: timeout exceeded" and Close.
 //
-// shutdown(): idle or mid-command/mid-DATA -> 421 4.3.2 and Close now (a partial message is
-// dropped); while committing -> the commit reply first, then 421 4.3.2 and Close.
+// shutdown(): idle or between commands (no content yet) -> 421 4.3.2 and Close now; in DATA
+// -> the content is read to its end (DATA deadlines still apply), then as while committing:
+// the transaction's reply (250 after the commit, or its refusal) first, then 421 4.3.2 and
+// Close.
 //
 // All peer text echoed in replies is escaped (escape_for_log) and bounded.
 #pragma once
