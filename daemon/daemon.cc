@@ -429,6 +429,11 @@ void Daemon::refresh_gauges() {
         state_.commit_messages = committer_->stats().messages;
         state_.commit_largest_batch = committer_->stats().largest_batch;
     }
+    if (committer_) {
+        state_.spool_healthy = committer_->healthy();
+        state_.spool_below_floor = !committer_->last_space().ok;
+        state_.mids_available = spool_.mids->available();
+    }
     if (spool_.store) {
         spool::StoreStats st = spool_.store->stats();
         state_.file_fsyncs = st.file_fsyncs;

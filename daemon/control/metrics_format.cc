@@ -154,6 +154,18 @@ std::string format_metrics(const MetricsSnapshot& s, const MetricsOptions& optio
             static_cast<std::uint64_t>(std::max<std::int64_t>(0, s.oldest_message_unix_ms)) / 1000);
     w.gauge("esad_corrupt_files", "Spool files quarantined by recovery at startup.",
             s.corrupt_files);
+    w.gauge("esad_spool_healthy",
+            "0 after a spool write (fsync) failure until a probe write succeeds: new "
+            "connections get 421 4.3.2; else 1.",
+            s.spool_healthy);
+    w.gauge("esad_spool_below_free_space_floor",
+            "1 while free space is below daemon.spool_min_free_bytes or 1.5 x "
+            "listener.max_message_size: MAIL gets 452 4.3.1; else 0.",
+            s.spool_below_floor);
+    w.gauge("esad_spool_mids_available",
+            "0 while no MID reservation is on disk (e.g. started on a full spool): MAIL gets "
+            "4xx; else 1.",
+            s.mids_available);
     w.gauge("esad_recovering", "1 while the spool is being recovered at startup, else 0.",
             s.recovering);
     w.gauge("esad_delivery_suspended", "1 while delivery is suspended by the operator.",

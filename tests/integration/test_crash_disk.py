@@ -16,9 +16,10 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 
-from esad_harness import (FAULT_SHIM, Daemon, SmtpClient, make_body, send_message, spool_messages,
-                          wait_for, run_tests)
+from esad_harness import (FAULT_SHIM, Daemon, SmtpClient, free_port, make_body, send_message,
+                          spool_messages, wait_for, run_tests)
 from smtp_sink import SmtpSink
 
 ROUNDS = int(os.environ.get("ESAD_CRASH_ROUNDS", "12"))
@@ -129,8 +130,10 @@ def small_tmpfs_daemon(size, routes):
     with open(routes_path, "w") as f:
         f.write(routes)
     logs = os.path.join(d.dir, "logs")
+    d.metrics_port = free_port()
     d.write_config(f'max_message_size = 100000\n[routes]\nfile = "{routes_path}"\n'
-                   f'[logging]\ndir = "{logs}"\n')
+                   f'[logging]\ndir = "{logs}"\n'
+                   f'[metrics]\naddress = "127.0.0.1:{d.metrics_port}"\n')
     with open(d.config_path) as f:
         text = f.read()
     with open(d.config_path, "w") as f:
@@ -138,6 +141,14 @@ def small_tmpfs_daemon(size, routes):
                     .replace(f'state_dir = "{d.state}"', f'state_dir = "{mnt}"'))
     d.state = mnt
     return d, routes_path
+
+
+def metric_values(port):
+    """The unlabelled esad_* samples of the Prometheus endpoint."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return {k: float(v) for k, v in (line.split(" ", 1) for line in text.splitlines()
+                                     if line.startswith("esad_") and "{" not in line)}
 
 
 def fill_up(directory):
@@ -214,11 +225,28 @@ def test_full_spool_at_start_answers_452_at_mail():
         assert code == 452 and "4.3.1" in text, (code, text)
         c.cmd("QUIT")
         c.close()
+        # Defect (issue #13): status said "Online" and no metric showed the refusal.
+        floor = "Online (spool below free-space floor: new mail refused with 452)"
+        assert wait_for(lambda: d.ctl_json("status")["system_status"] == floor, timeout=10), \
+            d.ctl_json("status")["system_status"]
+        spool = d.ctl_json("status")["spool"]
+        assert spool["below_free_space_floor"] and spool["healthy"], spool
+        assert not spool["mids_available"], spool
+        assert any(line.startswith("System status:") and line.endswith(floor)
+                   for line in d.ctl("status").stdout.splitlines())
+        metrics = metric_values(d.metrics_port)
+        assert metrics["esad_spool_below_free_space_floor"] == 1, metrics
+        assert metrics["esad_spool_healthy"] == 1
+        assert metrics["esad_spool_mids_available"] == 0
         # Space comes back: the MID reservation is written and mail flows.
         os.unlink(filler)
         assert wait_for(lambda: send_message(d.smtp_port, "a@src.test", ["b@dst.test"],
                                              make_body("back@t"))[0] == 250,
                         timeout=30, interval=0.3)
+        assert d.ctl_json("status")["system_status"] == "Online"
+        metrics = metric_values(d.metrics_port)
+        assert metrics["esad_spool_below_free_space_floor"] == 0
+        assert metrics["esad_spool_mids_available"] == 1
     finally:
         d.stop()
         subprocess.run(["umount", d.state])
@@ -248,6 +276,9 @@ def test_fsync_eio_then_recovery():
         code, text = c.reply()
         assert code == 421 and "4.3.2" in text, (code, text)
         c.close()
+        s = d.ctl_json("status")
+        assert s["system_status"] == "Online (spool write failed: new connections refused with 421)", s
+        assert not s["spool"]["healthy"]
         os.unlink(flag)
         # A probe write succeeds within a few seconds and mail flows again.
         def accepts():
