@@ -8,6 +8,18 @@
 
 namespace esad::delivery {
 
+smtp::ClientTimeouts client_timeouts(const DeliveryConfig& config) {
+    auto s = [](uint32_t seconds) { return smtp::Millis(uint64_t{seconds} * 1000); };
+    smtp::ClientTimeouts t;
+    t.greeting = s(config.greeting_timeout_s);
+    t.mail = s(config.mail_timeout_s);
+    t.rcpt = s(config.rcpt_timeout_s);
+    t.data_init = s(config.data_init_timeout_s);
+    t.data_block = s(config.data_block_timeout_s);
+    t.data_done = s(config.data_done_timeout_s);
+    return t;
+}
+
 namespace {
 struct ConnectReq {
     uv_connect_t req;
