@@ -9,14 +9,15 @@
 namespace esad::delivery {
 
 smtp::ClientTimeouts client_timeouts(const DeliveryConfig& config) {
-    auto s = [](uint32_t seconds) { return smtp::Millis(uint64_t{seconds} * 1000); };
-    smtp::ClientTimeouts t;
-    t.greeting = s(config.greeting_timeout_s);
-    t.mail = s(config.mail_timeout_s);
-    t.rcpt = s(config.rcpt_timeout_s);
-    t.data_init = s(config.data_init_timeout_s);
-    t.data_block = s(config.data_block_timeout_s);
-    t.data_done = s(config.data_done_timeout_s);
+    using T = smtp::ClientTimeouts;
+    T t;
+    for (auto [stage, seconds] : {std::pair{&T::greeting, config.greeting_timeout_s},
+                                  {&T::mail, config.mail_timeout_s},
+                                  {&T::rcpt, config.rcpt_timeout_s},
+                                  {&T::data_init, config.data_init_timeout_s},
+                                  {&T::data_block, config.data_block_timeout_s},
+                                  {&T::data_done, config.data_done_timeout_s}})
+        t.*stage = smtp::Millis(uint64_t{seconds} * 1000);
     return t;
 }
 
