@@ -32,7 +32,7 @@ json status_data(const DaemonState& s, std::time_t now) {
     else if (s.spool_below_floor)
         refusal = " (spool below free-space floor: new mail refused with 452)";
     else if (!s.mids_available)
-        refusal = " (no MID reservation on disk: new mail refused with 4xx)";
+        refusal = " (no MID available: new mail refused with 4xx)";
     system_status.append(refusal);
     return {
         {"version", ESAD_VERSION},

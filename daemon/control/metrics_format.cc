@@ -163,7 +163,8 @@ std::string format_metrics(const MetricsSnapshot& s, const MetricsOptions& optio
             "listener.max_message_size: MAIL gets 452 4.3.1; else 0.",
             s.spool_below_floor);
     w.gauge("esad_spool_mids_available",
-            "0 while no MID reservation is on disk (e.g. started on a full spool): MAIL gets "
+            "0 while no MID can be handed out (reservation not written, e.g. started on a full "
+            "spool, or MID space used up): MAIL gets "
             "4xx; else 1.",
             s.mids_available);
     w.gauge("esad_recovering", "1 while the spool is being recovered at startup, else 0.",
