@@ -232,6 +232,15 @@ void read_listener(TableReader& r, ListenerConfig& c) {
 
 void read_delivery(TableReader& r, DeliveryConfig& c) {
     r.read_int("port", c.port, 1, 65535);
+    for (auto [key, field] : {std::pair{"greeting_timeout", &c.greeting_timeout_s},
+                              {"mail_timeout", &c.mail_timeout_s},
+                              {"rcpt_timeout", &c.rcpt_timeout_s},
+                              {"data_init_timeout", &c.data_init_timeout_s},
+                              {"data_block_timeout", &c.data_block_timeout_s},
+                              {"data_done_timeout", &c.data_done_timeout_s}}) {
+        r.read_duration(key, *field, kMaxSessionTimeoutS);
+        if (*field == 0) r.error(key, r.line_for(key), "must be at least 1 second");
+    }
     r.read_int("max_concurrency", c.max_concurrency, 1, 1000000);
     r.read("source_address", c.source_address);
     r.read("possible_delivery", c.possible_delivery);

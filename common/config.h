@@ -51,6 +51,13 @@ struct DeliveryConfig {
     std::string source_address;
     bool possible_delivery = false;
     std::string tls_ca_file;  // trusted CAs for *-verify TLS policies; empty: system store
+    // The SMTP client's deadlines per stage, RFC 5321 §4.5.3.2 defaults (seconds, live).
+    uint32_t greeting_timeout_s = 300;    // the server's 220 after connecting
+    uint32_t mail_timeout_s = 300;        // reply to MAIL FROM
+    uint32_t rcpt_timeout_s = 300;        // reply to each RCPT TO
+    uint32_t data_init_timeout_s = 120;   // 354 after DATA
+    uint32_t data_block_timeout_s = 180;  // each block of content sent
+    uint32_t data_done_timeout_s = 600;   // reply to the final "."
 };
 
 struct DnsConfig {

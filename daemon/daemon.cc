@@ -251,6 +251,14 @@ void Daemon::on_recovered(const spool::IoStatus& status, spool::RecoveryReport& 
     }
     for (const auto& sk : report.skipped)
         spdlog::warn("spool: skipped {}: {}", sk.path, sk.reason);
+    if (!report.journal_compaction_error.empty())
+        spdlog::warn("spool: journal compaction deferred (file system full): {}",
+                     report.journal_compaction_error);
+    if (!report.mid_reservation_error.empty())
+        spdlog::error(
+            "spool: no MID reservation (file system full), new mail is refused with 4xx until "
+            "space returns: {}",
+            report.mid_reservation_error);
     state_.corrupt_files = report.quarantined.size();
     committer_ =
         std::make_unique<inject::Committer>(&loop_, spool_, config_.listener.max_message_size);
@@ -411,6 +419,11 @@ void Daemon::refresh_gauges() {
         state_.commit_messages = committer_->stats().messages;
         state_.commit_largest_batch = committer_->stats().largest_batch;
     }
+    if (committer_) {
+        state_.spool_healthy = committer_->healthy();
+        state_.spool_below_floor = !committer_->last_space().ok;
+        state_.mids_available = spool_.mids->available();
+    }
     if (spool_.store) {
         spool::StoreStats st = spool_.store->stats();
         state_.file_fsyncs = st.file_fsyncs;
@@ -460,15 +473,19 @@ void Daemon::stop() {
         saving_counters_ = false;
         save_counters();
     }
-    // In-flight injections get their commit reply and 421; delivery transactions finish and
-    // QUIT. Whatever still runs at the deadline is cut: nothing acknowledged is lost (an
-    // unfinished delivery stays queued), the process just stops waiting for slow peers.
-    // Unreferenced: when everything finished earlier, the timer does not hold the loop.
+    // Injection sessions in DATA read the message to its end and get their commit reply,
+    // then 421; idle ones get 421 now. Delivery transactions finish and QUIT. Whatever still runs
+    // at the deadline is cut: nothing acknowledged is lost (an unfinished delivery stays queued),
+    // the process just stops waiting for slow peers. Unreferenced: when everything finished
+    // earlier, the timer does not hold the loop.
     shutdown_timer_ = loop::Timer::create(&loop_, [this] {
         spdlog::warn("shutdown: {} s deadline passed, closing the remaining connections",
                      config_.daemon.shutdown_timeout_s);
         if (listener_) listener_->abort_sessions();
         if (delivery_) delivery_->abort_sessions();
+        // Connections that already said 421/QUIT but whose peer never reads the reply.
+        if (size_t n = loop::close_draining_streams(&loop_))
+            spdlog::warn("shutdown: closed {} connections whose peer did not read", n);
     });
     shutdown_timer_->start(config_.daemon.shutdown_timeout_s * 1000);
     shutdown_timer_->unref();

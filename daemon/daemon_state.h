@@ -43,6 +43,12 @@ struct DaemonState {
     uint64_t dir_fsyncs = 0;
     uint64_t journal_flushes = 0;  // as bound; empty until listening
     bool recovering = true;
+    // Spool admission (refreshed with the gauges): false after an fsync failure until a probe
+    // write succeeds (new sessions get 421 4.3.2); below the free-space floor MAIL gets
+    // 452 4.3.1; without a MID reservation (not durable yet) MAIL gets 4xx.
+    bool spool_healthy = true;
+    bool spool_below_floor = false;
+    bool mids_available = true;
     uint64_t corrupt_files = 0;  // quarantined by recovery (lifetime of the process)
     // Event loop busy fraction over the last 1 s, 10 s and 60 s (loop_load.h).
     double loop_busy[3] = {0, 0, 0};

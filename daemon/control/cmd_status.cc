@@ -24,6 +24,17 @@ json status_data(const DaemonState& s, std::time_t now) {
         system_status = "Receiving suspended";
     else if (s.delivery_suspended)
         system_status = "Delivery suspended";
+    // What every client gets, so that "Online" never hides a spool that refuses all mail.
+    std::string_view refusal;
+    if (s.recovering)
+        refusal = "";
+    else if (!s.spool_healthy)
+        refusal = " (spool write failed: new connections refused with 421)";
+    else if (s.spool_below_floor)
+        refusal = " (spool below free-space floor: new mail refused with 452)";
+    else if (!s.mids_available)
+        refusal = " (no MID available: new mail refused with 4xx)";
+    system_status.append(refusal);
     return {
         {"version", ESAD_VERSION},
         {"hostname", s.hostname},
@@ -50,7 +61,10 @@ json status_data(const DaemonState& s, std::time_t now) {
           {"largest_batch", s.commit_largest_batch},
           {"file_fsyncs", s.file_fsyncs},
           {"dir_fsyncs", s.dir_fsyncs},
-          {"journal_flushes", s.journal_flushes}}},
+          {"journal_flushes", s.journal_flushes},
+          {"healthy", s.spool_healthy},
+          {"below_free_space_floor", s.spool_below_floor},
+          {"mids_available", s.mids_available}}},
         {"gauges",
          {{"current_inbound_connections", s.inbound_connections},
           {"current_outbound_connections", s.outbound_connections},

@@ -161,6 +161,19 @@ std::string format_metrics(const MetricsSnapshot& s, const MetricsOptions& optio
     w.family("esad_log_lines_dropped_total", "counter",
              "Log lines dropped because the log disk fell behind (the loop never waits).");
     w.sample("esad_log_lines_dropped_total", s.log_lines_dropped);
+    w.gauge("esad_spool_healthy",
+            "0 after a spool write (fsync) failure until a probe write succeeds: new "
+            "connections get 421 4.3.2; else 1.",
+            s.spool_healthy);
+    w.gauge("esad_spool_below_free_space_floor",
+            "1 while free space is below daemon.spool_min_free_bytes or 1.5 x "
+            "listener.max_message_size: MAIL gets 452 4.3.1; else 0.",
+            s.spool_below_floor);
+    w.gauge("esad_spool_mids_available",
+            "0 while no MID can be handed out (reservation not written, e.g. started on a full "
+            "spool, or MID space used up): MAIL gets "
+            "4xx; else 1.",
+            s.mids_available);
     w.gauge("esad_recovering", "1 while the spool is being recovered at startup, else 0.",
             s.recovering);
     w.ratio_gauge("esad_event_loop_busy_ratio",

@@ -10,7 +10,8 @@
 //                               Prometheus understands (the persisted Lifetime view can step
 //                               back after a crash, which rate() would misread)
 //   esad_* gauges               connections in/out, active/attempted recipients, destinations,
-//                               hosts down, spool bytes, oldest message, recovering, ...
+//                               hosts down, spool bytes, spool health and free-space floor,
+//                               oldest message, recovering, ...
 //   esad_host_*{host="..."}     per recipient host, for the top_hosts hosts with the most
 //                               active recipients plus every host that is down (at most
 //                               max_down_hosts of those): label cardinality stays bounded
@@ -48,6 +49,9 @@ struct MetricsSnapshot {
     bool recovering = false;  // spool recovery still running: no host data yet
     bool delivery_suspended = false;
     bool listener_suspended = false;
+    bool spool_healthy = true;       // false: new connections get 421 4.3.2
+    bool spool_below_floor = false;  // true: MAIL gets 452 4.3.1
+    bool mids_available = true;      // false: no durable MID reservation, MAIL gets 4xx
     std::uint64_t connections_in = 0;
     std::uint64_t connections_out = 0;
     std::uint64_t active_recipients = 0;

@@ -82,6 +82,9 @@ MetricsSnapshot collect_metrics(DaemonState& state, delivery::DeliveryManager* m
     s.recovering = state.recovering;
     s.delivery_suspended = state.delivery_suspended;
     s.listener_suspended = state.listener_suspended;
+    s.spool_healthy = state.spool_healthy;
+    s.spool_below_floor = state.spool_below_floor;
+    s.mids_available = state.mids_available;
     s.connections_in = state.inbound_connections;
     s.connections_out = state.outbound_connections;
     s.active_recipients = state.active_recipients;

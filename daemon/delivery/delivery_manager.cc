@@ -122,6 +122,7 @@ DeliveryManager::DeliveryManager(uv_loop_t* loop, DaemonState& state, logs::Mail
     env_.mail_log = &mail_log;
     env_.helo_name = config.daemon.hostname;
     env_.source_address = config.delivery.source_address;
+    env_.timeouts = client_timeouts(config.delivery);
     std::string error;
     tls::ClientOptions plain;  // reports verification (against the same CAs), never fails on it
     plain.ca_file = config.delivery.tls_ca_file;
@@ -187,6 +188,7 @@ void DeliveryManager::apply_config(const Config& config) {
     config_ = config;
     env_.helo_name = config.daemon.hostname;
     env_.source_address = config.delivery.source_address;
+    env_.timeouts = client_timeouts(config.delivery);  // sessions opened from now on
     // Idle connections were opened under the old routes and TLS policies: let them go.
     close_idle();
     scheduler_->set_max_concurrency(config.delivery.max_concurrency);

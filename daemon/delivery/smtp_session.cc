@@ -9,6 +9,19 @@
 
 namespace esad::delivery {
 
+smtp::ClientTimeouts client_timeouts(const DeliveryConfig& config) {
+    using T = smtp::ClientTimeouts;
+    T t;
+    for (auto [stage, seconds] : {std::pair{&T::greeting, config.greeting_timeout_s},
+                                  {&T::mail, config.mail_timeout_s},
+                                  {&T::rcpt, config.rcpt_timeout_s},
+                                  {&T::data_init, config.data_init_timeout_s},
+                                  {&T::data_block, config.data_block_timeout_s},
+                                  {&T::data_done, config.data_done_timeout_s}})
+        t.*stage = smtp::Millis(uint64_t{seconds} * 1000);
+    return t;
+}
+
 namespace {
 std::string rid_list(const std::vector<uint32_t>& rids) {
     std::string out = "[";

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "common/config.h"
 #include "daemon/daemon_state.h"
 #include "daemon/logs/mail_log.h"
 #include "daemon/loop/handle.h"
@@ -34,6 +35,10 @@ struct Candidate {
     uint16_t port = 25;
     std::string mx_name;  // SNI / certificate name; the IP for address routes
 };
+
+// The client FSM's stage deadlines from [delivery] (greeting, MAIL, RCPT, DATA, data block,
+// final dot); the other stages keep ClientTimeouts' defaults.
+smtp::ClientTimeouts client_timeouts(const DeliveryConfig& config);
 
 struct SessionEnv {
     uv_loop_t* loop = nullptr;

@@ -25,6 +25,7 @@ void Committer::start() {
     timer_ = loop::Timer::create(loop_, [this] {
         refresh_space();
         maybe_probe();
+        maybe_refill();  // e.g. started on a full spool: reserve once space is back
     });
     timer_->start(0, 1000);
     timer_->unref();
@@ -37,23 +38,47 @@ void Committer::stop() {
 
 spool::IoStatus Committer::next_mid(spool::Mid* mid) {
     spool::IoStatus st = spool_.mids->next(*mid);
-    if (st.ok() && !refilling_ && spool_.mids->needs_refill()) {
-        refilling_ = true;
-        spool::MidAllocator* mids = spool_.mids.get();
-        loop::queue_work(
-            loop_,
-            [mids] {
-                spool::IoStatus r = mids->refill();
-                if (!r.ok()) spdlog::error("spool: cannot reserve MIDs: {}", r.reason());
-            },
-            [this] { refilling_ = false; });
-    }
+    maybe_refill();
     return st;
+}
+
+void Committer::maybe_refill() {
+    if (refilling_ || stopped_ || !spool_.mids->needs_refill()) return;
+    spool::MidAllocator* mids = spool_.mids.get();
+    run_once(
+        refilling_, [mids] { return mids->refill(); },
+        [this](const spool::IoStatus& st) {
+            if (st.ok() && !mid_reserve_ok_)
+                spdlog::info("spool: MID reservation written, accepting mail again");
+            else if (!st.ok() && mid_reserve_ok_)
+                spdlog::error(
+                    "spool: cannot reserve MIDs, MAIL gets 451 4.3.0 once the reservation "
+                    "is used up: {}",
+                    st.reason());
+            mid_reserve_ok_ = st.ok();
+        });
+}
+
+void Committer::run_once(bool& busy, std::function<spool::IoStatus()> work,
+                         std::function<void(const spool::IoStatus&)> done) {
+    busy = true;
+    auto status = std::make_shared<spool::IoStatus>();
+    loop::queue_work(
+        loop_, [work = std::move(work), status] { *status = work(); },
+        [&busy, done = std::move(done), status] {
+            busy = false;
+            done(*status);
+        });
 }
 
 smtp::SpoolAdmit Committer::admit(uint64_t declared_size) const {
     if (!spool_.store->healthy()) return smtp::SpoolAdmit::kUnavailable;
     if (!space_->ok) return smtp::SpoolAdmit::kInsufficientStorage;
+    // Answer at MAIL, not after DATA, when no MID can be handed out (reservation not durable).
+    if (!spool_.mids->available())
+        return spool_.mids->last_refill_error().error_class() == spool::ErrorClass::kNoSpace
+                   ? smtp::SpoolAdmit::kInsufficientStorage
+                   : smtp::SpoolAdmit::kTemporaryFailure;
     // The cached check covers 1.5 × max size; a declared size is never above max size here
     // (the FSM refused it with 552 first).
     (void)declared_size;
@@ -143,14 +168,11 @@ void Committer::refresh_space() {
 
 void Committer::maybe_probe() {
     if (probing_ || stopped_ || spool_.store->healthy()) return;
-    probing_ = true;
     spool::Store* store = spool_.store.get();
-    auto status = std::make_shared<spool::IoStatus>();
-    loop::queue_work(
-        loop_, [store, status] { *status = store->probe(); },
-        [this, status] {
-            probing_ = false;
-            if (status->ok()) spdlog::info("spool: probe write succeeded, accepting mail again");
+    run_once(
+        probing_, [store] { return store->probe(); },
+        [](const spool::IoStatus& st) {
+            if (st.ok()) spdlog::info("spool: probe write succeeded, accepting mail again");
         });
 }
 

@@ -1,7 +1,8 @@
 // The injection side of the spool: MIDs, the MAIL-time admission check, and group commit.
 //
 //   committer.next_mid(&mid)                 MID for a new transaction (loop thread)
-//   committer.admit(declared_size)           cached statvfs verdict + store health
+//   committer.admit(declared_size)           cached statvfs verdict + store health + a MID
+//                                            reservation left (else 451 4.3.0 at MAIL)
 //   committer.commit(message, done)          done(status) on the loop thread, after the
 //                                            message file and its directory entry are durable
 //
@@ -65,6 +66,10 @@ class Committer {
     void start_batch(std::shared_ptr<Batch> batch);
     void refresh_space();
     void maybe_probe();
+    void maybe_refill();  // MID reservation on a worker, one at a time
+    // `work` on a worker while `busy` is set; `done` gets its status on the loop thread.
+    void run_once(bool& busy, std::function<spool::IoStatus()> work,
+                  std::function<void(const spool::IoStatus&)> done);
 
     uv_loop_t* loop_;
     spool::Spool& spool_;
@@ -74,6 +79,7 @@ class Committer {
     size_t in_flight_ = 0;
     uint64_t messages_in_flight_ = 0;
     bool refilling_ = false;
+    bool mid_reserve_ok_ = true;  // last refill outcome, to log changes only
     bool space_checking_ = false;
     bool probing_ = false;
     bool stopped_ = false;

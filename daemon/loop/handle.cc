@@ -5,13 +5,21 @@
 #include <cassert>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <unordered_set>
+#include <vector>
 
 namespace esad::loop {
 
 namespace {
 std::atomic<long> g_live{0};
+
+// Streams waiting in close_after_writes(), for close_draining_streams(). Loop threads only
+// touch it; the mutex keeps loops on different threads (tests, later shards) apart.
+std::mutex g_draining_mu;
+std::unordered_set<Stream*> g_draining;
 
 struct WriteReq {
     uv_write_t req;
@@ -183,6 +191,30 @@ void Stream::close_after_writes() {
     close_when_drained_ = true;
     read_stop();
     read_cb_ = nullptr;  // the owner let go: a late write error is not its business
+    std::lock_guard<std::mutex> lock(g_draining_mu);
+    g_draining.insert(this);
+}
+
+void Stream::on_close_started() {
+    read_cb_ = nullptr;
+    conn_cb_ = nullptr;
+    report_.reset();
+    if (close_when_drained_) {
+        std::lock_guard<std::mutex> lock(g_draining_mu);
+        g_draining.erase(this);
+    }
+}
+
+size_t close_draining_streams(uv_loop_t* loop) {
+    std::vector<Stream*> mine;
+    {
+        std::lock_guard<std::mutex> lock(g_draining_mu);
+        for (Stream* s : g_draining)
+            if (s->stream()->loop == loop) mine.push_back(s);
+    }
+    for (Stream* s : mine)
+        s->close();  // on_close_started() takes it out of the set
+    return mine.size();
 }
 
 void Stream::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {

@@ -106,16 +106,13 @@ class Stream : public HandleBase {
     int read_start(ReadCallback cb);
     void read_stop();
     int listen(int backlog, ConnectionCallback cb);
-    // Closes once every queued write was handed to the kernel. The owner has let go: no
-    // callback of the stream runs after this.
+    // Closes once every queued write was handed to the kernel (a peer that never reads
+    // keeps it open: close_draining_streams() ends such waits at shutdown). The owner has
+    // let go: no callback of the stream runs after this.
     void close_after_writes();
 
   protected:
-    void on_close_started() override {
-        read_cb_ = nullptr;
-        conn_cb_ = nullptr;
-        report_.reset();
-    }
+    void on_close_started() override;
 
   private:
     static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
@@ -155,6 +152,10 @@ class Tcp final : public Stream {
     uv_tcp_t tcp_;
 };
 
+// Closes now, dropping their unsent bytes, the streams of `loop` still waiting in
+// close_after_writes() (shutdown deadline: a peer that does not read must not hold the
+// process). Returns how many were closed.
+size_t close_draining_streams(uv_loop_t* loop);
 // Runs the loop until every handle closed; returns uv_loop_close()'s result (0 when clean).
 int drain_and_close(uv_loop_t* loop);
 

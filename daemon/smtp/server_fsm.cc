@@ -324,7 +324,10 @@ void ServerSession::shutdown(Millis /*now*/) {
     switch (state_) {
         case State::kClosed:
             return;
+        case State::kData:
         case State::kCommitting:
+            // A transaction whose content is under way finishes: the client gets its 250
+            // (after the commit) or refusal, then 421 (the daemon's shutdown_timeout bounds it).
             shutdown_pending_ = true;
             return;
         case State::kInit:
@@ -554,6 +557,8 @@ void ServerSession::do_mail(std::string_view arg, Millis now) {
                 break;
             case SpoolAdmit::kInsufficientStorage:
                 return reply(452, "4.3.1", "Insufficient system storage");
+            case SpoolAdmit::kTemporaryFailure:
+                return reply(451, "4.3.0", "Error: queue not available, try again later");
             case SpoolAdmit::kUnavailable:
                 return close_with(421, "4.3.2", "Service not available, try again later");
         }
@@ -731,6 +736,7 @@ void ServerSession::finish_data(Millis now) {
         reply(refusal->code, refusal->enhanced, refusal->text);
         reset_transaction(refusal->enhanced + " " + refusal->text);
         enter(State::kReady, now);
+        if (shutdown_pending_) close_with(421, "4.3.2", "Service shutting down");
         return;
     }
     if (auto id = find_message_id(content_, kMaxMessageId)) {

@@ -67,7 +67,8 @@
 //     more than max_hops Received: headers  554 5.4.6 Too many hops
 //   (checked in that order). Memory: content stops growing past max_message_size.
 //   MAIL: SIZE= over max_message_size -> 552 5.3.4; then config.spool_admit(SIZE or 0):
-//   kInsufficientStorage -> 452 4.3.1, kUnavailable -> 421 4.3.2 and close.
+//   kInsufficientStorage -> 452 4.3.1, kTemporaryFailure -> 451 4.3.0 (e.g. no MID can be
+//   allocated), kUnavailable -> 421 4.3.2 and close.
 //   RCPT: not relay_allowed -> 554 5.7.1 Relaying denied; address literal recipient
 //   (unless allow_literal_recipients) -> 553 5.1.3; beyond max_recipients -> 452 4.5.3.
 //   max_messages per session -> 421 4.7.0 at the next MAIL.
@@ -83,8 +84,10 @@
 // channel is mid-handshake). kCommitting has no deadline (the glue owns the commit).
 // Expiry -> "421 4.4.2 <host> Error: timeout exceeded" and Close.
 //
-// shutdown(): idle or mid-command/mid-DATA -> 421 4.3.2 and Close now (a partial message is
-// dropped); while committing -> the commit reply first, then 421 4.3.2 and Close.
+// shutdown(): idle or between commands (no content yet) -> 421 4.3.2 and Close now; in DATA
+// -> the content is read to its end (DATA deadlines still apply), then as while committing:
+// the transaction's reply (250 after the commit, or its refusal) first, then 421 4.3.2 and
+// Close.
 //
 // All peer text echoed in replies is escaped (escape_for_log) and bounded.
 #pragma once
@@ -141,7 +144,7 @@ struct ServerLimits {
 };
 
 // Answer of the spool pre-check at MAIL (REQ-D5 / REQ-D6).
-enum class SpoolAdmit { kOk, kInsufficientStorage, kUnavailable };
+enum class SpoolAdmit { kOk, kInsufficientStorage, kTemporaryFailure, kUnavailable };
 
 struct ServerConfig {
     std::string hostname = "localhost";  // ours: banner, EHLO, 221/421 texts

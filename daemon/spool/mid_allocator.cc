@@ -44,21 +44,12 @@ IoStatus MidAllocator::open(const std::string& dir, std::uint64_t block_size,
         a->next_ = high == 0 ? 1 : high;
         a->reserved_ = a->next_;
     }
-    std::lock_guard<std::mutex> lock(a->mu_);
-    const Mid high = a->next_ > kMidLimit - block_size ? kMidLimit : a->next_ + block_size;
-    if (IoStatus st = a->persist_locked(high); !st.ok()) return st;
-    out = std::move(a);
-    return IoStatus::success();
-}
-
-IoStatus MidAllocator::persist_locked(Mid new_high) {
-    if (IoStatus st =
-            atomic_replace(dir_fd_.get(), kFileName, encode_reservation(new_high), label_);
-        !st.ok()) {
-        return st;  // keep the old reservation: never hand out what is not durable
+    if (IoStatus st = a->refill(); !st.ok()) {
+        // A full spool must still start: delivering is what frees space. Without a durable
+        // reservation no MID is handed out (next() fails, MAIL gets 4xx) until a refill works.
+        if (st.error_class() != ErrorClass::kNoSpace) return st;
     }
-    reserved_ = new_high;
-    ++persists_;
+    out = std::move(a);
     return IoStatus::success();
 }
 
@@ -72,32 +63,57 @@ Mid saturating_add(Mid a, std::uint64_t b) {
 IoStatus MidAllocator::next(Mid& out) {
     std::lock_guard<std::mutex> lock(mu_);
     if (next_ >= kMidLimit) return IoStatus::failure(EOVERFLOW, "allocate MID: MIDs exhausted");
-    if (next_ >= reserved_) {
-        if (IoStatus st = persist_locked(saturating_add(next_, block_)); !st.ok()) return st;
-    }
+    if (next_ >= reserved_)
+        return IoStatus::failure(EAGAIN, "allocate MID: reservation in " + label_ + " used up");
     out = next_++;
     return IoStatus::success();
 }
 
 IoStatus MidAllocator::observe(Mid seen) {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (seen < next_) return IoStatus::success();
+        next_ = seen >= kMidLimit ? kMidLimit : seen + 1;
+    }
+    return refill();
+}
+
+bool MidAllocator::available() const {
     std::lock_guard<std::mutex> lock(mu_);
-    if (seen < next_) return IoStatus::success();
-    next_ = seen >= kMidLimit ? kMidLimit : seen + 1;
-    if (next_ >= reserved_ && reserved_ < kMidLimit)
-        return persist_locked(saturating_add(next_, block_));
-    return IoStatus::success();
+    return next_ < kMidLimit && next_ < reserved_;
+}
+
+bool MidAllocator::wants_refill_locked() const {
+    return reserved_ < kMidLimit && (reserved_ <= next_ || reserved_ - next_ < block_ / 2);
 }
 
 bool MidAllocator::needs_refill() const {
     std::lock_guard<std::mutex> lock(mu_);
-    return reserved_ < kMidLimit && (reserved_ <= next_ || reserved_ - next_ < block_ / 2);
+    return wants_refill_locked();
 }
 
 IoStatus MidAllocator::refill() {
+    std::lock_guard<std::mutex> writer(write_mu_);
+    Mid high = 0;
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!wants_refill_locked()) return IoStatus::success();
+        high = saturating_add(std::max(reserved_, next_), block_);
+    }
+    // The write and its fsyncs run without mu_: next() on the loop never waits for the disk.
+    // On failure the old reservation stays: never hand out what is not durable.
+    IoStatus st = atomic_replace(dir_fd_.get(), kFileName, encode_reservation(high), label_);
     std::lock_guard<std::mutex> lock(mu_);
-    if (reserved_ >= kMidLimit || (reserved_ > next_ && reserved_ - next_ >= block_ / 2))
-        return IoStatus::success();
-    return persist_locked(saturating_add(std::max(reserved_, next_), block_));
+    refill_error_ = st;
+    if (!st.ok()) return st;
+    reserved_ = std::max(reserved_, high);
+    ++persists_;
+    return st;
+}
+
+IoStatus MidAllocator::last_refill_error() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return refill_error_;
 }
 
 Mid MidAllocator::peek_next() const {

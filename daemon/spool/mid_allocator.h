@@ -8,10 +8,17 @@
 // crash loses at most one block of unused numbers. observe(max MID found on disk) at
 // recovery moves past anything the file does not cover (e.g. a restored or copied spool).
 //
-// Threading: internally locked; next() is cheap and may run on the loop thread except when
-// the reservation is exhausted (then it persists inline). To keep that off the loop, call
-// refill() on a worker thread whenever needs_refill() says less than half a block is left.
-// A missing file starts at 1; a corrupt file is an error (uniqueness cannot be proven).
+// Threading: internally locked. next(), available() and needs_refill() never touch the disk and
+// hold the lock only for a few instructions, so the loop thread may call them; only refill() (and
+// open()) write, and refill() writes outside that lock: it picks the new mark under the lock,
+// persists it holding only a writers' lock, then raises the reservation under the lock again.
+// observe() (recovery, a worker) refills when it moved the counter close to or past the
+// reservation. When the reservation is used up next() fails at once (EAGAIN) until a refill
+// succeeds; callers run refill() on a worker whenever needs_refill(). A missing file starts at 1; a
+// corrupt file is an error (uniqueness cannot be proven). open() on a full file system
+// (ENOSPC/EDQUOT) still succeeds with an empty reservation and reports the failure in open_error(),
+// so that a full spool can start, deliver and free space; every other write failure at open() is an
+// error.
 #pragma once
 
 #include <cstdint>
@@ -35,10 +42,14 @@ class MidAllocator {
     static IoStatus open(const std::string& dir, std::uint64_t block_size,
                          std::unique_ptr<MidAllocator>& out);
 
-    IoStatus next(Mid& out);     // EOVERFLOW once the MID space is exhausted
-    IoStatus observe(Mid seen);  // afterwards every next() result is > seen
+    // EOVERFLOW once the MID space is exhausted; EAGAIN while no reservation is left.
+    IoStatus next(Mid& out);
+    IoStatus observe(Mid seen);  // afterwards every next() result is > seen (may refill)
+    bool available() const;      // next() would succeed now
     bool needs_refill() const;
-    IoStatus refill();
+    IoStatus refill();  // blocking: run on a worker thread
+    // The last refill's failure (ok once one succeeded): kNoSpace while the file system is full.
+    IoStatus last_refill_error() const;
 
     Mid peek_next() const;
     Mid reserved_until() const;           // H as last persisted
@@ -47,15 +58,17 @@ class MidAllocator {
   private:
     MidAllocator(UniqueFd dir_fd, std::string label, std::uint64_t block)
         : dir_fd_(std::move(dir_fd)), label_(std::move(label)), block_(block) {}
-    IoStatus persist_locked(Mid new_high);
+    bool wants_refill_locked() const;
 
     UniqueFd dir_fd_;
     std::string label_;
     std::uint64_t block_;
+    std::mutex write_mu_;  // one refill writes at a time; never taken by next()
     mutable std::mutex mu_;
     Mid next_ = 1;
     Mid reserved_ = 1;
     std::uint64_t persists_ = 0;
+    IoStatus refill_error_;
 };
 
 }  // namespace esad::spool

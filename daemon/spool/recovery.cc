@@ -68,8 +68,13 @@ FileCheck check_file(int queue_fd, const std::string& name, Mid mid, const Recov
         return skip(IoStatus::failure(errno, "stat").reason());
     }
     if (!S_ISREG(st.st_mode)) return skip("not a regular file (never followed)");
-    if (st.st_nlink != 1)
-        return skip("regular file with " + std::to_string(st.st_nlink) + " links");
+    if (st.st_nlink != 1) {
+        // Another name (a backup tool's hard link, an operator's copy) can change the content
+        // behind the spool: never deliver it, quarantine it where an operator looks.
+        return corrupt(DecodeStatus::kMalformed,
+                       "hard-linked: " + std::to_string(st.st_nlink) +
+                           " names share this file, so its content is not the spool's alone");
+    }
     UniqueFd fd(::openat(queue_fd, name.c_str(),
                          O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
     if (!fd.valid()) return skip(IoStatus::failure(errno, "open").reason());
@@ -233,13 +238,21 @@ IoStatus recover(Store& store, Journal& journal, const JournalScan& scan, MidAll
                              [](const RecoveredMessage& m, Mid v) { return m.envelope.mid < v; });
         return it != report.messages.end() && it->envelope.mid == mid;
     };
+    // A full file system defers the compaction (the old journal stays whole and valid) and
+    // the MID reservation: the daemon must start on a full spool, since delivering is what
+    // frees space.
     if (IoStatus st = journal.compact(live, [&store] { return store.sync_queue_dir(); });
         !st.ok()) {
-        return st;
+        if (st.error_class() != ErrorClass::kNoSpace) return st;
+        report.journal_compaction_error = st.reason();
     }
 
     // 6. New MIDs start above everything seen.
-    return mids.observe(report.max_mid_seen);
+    if (IoStatus st = mids.observe(report.max_mid_seen); !st.ok()) {
+        if (st.error_class() != ErrorClass::kNoSpace) return st;
+        report.mid_reservation_error = st.reason();
+    }
+    return IoStatus::success();
 }
 
 IoStatus open_spool(SpoolOptions options, Spool& spool, RecoveryReport& report) {
@@ -259,6 +272,8 @@ IoStatus open_spool(SpoolOptions options, Spool& spool, RecoveryReport& report) 
         !st.ok()) {
         return st;
     }
+    if (report.mid_reservation_error.empty() && !s.mids->available())
+        report.mid_reservation_error = s.mids->last_refill_error().reason();
     spool = std::move(s);
     return IoStatus::success();
 }

@@ -3,9 +3,9 @@
 // Steps: delete every stale tmp/ entry; read and validate each queue/ file (header,
 // envelope + envelope checksum, sizes, trailer, and — with verify_content — the whole-file
 // checksum, streamed in fixed chunks so bodies are never held in memory); move truncated,
-// corrupt, unknown-version or mis-named-MID files to corrupt/ (never deleted, never
-// delivered) with a reason; skip (and report) entries that are not plain regular files with
-// a MID name — symlinks are never followed; apply the journal: recipients with a final
+// corrupt, unknown-version, mis-named-MID or hard-linked files to corrupt/ (never deleted,
+// never delivered) with a reason; skip (and report) entries that are not plain regular files
+// with a MID name — symlinks are never followed; apply the journal: recipients with a final
 // record are dropped, messages with no recipient left are removed; fsync corrupt/ and
 // queue/ once; compact the journal to the live messages; move the MID allocator past every
 // MID seen on disk.
@@ -67,10 +67,16 @@ struct RecoveryReport {
     std::uint64_t journal_ignored_bytes = 0;
     std::string journal_tail_reason;
     Mid max_mid_seen = 0;
+    // Work a full file system (ENOSPC/EDQUOT) deferred; empty when done. Without a MID
+    // reservation new mail is refused with 4xx until a later refill succeeds.
+    std::string journal_compaction_error;
+    std::string mid_reservation_error;
 };
 
 // Fails only on errors that make the whole spool unusable (cannot list queue/, cannot
-// compact the journal, cannot persist the MID reservation); per-file problems are reported.
+// compact the journal, cannot persist the MID reservation — except for lack of space, which
+// is reported in journal_compaction_error / mid_reservation_error); per-file problems are
+// reported.
 IoStatus recover(Store& store, Journal& journal, const JournalScan& scan, MidAllocator& mids,
                  const RecoveryOptions& options, RecoveryReport& report);
 

@@ -3,18 +3,23 @@
 * kill -9 at random moments while several clients inject: after restart every message that
   got 250 is in the spool exactly once (matched by Message-ID) and no file is partial.
 * Real ENOSPC on a small tmpfs spool: 452 4.3.1, never 250 for a lost message, never 5xx.
+* A spool file system already full at start (issue #13): esad starts, delivers (which frees
+  space), answers MAIL with 452 4.3.1 meanwhile, and accepts mail once space is back.
 * EIO on fsync (LD_PRELOAD shim): 451 4.3.0, then 421 4.3.2 to new sessions until a probe
   write succeeds, then mail is accepted again.
 """
 import collections
+import errno
 import os
 import random
 import subprocess
 import tempfile
 import time
+import urllib.request
 
-from esad_harness import (FAULT_SHIM, Daemon, Injector, SmtpClient, make_body, send_message, spool_messages,
-                          wait_for, run_tests)
+from esad_harness import (FAULT_SHIM, Daemon, Injector, SmtpClient, free_port, make_body, send_message,
+                          spool_messages, wait_for, run_tests)
+from smtp_sink import SmtpSink
 
 ROUNDS = int(os.environ.get("ESAD_CRASH_ROUNDS", "12"))
 
@@ -97,6 +102,142 @@ def test_enospc_on_small_tmpfs():
         d.cleanup()
 
 
+def small_tmpfs_daemon(size, routes):
+    """A daemon whose state_dir is a fresh tmpfs of `size` (logs stay outside it), or None
+    when this machine cannot mount one."""
+    d = Daemon(start=False)
+    mnt = os.path.join(d.dir, "tmpfs")
+    os.makedirs(mnt)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", mnt]).returncode != 0:
+        d.cleanup()
+        return None, None
+    routes_path = os.path.join(d.dir, "routes.txt")
+    with open(routes_path, "w") as f:
+        f.write(routes)
+    logs = os.path.join(d.dir, "logs")
+    d.metrics_port = free_port()
+    d.write_config(f'max_message_size = 100000\n[routes]\nfile = "{routes_path}"\n'
+                   f'[logging]\ndir = "{logs}"\n'
+                   f'[metrics]\naddress = "127.0.0.1:{d.metrics_port}"\n')
+    with open(d.config_path) as f:
+        text = f.read()
+    with open(d.config_path, "w") as f:
+        f.write(text.replace("[daemon]\n", "[daemon]\nspool_min_free_bytes = 0\n", 1)
+                    .replace(f'state_dir = "{d.state}"', f'state_dir = "{mnt}"'))
+    d.state = mnt
+    return d, routes_path
+
+
+def metric_values(port):
+    """The unlabelled esad_* samples of the Prometheus endpoint."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return {k: float(v) for k, v in (line.split(" ", 1) for line in text.splitlines()
+                                     if line.startswith("esad_") and "{" not in line)}
+
+
+def fill_up(directory):
+    """Writes a filler file until the file system says ENOSPC; returns its path."""
+    path = os.path.join(directory, "filler")
+    with open(path, "wb", buffering=0) as f:
+        for size in (1 << 16, 4096, 1):
+            try:
+                while True:
+                    f.write(b"\0" * size)
+            except OSError as e:
+                assert e.errno == errno.ENOSPC, e
+    return path
+
+
+def test_starts_on_a_full_spool_delivers_and_refuses_with_452():
+    sink = SmtpSink()
+    sink_route = f"ALL [127.0.0.1]:{sink.port}\n"
+    d, routes_path = small_tmpfs_daemon("2m", "ALL [127.0.0.1]:9\n")
+    if d is None:
+        print("    SKIP: cannot mount tmpfs", flush=True)
+        sink.close()
+        return
+    try:
+        d.start()
+        queued = []
+        for i in range(10):
+            code, text = send_message(d.smtp_port, "a@src.test", ["b@dst.test"],
+                                      make_body(f"held-{i}@t", size=60000))
+            assert code == 250, (code, text)
+            queued.append(f"held-{i}@t")
+        d.stop()
+        fill_up(d.state)
+        with open(routes_path, "w") as f:
+            f.write(sink_route)
+        d.start()  # before the fix: "critical spool: cannot open ... No space left on device"
+        # Delivery frees space: every held message reaches the sink.
+        assert wait_for(lambda: len(sink.messages) >= len(queued), timeout=60), len(sink.messages)
+        # While space is short MAIL is refused with 452 4.3.1, never 250 or 5xx; once the
+        # delivered files are gone and a free-space check ran, mail is accepted again.
+        seen = []
+
+        def accepts():
+            code, text = send_message(d.smtp_port, "a@src.test", ["b@dst.test"],
+                                      make_body("after@t", size=1000))
+            seen.append((code, text))
+            assert code in (250, 452), (code, text)
+            if code == 452:
+                assert "4.3.1" in text, text
+            return code == 250
+        assert wait_for(accepts, timeout=30, interval=0.3), seen[-3:]
+        assert d.proc.poll() is None
+    finally:
+        sink.close()
+        d.stop()
+        subprocess.run(["umount", d.state])
+        d.cleanup()
+
+
+def test_full_spool_at_start_answers_452_at_mail():
+    d, _ = small_tmpfs_daemon("1m", "ALL [127.0.0.1]:9\n")
+    if d is None:
+        print("    SKIP: cannot mount tmpfs", flush=True)
+        return
+    try:
+        d.start()
+        d.stop()
+        filler = fill_up(d.state)
+        d.start()
+        c = SmtpClient(d.smtp_port)
+        assert c.reply()[0] == 220
+        c.cmd("EHLO client.test")
+        code, text = c.cmd("MAIL FROM:<a@src.test>")
+        assert code == 452 and "4.3.1" in text, (code, text)
+        c.cmd("QUIT")
+        c.close()
+        # Defect (issue #13): status said "Online" and no metric showed the refusal.
+        floor = "Online (spool below free-space floor: new mail refused with 452)"
+        assert wait_for(lambda: d.ctl_json("status")["system_status"] == floor, timeout=10), \
+            d.ctl_json("status")["system_status"]
+        spool = d.ctl_json("status")["spool"]
+        assert spool["below_free_space_floor"] and spool["healthy"], spool
+        assert not spool["mids_available"], spool
+        assert any(line.startswith("System status:") and line.endswith(floor)
+                   for line in d.ctl("status").stdout.splitlines())
+        metrics = metric_values(d.metrics_port)
+        assert metrics["esad_spool_below_free_space_floor"] == 1, metrics
+        assert metrics["esad_spool_healthy"] == 1
+        assert metrics["esad_spool_mids_available"] == 0
+        # Space comes back: the MID reservation is written and mail flows.
+        os.unlink(filler)
+        assert wait_for(lambda: send_message(d.smtp_port, "a@src.test", ["b@dst.test"],
+                                             make_body("back@t"))[0] == 250,
+                        timeout=30, interval=0.3)
+        assert d.ctl_json("status")["system_status"] == "Online"
+        metrics = metric_values(d.metrics_port)
+        assert metrics["esad_spool_below_free_space_floor"] == 0
+        assert metrics["esad_spool_mids_available"] == 1
+    finally:
+        d.stop()
+        subprocess.run(["umount", d.state])
+        d.cleanup()
+
+
 def test_fsync_eio_then_recovery():
     d = Daemon(start=False)
     flag = os.path.join(d.dir, "fsync-fails")
@@ -120,6 +261,9 @@ def test_fsync_eio_then_recovery():
         code, text = c.reply()
         assert code == 421 and "4.3.2" in text, (code, text)
         c.close()
+        s = d.ctl_json("status")
+        assert s["system_status"] == "Online (spool write failed: new connections refused with 421)", s
+        assert not s["spool"]["healthy"]
         os.unlink(flag)
         # A probe write succeeds within a few seconds and mail flows again.
         def accepts():
@@ -138,4 +282,5 @@ def test_fsync_eio_then_recovery():
 
 if __name__ == "__main__":
     run_tests([test_kill9_never_loses_an_acknowledged_message, test_enospc_on_small_tmpfs,
-               test_fsync_eio_then_recovery])
+               test_starts_on_a_full_spool_delivers_and_refuses_with_452,
+               test_full_spool_at_start_answers_452_at_mail, test_fsync_eio_then_recovery])

@@ -449,6 +449,22 @@ def test_delay_warning_dsn_after_second_attempt():
         sink.close()
 
 
+def test_delivery_stage_deadlines_are_configurable():
+    # Defect (issue #13): the client's RFC 5321 §4.5.3.2 deadlines could not be configured.
+    # A peer that never answers the final dot is given up after data_done_timeout.
+    sink = SmtpSink()
+    d = delivery_daemon(f"ALL [127.0.0.1]:{sink.port}\n", delivery_extra='data_done_timeout = "1s"\n')
+    try:
+        assert send_message(d.smtp_port, "a@src.test", ["hangdot@hang.test"], make_body("slow@t"))[0] == 250
+        assert wait_for(lambda: len(sink.messages) >= 1, timeout=10)
+        assert wait_for(lambda: d.ctl_json("hoststatus", "hang.test")["counters"]["soft_bounced_events"] >= 1,
+                        timeout=30), mail_log(d)
+        assert len(spool_messages(d.state)) == 1  # not acknowledged: still queued
+    finally:
+        d.cleanup()
+        sink.close()
+
+
 if __name__ == "__main__":
     run_tests([test_static_route_delivery_and_log_lines, test_hard_bounce_generates_dsn_and_soft_bounce_is_retried,
                test_dead_host_is_held_then_runbook_recovers_it, test_mx_resolution_nxdomain_and_dig,
@@ -459,4 +475,5 @@ if __name__ == "__main__":
                test_drop_after_final_dot_is_retried_or_counted_with_possible_delivery,
                test_real_postfix_smtp_sink_peer, test_reload_changes_a_route_live,
                test_graceful_stop_under_load_loses_nothing, test_shutdown_deadline_cuts_a_hanging_peer,
-               test_delay_warning_dsn_after_second_attempt])
+               test_delay_warning_dsn_after_second_attempt,
+               test_delivery_stage_deadlines_are_configurable])

@@ -3,7 +3,9 @@ TLS injection, mail-log lines, restart recovery, quarantine of corrupt files, fr
 import json
 import os
 import signal
+import socket
 import subprocess
+import threading
 import time
 
 from esad_harness import (Daemon, SmtpClient, make_body, send_message, spool_messages,
@@ -135,7 +137,7 @@ def test_restart_recovers_queue_and_mids_keep_increasing():
 def test_corrupt_and_truncated_files_quarantined_at_startup():
     d = Daemon()
     try:
-        for i in range(2):
+        for i in range(3):
             assert send_message(d.smtp_port, "a@src.test", ["b@dst.test"], make_body(f"c{i}@t"))[0] == 250
         assert d.stop() == 0
         queue = os.path.join(d.state, "spool", "queue")
@@ -145,10 +147,13 @@ def test_corrupt_and_truncated_files_quarantined_at_startup():
             f.truncate(os.path.getsize(os.path.join(queue, names[0])) // 2)
         with open(os.path.join(queue, "00000000000f4240"), "wb") as f:
             f.write(b"garbage that is not a spool file")
+        # Defect (issue #13): a hard-linked file was skipped at every start, never counted.
+        os.link(os.path.join(queue, names[1]), os.path.join(d.dir, "second-name"))
         d.start()
         corrupt = os.listdir(os.path.join(d.state, "spool", "corrupt"))
-        assert sorted(corrupt) == sorted([names[0], "00000000000f4240"]), corrupt
-        assert d.ctl_json("status")["corrupt_files"] == 2
+        assert sorted(corrupt) == sorted([names[0], names[1], "00000000000f4240"]), corrupt
+        assert d.ctl_json("status")["corrupt_files"] == 3
+        assert "hard-linked" in d.read_log()
         assert d.ctl_json("status")["gauges"]["active_recipients"] == 1
         assert "quarantined" in d.read_log()
         assert "moved to corrupt/" in mail_log(d)
@@ -192,6 +197,89 @@ def test_graceful_stop_answers_421_to_open_sessions():
         d.cleanup()
 
 
+def test_sigterm_lets_a_message_in_data_finish():
+    # Defect (issue #13): SIGTERM cut a session in DATA with 421 and dropped its message.
+    d = Daemon()
+    try:
+        idle = SmtpClient(d.smtp_port)
+        idle.reply()
+        idle.cmd("EHLO idle.test")
+        c = SmtpClient(d.smtp_port)
+        c.reply()
+        c.cmd("EHLO x")
+        assert c.cmd("MAIL FROM:<a@src.test>")[0] == 250
+        assert c.cmd("RCPT TO:<b@dst.test>")[0] == 250
+        assert c.cmd("DATA")[0] == 354
+        body = make_body("in-data@t", size=5000)
+        c.send(body[:len(body) // 2])
+        d.signal(signal.SIGTERM)
+        # The idle session is told at once: that is also our sign the signal was handled.
+        code, text = idle.reply()
+        assert code == 421 and "4.3.2" in text, (code, text)
+        c.send(body[len(body) // 2:] + b".\r\n")
+        code, text = c.reply()
+        assert code == 250, (code, text)
+        code, text = c.reply()
+        assert code == 421 and "4.3.2" in text, (code, text)
+        assert c.closed()
+        assert d.proc.wait(30) == 0
+        assert [m["message_id"] for m in spool_messages(d.state)] == ["in-data@t"]
+    finally:
+        d.cleanup()
+
+
+def test_sigterm_stops_within_shutdown_timeout_with_clients_that_do_not_read():
+    # Defect (issue #13): after a pipelining flood (bench/flood.py) esad did not stop: the
+    # 421 of a client that never reads waited behind its unsent replies for ever.
+    d = Daemon(start=False)
+    d.write_config("max_recipients = 100000\n")
+    with open(d.config_path) as f:
+        text = f.read()
+    with open(d.config_path, "w") as f:
+        f.write(text.replace("[daemon]\n", '[daemon]\nshutdown_timeout = "2s"\n', 1))
+    d.start()
+    # Transactions of many recipients: enough replies to fill every socket buffer between
+    # us, so that the daemon's own write queue grows and it stops reading.
+    cycle = b"MAIL FROM:<f@src.test>\r\n" + b"RCPT TO:<a@b.test>\r\n" * 50000 + b"RSET\r\n"
+    clients = 4
+    socks = []
+    try:
+        def flood():
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", d.smtp_port))
+            s.settimeout(5)
+            socks.append(s)
+            s.sendall(b"EHLO flood.test\r\n")
+            try:
+                while True:
+                    s.sendall(cycle)  # until the daemon stops reading from us
+            except OSError:
+                pass
+
+        threads = [threading.Thread(target=flood) for _ in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+        assert wait_for(lambda: mail_log(d).count("reading paused") >= clients, timeout=30), \
+            mail_log(d)[-2000:]
+        assert d.ctl_json("status")["gauges"]["current_inbound_connections"] == clients
+        start = time.monotonic()
+        d.signal(signal.SIGTERM)
+        try:
+            rc = d.proc.wait(2 + 30)  # shutdown_timeout plus a busy machine's slack
+        except subprocess.TimeoutExpired:
+            raise AssertionError("esad did not stop within shutdown_timeout")
+        assert rc == 0, d.read_log()
+        print(f"    stopped {time.monotonic() - start:.1f} s after SIGTERM", flush=True)
+        assert "closed 4 connections whose peer did not read" in d.read_log()
+    finally:
+        for s in socks:
+            s.close()
+        d.cleanup()
+
+
 def test_connection_cap_greets_421():
     d = Daemon("max_connections = 2\n")
     try:
@@ -215,4 +303,7 @@ if __name__ == "__main__":
                test_restart_recovers_queue_and_mids_keep_increasing,
                test_corrupt_and_truncated_files_quarantined_at_startup,
                test_smuggling_and_bare_lf_refused_by_the_binary,
-               test_graceful_stop_answers_421_to_open_sessions, test_connection_cap_greets_421])
+               test_graceful_stop_answers_421_to_open_sessions,
+               test_sigterm_lets_a_message_in_data_finish,
+               test_sigterm_stops_within_shutdown_timeout_with_clients_that_do_not_read,
+               test_connection_cap_greets_421])

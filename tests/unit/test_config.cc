@@ -25,6 +25,13 @@ TEST_CASE("an empty document is the embedded defaults") {
     CHECK(c.listener.relay_from == std::vector<std::string>{"127.0.0.0/8", "::1/128"});
     CHECK(c.delivery.port == 25);
     CHECK(c.delivery.max_concurrency == 10000);
+    // RFC 5321 §4.5.3.2 client deadlines.
+    CHECK(c.delivery.greeting_timeout_s == 300);
+    CHECK(c.delivery.mail_timeout_s == 300);
+    CHECK(c.delivery.rcpt_timeout_s == 300);
+    CHECK(c.delivery.data_init_timeout_s == 120);
+    CHECK(c.delivery.data_block_timeout_s == 180);
+    CHECK(c.delivery.data_done_timeout_s == 600);
     CHECK(c.bounce_profiles.at("default").max_retries == 100);
     CHECK(c.bounce_profiles.at("default").max_queue_time_s == 72 * 3600);
     CHECK(c.destinations.at("default").max_concurrency == 500);
@@ -48,6 +55,8 @@ command_timeout = "2m"
 [delivery]
 port = 2525
 possible_delivery = true
+rcpt_timeout = "90s"
+data_done_timeout = 1200
 [dns]
 servers = ["127.0.0.1:5353"]
 [routes]
@@ -75,6 +84,9 @@ level = "debug"
     CHECK(c.listener.command_timeout_s == 120);
     CHECK(c.delivery.port == 2525);
     CHECK(c.delivery.possible_delivery);
+    CHECK(c.delivery.rcpt_timeout_s == 90);
+    CHECK(c.delivery.data_done_timeout_s == 1200);
+    CHECK(c.delivery.mail_timeout_s == 300);
     CHECK(c.dns.servers == std::vector<std::string>{"127.0.0.1:5353"});
     CHECK(c.bounce_profiles.at("default").max_retries == 5);
     // Named profiles and destinations inherit from "default".
@@ -104,6 +116,9 @@ TEST_CASE("validation errors name the key path and line") {
         {"[daemon]\nstate_dir = \"\"", "daemon.state_dir", 2, "empty"},
         {"[daemon]\nstate_dri = \"x\"", "daemon.state_dri", 2, "unknown key"},
         {"[delivery]\nport = 70000", "delivery.port", 2, "between"},
+        {"[delivery]\ndata_done_timeout = \"0s\"", "delivery.data_done_timeout", 2, "at least"},
+        {"[delivery]\nrcpt_timeout = \"2d\"", "delivery.rcpt_timeout", 2, "at most"},
+        {"[delivery]\ngreeting_timeout = \"soon\"", "delivery.greeting_timeout", 2, "duration"},
         {"[delivery]\npossible_delivery = \"yes\"", "delivery.possible_delivery", 2,
          "true or false"},
         {"[bounce_profiles.default]\nmax_queue_time = \"3 weeks\"",

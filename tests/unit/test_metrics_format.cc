@@ -101,6 +101,7 @@ TEST_CASE("global gauges carry the snapshot's values") {
     s.spool_free_bytes = 1 << 30;
     s.oldest_message_unix_ms = 1700000123456;
     s.recovering = true;
+    s.spool_below_floor = true;
     s.reloads = 2;
     s.loop_busy_10s = 0.4567;
     s.hosts = {host("a.example", 1, true), host("b.example", 2), host("c.example", 3, true)};
@@ -118,6 +119,9 @@ TEST_CASE("global gauges carry the snapshot's values") {
     CHECK(p.samples["esad_oldest_message_timestamp_seconds"] == "1700000123");
     CHECK(p.samples["esad_recovering"] == "1");
     CHECK(p.samples["esad_delivery_suspended"] == "0");
+    CHECK(p.samples["esad_spool_healthy"] == "1");
+    CHECK(p.samples["esad_spool_below_free_space_floor"] == "1");
+    CHECK(p.samples["esad_spool_mids_available"] == "1");
     CHECK(p.samples["esad_reloads_total"] == "2");
     CHECK(p.samples["esad_event_loop_busy_ratio"] == "0.457");
     CHECK(p.types["esad_connections_in"] == "gauge");

@@ -1124,12 +1124,37 @@ TEST_CASE("shutdown", "[smtp][fsm]") {
         CHECK(r.feed(kMail).empty());
     }
     {
-        Run r;  // mid-DATA: the partial message is dropped
-        r.feed(kEhlo + kMail + kRcpt + "DATA\r\npartial\r\n");
+        Run r;  // envelope given, no content yet: nothing to finish
+        r.feed(kEhlo + kMail + kRcpt);
         r.s.shutdown(r.now);
         r.collect();
         CHECK(tags(r.last) == std::vector<std::string>{"421", "close"});
-        CHECK(r.feed(".\r\n").empty());
+    }
+    {
+        // Defect (issue #13): mid-DATA sessions were cut with 421 and the message dropped.
+        // Now the content is read to its end, committed and answered 250, then 421.
+        Run r;
+        r.feed(kEhlo + kMail + kRcpt + "DATA\r\npartial\r\n");
+        r.s.shutdown(r.now);
+        r.collect();
+        CHECK(r.last.empty());
+        CHECK_FALSE(r.s.closed());
+        r.feed("rest\r\n.\r\nMAIL FROM:<late@b.test>\r\n");
+        CHECK(has<CommitMessage>(r.last));
+        const auto rep = r.commit(CommitResult::queued("78"));
+        CHECK(rep == std::vector<std::string>{"250 2.0.0 Ok: queued as 78\r\n",
+                                              "421 4.3.2 mx.test Service shutting down\r\n"});
+        CHECK(r.s.closed());
+    }
+    {
+        Run r;  // mid-DATA, and the message is refused at its end: the refusal, then 421
+        r.feed(kEhlo + kMail + kRcpt + "DATA\r\nbare\nLF\r\n");
+        r.s.shutdown(r.now);
+        r.collect();
+        CHECK(r.last.empty());
+        r.feed(".\r\n");
+        CHECK(tags(r.last) == std::vector<std::string>{"554", "rset", "421", "close"});
+        CHECK(r.s.closed());
     }
     {
         Run r;  // committing: the commit is answered first
@@ -1160,10 +1185,13 @@ TEST_CASE("spool admission at MAIL", "[smtp][fsm]") {
     CHECK(r.one(kMail) == "452 4.3.1 Insufficient system storage\r\n");
     CHECK(r.s.state() == State::kReady);
     CHECK_FALSE(has<MailFrom>(r.last));
+    answer = SpoolAdmit::kTemporaryFailure;  // e.g. no MID reservation
+    CHECK(r.one(kMail) == "451 4.3.0 Error: queue not available, try again later\r\n");
+    CHECK_FALSE(has<MailFrom>(r.last));
     answer = SpoolAdmit::kUnavailable;
     CHECK(starts_with(r.one(kMail), "421 4.3.2 mx.test"));
     CHECK(r.s.closed());
-    CHECK(asked == std::vector<std::uint64_t>{500, 0, 0});
+    CHECK(asked == std::vector<std::uint64_t>{500, 0, 0, 0});
 }
 
 TEST_CASE("unauthorised pipelining can be refused", "[smtp][fsm]") {

@@ -38,6 +38,7 @@ TEST_CASE("MIDs strictly increase across restarts", "[spool][mid]") {
         const int take = 7 + restart * 6;  // sometimes within a block, sometimes across
         for (int i = 0; i < take; ++i) {
             Mid m = 0;
+            if (a->needs_refill()) REQUIRE(a->refill().ok());  // the committer's worker
             REQUIRE(a->next(m).ok());
             CHECK(m > last);
             CHECK(m != 0);
@@ -125,4 +126,29 @@ TEST_CASE("the MID counter never wraps", "[spool][mid]") {
     REQUIRE(c->next(m).ok());
     CHECK(m == UINT64_MAX - 1);
     CHECK_FALSE(c->next(m).ok());
+}
+
+// Defect: next() persisted a new block inline (a write and two fsyncs under the lock) when
+// the reservation ran out, on the loop thread at MAIL FROM. Now next() never writes: a used-up
+// reservation fails at once with EAGAIN and refill() (a worker) writes the next block.
+TEST_CASE("next() never writes: a used-up reservation fails at once", "[spool][mid]") {
+    TempDir dir;
+    auto a = open_alloc(dir.path, 4);
+    const std::uint64_t persists = a->persist_count();
+    Mid m = 0;
+    for (Mid want = 1; want <= 4; ++want) {
+        REQUIRE(a->available());
+        REQUIRE(a->next(m).ok());
+        CHECK(m == want);
+    }
+    CHECK_FALSE(a->available());
+    const IoStatus st = a->next(m);
+    CHECK(st.err == EAGAIN);
+    CHECK(m == 4);
+    CHECK(a->persist_count() == persists);
+    CHECK(a->needs_refill());
+    REQUIRE(a->refill().ok());
+    CHECK(a->persist_count() == persists + 1);
+    REQUIRE(a->next(m).ok());
+    CHECK(m == 5);
 }

@@ -308,3 +308,28 @@ TEST_CASE("recovered envelopes are compact", "[spool][recovery]") {
     CHECK(sizeof(Recipient) <= 80);
     CHECK(sizeof(RecoveredMessage) <= 256);
 }
+
+// Defect: a queue file with a second hard link was skipped at every start: neither
+// delivered nor quarantined nor counted. Another name can change its content behind the
+// spool, so it is quarantined like any other file the spool cannot vouch for.
+TEST_CASE("a hard-linked queue file is quarantined", "[spool][recovery]") {
+    TempDir dir;
+    {
+        RecoveryReport report;
+        Spool spool = open_ok(dir.path, report);
+        commit(spool, {20, 21});
+    }
+    fs::create_hard_link(dir.queue(20), dir.path + "/elsewhere");
+    RecoveryReport report;
+    Spool spool = open_ok(dir.path, report);
+    REQUIRE(report.messages.size() == 1);
+    CHECK(report.messages[0].envelope.mid == 21);
+    CHECK(report.skipped.empty());
+    REQUIRE(report.quarantined.size() == 1);
+    const QuarantinedFile& q = report.quarantined[0];
+    CHECK(q.name == mid_name(20));
+    CHECK(q.reason.find("hard-linked: 2 names") != std::string::npos);
+    CHECK(fs::exists(dir.path + "/spool/corrupt/" + q.moved_to));
+    CHECK_FALSE(fs::exists(dir.queue(20)));
+    CHECK(fs::exists(dir.path + "/elsewhere"));  // the other name is not ours to touch
+}
