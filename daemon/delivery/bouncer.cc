@@ -134,7 +134,7 @@ void Bouncer::generate(spool::Mid mid, std::vector<BounceInfo> rcpts, bool delay
                 if (!delay_warning) try_later(mid);
                 return;
             }
-            dsn.envelope.received_unix_ms = env_.now();
+            dsn.envelope.received_unix_ms = env_.wall_ms();
             dsn.envelope.sender = "";
             size_t at = orig.sender.rfind('@');
             std::string domain = at == std::string::npos ? "" : orig.sender.substr(at + 1);

@@ -53,7 +53,8 @@ class Bouncer {
         inject::Committer* committer = nullptr;
         std::function<std::string()> helo_name;
         std::function<uint64_t()> random;
-        std::function<queue::TimeMs()> now;
+        std::function<queue::TimeMs()> now;           // the scheduler's (monotonic) clock
+        std::function<std::int64_t()> wall_ms;        // Unix ms, stamped on the DSN's envelope
         std::function<bool(spool::Mid)> busy;         // recipients in flight or ready
         std::function<void(const std::string&)> log;  // the mail log
         // Held final records and removals whose DSN is durable (or not needed): journal them.

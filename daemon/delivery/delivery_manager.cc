@@ -154,6 +154,7 @@ DeliveryManager::DeliveryManager(uv_loop_t* loop, DaemonState& state, logs::Mail
     be.helo_name = [this] { return env_.helo_name; };
     be.random = [this] { return rng_(); };
     be.now = [this] { return now_ms(); };
+    be.wall_ms = [this] { return clock_.wall_ms(); };
     be.busy = [this](spool::Mid mid) {
         const queue::MessageIndex& index = scheduler_->index();
         uint32_t idx = index.find(mid);
