@@ -10,18 +10,11 @@ import os
 import stat
 import subprocess
 
-from esad_harness import Daemon, make_body, send_message, wait_for, run_tests, free_port
+from esad_harness import Daemon, make_body, make_cert, send_message, wait_for, run_tests, free_port
 from smtp_sink import SmtpSink
 from test_delivery import delivery_daemon, mail_log
 
 TSHARK = "/usr/bin/tshark"
-
-
-def make_cert(d):
-    cert, key = os.path.join(d, "c.pem"), os.path.join(d, "k.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-                    "/CN=sink.test", "-keyout", key, "-out", cert], check=True, capture_output=True)
-    return cert, key
 
 
 def mail_froms(path, ports, keylog=None):
@@ -60,7 +53,7 @@ def capture_status(d):
 def test_plain_and_starttls_capture_read_back():
     plain = SmtpSink()
     d0 = Daemon(start=False)
-    cert, key = make_cert(d0.dir)
+    cert, key = make_cert(d0.dir, "sink.test")
     tls = SmtpSink(tls_cert=cert, tls_key=key)
     d = delivery_daemon(f"plain.test [127.0.0.1]:{plain.port}\n"
                         f"tls.test [127.0.0.1]:{tls.port}\nother.test [127.0.0.1]:{tls.port}\n")

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from esad_harness import (Daemon, delivery_daemon, free_port, mail_log, make_body, send_message,
+from esad_harness import (make_cert, Daemon, delivery_daemon, free_port, mail_log, make_body, send_message,
                           spool_messages, wait_for, run_tests)
 from smtp_sink import SmtpSink
 
@@ -178,9 +178,7 @@ def test_mx_resolution_nxdomain_and_dig():
 
 def test_starttls_delivery_is_logged():
     d0 = Daemon(start=False)
-    cert, key = os.path.join(d0.dir, "c.pem"), os.path.join(d0.dir, "k.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-                    "/CN=sink.test", "-keyout", key, "-out", cert], check=True, capture_output=True)
+    cert, key = make_cert(d0.dir, "sink.test")
     sink = SmtpSink(tls_cert=cert, tls_key=key)
     d = delivery_daemon(f"ALL [127.0.0.1]:{sink.port}\n")
     try:

@@ -6,7 +6,7 @@ import socket
 import subprocess
 import time
 
-from esad_harness import Daemon, SmtpClient, run_tests, wait_for
+from esad_harness import make_cert, Daemon, SmtpClient, run_tests, wait_for
 
 
 def rss_kib(pid):
@@ -167,10 +167,7 @@ def test_relay_probing_is_cut_off_and_logged_sparingly():
 def test_starttls_then_silence_obeys_command_timeout():
     d = Daemon(start=False)
     try:
-        cert, key = os.path.join(d.dir, "cert.pem"), os.path.join(d.dir, "key.pem")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                        "-subj", "/CN=esad.test", "-keyout", key, "-out", cert],
-                       check=True, capture_output=True)
+        cert, key = make_cert(d.dir)
         d.write_config(f'tls_cert = "{cert}"\ntls_key = "{key}"\ncommand_timeout = "2s"\n')
         d.start()
         c = SmtpClient(d.smtp_port, timeout=60)

@@ -9,7 +9,7 @@ import subprocess
 import threading
 import time
 
-from esad_harness import (Daemon, SmtpClient, make_body, send_message, spool_messages,
+from esad_harness import (make_cert, Daemon, SmtpClient, make_body, send_message, spool_messages,
                           wait_for, run_tests)
 
 
@@ -94,10 +94,7 @@ def test_smtp_source_bulk_injection():
 def test_tls_injection_with_throwaway_certificate():
     d = Daemon(start=False)
     try:
-        cert, key = os.path.join(d.dir, "cert.pem"), os.path.join(d.dir, "key.pem")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                        "-subj", "/CN=esad.test", "-keyout", key, "-out", cert],
-                       check=True, capture_output=True)
+        cert, key = make_cert(d.dir)
         d.write_config(f'tls_cert = "{cert}"\ntls_key = "{key}"\n')
         d.start()
         r = subprocess.run(["swaks", "--server", f"127.0.0.1:{d.smtp_port}", "--tls",

@@ -14,16 +14,8 @@ import ssl
 import subprocess
 import threading
 
-from esad_harness import Daemon, make_body, run_tests, send_message, wait_for
+from esad_harness import Daemon, make_body, make_cert, run_tests, send_message, wait_for
 from smtp_sink import SmtpSink
-
-
-def make_cert(dirname, cn):
-    cert, key = os.path.join(dirname, cn + ".crt"), os.path.join(dirname, cn + ".key")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=" + cn, "-keyout", key, "-out", cert],
-                   check=True, capture_output=True)
-    return cert, key
 
 
 def tls_daemon(routes, policy):

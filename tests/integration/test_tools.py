@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 
-from esad_harness import ESACTL, Daemon, free_port, wait_for, run_tests
+from esad_harness import make_cert, ESACTL, Daemon, free_port, wait_for, run_tests
 from smtp_sink import SmtpSink
 from test_delivery import delivery_daemon, start_dns
 
@@ -202,9 +202,7 @@ def test_smtpping_host_option_mx_route_and_connect_failure():
 
 def test_smtpping_starttls_and_required_tls_policy():
     d0 = Daemon(start=False)
-    cert, key = os.path.join(d0.dir, "c.pem"), os.path.join(d0.dir, "k.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-                    "/CN=sink.test", "-keyout", key, "-out", cert], check=True, capture_output=True)
+    cert, key = make_cert(d0.dir, "sink.test")
     tls_sink = SmtpSink(tls_cert=cert, tls_key=key)
     plain_sink = SmtpSink()
     routes = f"tls.test [127.0.0.1]:{tls_sink.port}\nALL [127.0.0.1]:{plain_sink.port}\n"

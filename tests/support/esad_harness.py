@@ -263,6 +263,15 @@ def send_message(port, sender, rcpts, body, helo="client.test"):
         c.close()
 
 
+def make_cert(dirname, cn="esad.test"):
+    """A throwaway self-signed certificate and key in dirname: (cert_path, key_path)."""
+    cert, key = os.path.join(dirname, cn + ".crt"), os.path.join(dirname, cn + ".key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=" + cn, "-keyout", key, "-out", cert],
+                   check=True, capture_output=True)
+    return cert, key
+
+
 def make_body(message_id, size=2000, subject="test"):
     head = f"From: a@x.test\r\nTo: b@y.test\r\nSubject: {subject}\r\nMessage-ID: <{message_id}>\r\n\r\n"
     line = "x" * 70 + "\r\n"
