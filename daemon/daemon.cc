@@ -53,7 +53,8 @@ void warn_unimplemented(const Config& c) {
 
 Daemon::Daemon(Config config, std::string config_path)
     : config_(std::move(config)), config_path_(std::move(config_path)), notifier_(&loop_) {
-    uv_loop_init(&loop_);
+    loop_rc_ = uv_loop_init(&loop_);
+    if (loop_rc_ != 0) return;  // run() reports it; the destructor leaves the loop alone
     if (int rc = loop::LoopLoad::enable(&loop_); rc != 0)
         spdlog::warn("event loop load accounting unavailable: {}", uv_strerror(rc));
     state_.hostname = config_.daemon.hostname;
@@ -71,6 +72,7 @@ Daemon::~Daemon() {
     log_commands_.reset();
     metrics_.reset();
     signals_.clear();
+    if (loop_rc_ != 0) return;  // never opened, or run() closed it
     int rc = loop::drain_and_close(&loop_);
     if (rc != 0) spdlog::error("event loop closed with handles still open: {}", uv_strerror(rc));
 }
@@ -221,16 +223,22 @@ bool Daemon::start(std::string* error) {
             on_recovered(*status, *report);
         });
 
-    for (int sig : {SIGTERM, SIGINT}) {
-        signals_.push_back(loop::Signal::create(&loop_, sig, [this](int signum) {
-            spdlog::info("received {}, shutting down", strsignal(signum));
-            stop();
-        }));
-    }
-    signals_.push_back(loop::Signal::create(&loop_, SIGHUP, [this](int) {
+    auto on_stop = [this](int signum) {
+        spdlog::info("received {}, shutting down", strsignal(signum));
+        stop();
+    };
+    auto on_hup = [this](int) {
         spdlog::info("received SIGHUP, reloading configuration");
         reload();
-    }));
+    };
+    for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
+        auto handle = loop::Signal::create(
+            &loop_, sig,
+            sig == SIGHUP ? loop::Signal::Callback(on_hup) : loop::Signal::Callback(on_stop),
+            error);
+        if (!handle) return false;
+        signals_.push_back(std::move(handle));
+    }
     signal(SIGPIPE, SIG_IGN);
     return true;
 }
@@ -564,6 +572,10 @@ void Daemon::end_reload(const std::string& note) {
 }
 
 int Daemon::run() {
+    if (loop_rc_ != 0) {
+        spdlog::critical("startup failed: cannot create the event loop: {}", uv_strerror(loop_rc_));
+        return 1;
+    }
     std::string error;
     if (!start(&error)) {
         spdlog::critical("startup failed: {}", error);
@@ -590,7 +602,7 @@ int Daemon::run() {
         uv_print_all_handles(&loop_, stderr);
         return 1;
     }
-    uv_loop_init(&loop_);  // the destructor closes it again
+    loop_rc_ = UV_EBADF;  // closed: the destructor must not close it again
     spdlog::info("esad stopped");
     return exit_code_;
 }

@@ -61,6 +61,7 @@ class Daemon {
     Config config_;
     std::string config_path_;
     uv_loop_t loop_;
+    int loop_rc_ = 0;  // uv_loop_init's result; nonzero: no loop to run or close
     DaemonState state_;
     loop::SystemdNotifier notifier_;
     std::unique_ptr<control::ControlServer> control_;

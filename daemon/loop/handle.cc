@@ -92,19 +92,22 @@ void Timer::on_timer(uv_timer_t* t) {
 
 Signal::Signal(Callback cb) : cb_(std::move(cb)) {}
 
-HandlePtr<Signal> Signal::create(uv_loop_t* loop, int signum, Callback cb) {
+HandlePtr<Signal> Signal::create(uv_loop_t* loop, int signum, Callback cb, std::string* error) {
     auto* s = new Signal(std::move(cb));
-    if (int rc = uv_signal_init(loop, &s->signal_); rc != 0) {
+    int rc = uv_signal_init(loop, &s->signal_);
+    if (rc != 0) {
         delete s;  // never initialised: nothing for uv_close to do
-        throw std::runtime_error(std::string("cannot watch signal ") + std::to_string(signum) +
-                                 ": " + uv_strerror(rc));
+    } else {
+        s->signal_.data = s;
+        HandlePtr<Signal> owned(s);
+        rc = uv_signal_start(&s->signal_, &Signal::on_signal, signum);
+        if (rc == 0) return owned;
     }
-    s->signal_.data = s;
-    HandlePtr<Signal> owned(s);
-    if (int rc = uv_signal_start(&s->signal_, &Signal::on_signal, signum); rc != 0)
-        throw std::runtime_error(std::string("cannot watch signal ") + std::to_string(signum) +
-                                 ": " + uv_strerror(rc));
-    return owned;
+    *error = "cannot watch signal ";
+    *error += std::to_string(signum);
+    *error += ": ";
+    *error += uv_strerror(rc);
+    return nullptr;
 }
 
 void Signal::on_signal(uv_signal_t* s, int signum) {

@@ -13,16 +13,18 @@
 // stream never closes itself under its owner: the owner's HandlePtr would dangle); one
 // handed over with close_after_writes() closes when its queue is done, failed or not. Handle
 // initialisation that libuv documents as infallible (timer, TCP, pipe) aborts loudly if it ever
-// fails; a signal handle that cannot be set up throws (signals are installed at startup only).
+// fails; a signal handle that cannot be set up returns null with the reason (signals are
+// installed at startup, which then fails with that reason).
 //
 //   auto t = loop::Timer::create(loop, [] { ... });  t->start(1000, 1000);
-//   auto s = loop::Signal::create(loop, SIGTERM, [] { ... });
+//   auto s = loop::Signal::create(loop, SIGTERM, [] { ... }, &error);  if (!s) ...
 #pragma once
 
 #include <uv.h>
 
 #include <functional>
 #include <memory>
+#include <string>
 
 namespace esad::loop {
 
@@ -77,7 +79,9 @@ class Timer final : public HandleBase {
 class Signal final : public HandleBase {
   public:
     using Callback = std::function<void(int signum)>;
-    static HandlePtr<Signal> create(uv_loop_t* loop, int signum, Callback cb);
+    // Null (and *error set) when libuv cannot watch `signum`.
+    [[nodiscard]] static HandlePtr<Signal> create(uv_loop_t* loop, int signum, Callback cb,
+                                                  std::string* error);
 
   private:
     explicit Signal(Callback cb);

@@ -1,6 +1,8 @@
 // Handle wrappers on a real loop: callbacks, close ordering, and a clean uv_loop_close().
 #include <catch2/catch.hpp>
 
+#include <string>
+
 #include "daemon/loop/handle.h"
 
 using namespace esad::loop;
@@ -66,4 +68,17 @@ TEST_CASE("a pipe pair echoes and closes with pending writes") {
     CHECK(got == "hello");
     a.reset();
     CHECK(drain_and_close(&loop) == 0);
+}
+
+TEST_CASE("a signal that libuv cannot watch is an error for the caller, not an exception") {
+    uv_loop_t loop;
+    REQUIRE(uv_loop_init(&loop) == 0);
+    long before = HandleBase::live_count();
+    std::string error;
+    auto s = Signal::create(
+        &loop, 100000, [](int) {}, &error);
+    CHECK(s == nullptr);
+    CHECK(error.find("cannot watch signal 100000") != std::string::npos);
+    CHECK(drain_and_close(&loop) == 0);
+    CHECK(HandleBase::live_count() == before);
 }
