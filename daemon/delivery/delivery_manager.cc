@@ -144,6 +144,11 @@ DeliveryManager::DeliveryManager(uv_loop_t* loop, DaemonState& state, logs::Mail
     };
     options.rng = [this](uint64_t bound) { return bound ? rng_() % bound : 0; };
     scheduler_ = std::make_unique<queue::Scheduler>(hosts_, options);
+    // One daemon-log line per host up/down change (the mail log has none).
+    hosts_.set_observer([](std::string_view domain, const hosts::HostChange& c) {
+        spdlog::info("host {}: {} -> {} ({})", escape_for_log(domain, 256),
+                     hosts::to_string(c.from), hosts::to_string(c.to), c.event);
+    });
     timer_ = loop::Timer::create(loop, [this] { dispatch(); });
     reaper_ = loop::Timer::create(loop, [this] { graveyard_.clear(); });
     idle_timer_ = loop::Timer::create(loop, [this] { sweep_idle(); });
@@ -329,8 +334,11 @@ void DeliveryManager::on_routed(queue::Work work, RouteResult result) {
             return;
         case RouteResult::Status::kTemporary: {
             hosts::HostState& host = scheduler_->host(d);
-            host.on_dns_temporary_failure(
-                now_ms(), static_cast<queue::TimeMs>(profile(work.domain_name).max_retry_s) * 1000);
+            hosts_.report(
+                work.domain_name,
+                host.on_dns_temporary_failure(
+                    now_ms(),
+                    static_cast<queue::TimeMs>(profile(work.domain_name).max_retry_s) * 1000));
             host.record_soft_error(now_ms(), result.detail);
             scheduler_->host_changed(d, now_ms());
             fail_work(work, queue::Outcome::kSoftBounce, queue::HardKind::kNone, result.enhanced,
@@ -360,7 +368,7 @@ void DeliveryManager::on_routed(queue::Work work, RouteResult result) {
         cb.on_greeting = [this](SmtpSession& s, const std::string& ip) {
             Live& l = *live_[&s];
             hosts::HostState& host = scheduler_->host(l.domain);
-            host.on_greeting_reached(now_ms(), ip);
+            hosts_.report(s.domain(), host.on_greeting_reached(now_ms(), ip));
             if (!l.slot_current) {
                 l.slot_current = true;
                 scheduler_->connection_established(l.domain);
@@ -555,8 +563,9 @@ void DeliveryManager::on_report(SmtpSession& s, const smtp::TransactionReport& r
     // was greeted and then failed to reconnect (the plaintext retry) reached the host.
     if (report.host == smtp::HostOutcome::kNotReached && !l.slot_current) {
         host.on_candidate_failed(now, s.current_ip(), reply_text);
-        host.on_all_candidates_failed(
-            now, static_cast<queue::TimeMs>(profile(s.domain()).max_retry_s) * 1000);
+        hosts_.report(s.domain(),
+                      host.on_all_candidates_failed(
+                          now, static_cast<queue::TimeMs>(profile(s.domain()).max_retry_s) * 1000));
         scheduler_->host_changed(l.domain, now);
     } else if (report.reply.code == 421) {
         host.on_421(now, s.current_ip(), reply_text);

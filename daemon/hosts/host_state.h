@@ -45,7 +45,8 @@ inline constexpr std::uint32_t kInitialWindow = 5;
 inline constexpr std::size_t kMaxIps = 20;
 inline constexpr std::size_t kMaxErrorText = 256;
 
-struct HostChange {
+// [[nodiscard]]: a transition's result goes to HostTable::report (one log line per change).
+struct [[nodiscard]] HostChange {
     HostStatus from = HostStatus::kUnknown;
     HostStatus to = HostStatus::kUnknown;
     std::string_view event;  // transition name, e.g. "all_candidates_failed"

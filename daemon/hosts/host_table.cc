@@ -31,7 +31,7 @@ HostState* HostTable::find(std::string_view domain) {
 
 void HostTable::delivernow_all(TimeMs now) {
     for (auto& [name, state] : hosts_)
-        state.on_delivernow(now);
+        report(name, state.on_delivernow(now));
 }
 
 void HostTable::for_each(

@@ -193,12 +193,22 @@ void InjectSession::start_tls() {
     }
 }
 
+// One daemon-log trace line per server FSM transition ([logging] level = "trace").
+void InjectSession::trace_state() {
+    const smtp::State state = fsm_->state();
+    if (state == traced_state_) return;
+    spdlog::trace("ICID {} SMTP state {} -> {}", icid_, smtp::to_string(traced_state_),
+                  smtp::to_string(state));
+    traced_state_ = state;
+}
+
 void InjectSession::run_actions() {
     auto self = shared_from_this();  // an action may end the session
+    trace_state();
     // Executing an action can produce more (a commit refused at once, e.g. no MID): run
     // until none is left, so every reply goes out now and not at the next event.
     for (auto actions = fsm_->take_actions(); !actions.empty() && !finished_;
-         actions = fsm_->take_actions())
+         actions = fsm_->take_actions(), trace_state())
         for (auto& action : actions) {
             if (finished_) break;
             if (auto* r = std::get_if<smtp::Reply>(&action)) {

@@ -58,6 +58,7 @@ class InjectSession : public std::enable_shared_from_this<InjectSession> {
     void on_read(const char* data, ssize_t n);
     void feed_plain(std::string_view bytes);
     void run_actions();
+    void trace_state();
     void arm_timer();
     void send(const std::string& text);
     void flush_out();
@@ -73,6 +74,7 @@ class InjectSession : public std::enable_shared_from_this<InjectSession> {
     loop::HandlePtr<loop::Tcp> tcp_;
     loop::HandlePtr<loop::Timer> timer_;
     std::unique_ptr<smtp::ServerSession> fsm_;
+    smtp::State traced_state_ = smtp::State::kInit;  // the last state trace_state() logged
     std::unique_ptr<tls::Engine> tls_;
     uint64_t icid_;
     std::string peer_ip_;

@@ -528,7 +528,7 @@ std::uint64_t Scheduler::delivernow_domain(DomainId d, TimeMs now) {
         make_ready(d, e.msg, e.slot);
         n++;
     }
-    dq.host().on_delivernow(now);
+    hosts_.report(dq.name(), dq.host().on_delivernow(now));
     touch(d);
     rearm(d, now);
     return n;

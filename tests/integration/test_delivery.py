@@ -3,6 +3,7 @@ SMTP client against a scripted sink, STARTTLS, soft and hard bounces with DSNs, 
 destination held (not bounced) and the ESA runbook: tophosts, hoststatus, dig, delivernow."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -104,7 +105,8 @@ def test_hard_bounce_generates_dsn_and_soft_bounce_is_retried():
 def test_dead_host_is_held_then_runbook_recovers_it():
     dead_port = free_port()  # nothing listens here yet
     live = SmtpSink()
-    d = delivery_daemon(f"dead.test [127.0.0.1]:{dead_port}\nALL [127.0.0.1]:{live.port}\n")
+    d = delivery_daemon(f"dead.test [127.0.0.1]:{dead_port}\nALL [127.0.0.1]:{live.port}\n",
+                        extra='[logging]\nlevel = "trace"\n')
     try:
         for i in range(5):
             assert send_message(d.smtp_port, "a@src.test", [f"u{i}@dead.test"], make_body(f"dead-{i}@t"))[0] == 250
@@ -123,6 +125,9 @@ def test_dead_host_is_held_then_runbook_recovers_it():
         assert "Active Recipients                   5" in hs
         assert "Connection Error: DCID" in mail_log(d) and "domain: dead.test" in mail_log(d)
         assert d.ctl_json("status")["counters"]["hard_bounced_recipients"]["uptime"] == 0
+        # The daemon log says when the host went down, and traces each SMTP state change.
+        assert "host dead.test: unknown -> down (all_candidates_failed)" in d.read_log()
+        assert re.search(r"ICID \d+ SMTP state rcpt -> data", d.read_log()), d.read_log()[-3000:]
         # Step 3: the destination comes back; delivernow all retries at once.
         sink = SmtpSink(port=dead_port)
         try:
@@ -130,6 +135,7 @@ def test_dead_host_is_held_then_runbook_recovers_it():
             assert "recipients scheduled for immediate delivery" in out
             assert wait_for(lambda: len(sink.messages) == 5, timeout=15), mail_log(d)
             assert wait_for(lambda: d.ctl_json("hoststatus", "dead.test")["status"] == "up", timeout=5)
+            assert "host dead.test: down -> up (greeting_reached)" in d.read_log()
         finally:
             sink.close()
         # Unknown hosts: exit 1 and the ESA message.

@@ -35,20 +35,20 @@ TEST_CASE("host back-off: 60 s doubling, capped at the profile max_retry", "[hos
     const TimeMs expected[] = {60'000, 120'000, 240'000, 480'000, 600'000, 600'000};
     TimeMs now = 0;
     for (TimeMs want : expected) {
-        h.on_all_candidates_failed(now, cap);
+        (void)h.on_all_candidates_failed(now, cap);
         CHECK(h.current_retry_interval() == want);
         CHECK(h.retry_at() == now + want);
         now = h.retry_at();
     }
     // A cap below 60 s wins over the initial value.
     HostState small;
-    small.on_all_candidates_failed(0, 30'000);
+    (void)small.on_all_candidates_failed(0, 30'000);
     CHECK(small.retry_at() == 30'000);
 }
 
 TEST_CASE("down host: nothing before its retry time, then exactly one probe", "[host]") {
     HostState h;
-    h.on_all_candidates_failed(0, 3'600'000);
+    (void)h.on_all_candidates_failed(0, 3'600'000);
     CHECK_FALSE(h.may_open(59'999, 0, 500));
     CHECK(h.blocked_until(59'999) == 60'000);
     CHECK(h.may_open(60'000, 0, 500));
@@ -57,7 +57,7 @@ TEST_CASE("down host: nothing before its retry time, then exactly one probe", "[
     CHECK_FALSE(h.may_open(60'001, 1, 500));  // one probe only
     CHECK(h.blocked_until(60'001) == kNever);
     // Probe fails: down again with a doubled interval.
-    h.on_all_candidates_failed(61'000, 3'600'000);
+    (void)h.on_all_candidates_failed(61'000, 3'600'000);
     CHECK_FALSE(h.probe_in_flight());
     CHECK(h.retry_at() == 61'000 + 120'000);
     // Operator delivernow: retry timer cleared, probe allowed at once.
@@ -74,16 +74,16 @@ TEST_CASE("down host: nothing before its retry time, then exactly one probe", "[
 
 TEST_CASE("DNS temporary failure holds the host without changing its state", "[host]") {
     HostState h;
-    h.on_greeting_reached(0, "192.0.2.1");
+    (void)h.on_greeting_reached(0, "192.0.2.1");
     auto c = h.on_dns_temporary_failure(1000, 3'600'000);
     CHECK_FALSE(c.changed());
     CHECK(h.status() == HostStatus::kUp);
     CHECK_FALSE(h.may_open(1000 + 59'999, 0, 500));
     CHECK(h.blocked_until(1000) == 61'000);
     CHECK(h.may_open(61'000, 0, 500));
-    h.on_dns_temporary_failure(61'000, 3'600'000);
+    (void)h.on_dns_temporary_failure(61'000, 3'600'000);
     CHECK(h.hold_until() == 61'000 + 120'000);
-    h.on_delivernow(62'000);
+    (void)h.on_delivernow(62'000);
     CHECK(h.may_open(62'000, 0, 500));
 }
 
@@ -116,7 +116,7 @@ TEST_CASE("slow start: grows by one per window successes, shrinks on failures", 
 TEST_CASE("per-IP detail, last errors, last activity", "[host]") {
     HostState h;
     h.on_candidate_failed(100, "192.0.2.1", std::string(1000, 'x'));
-    h.on_greeting_reached(200, "192.0.2.2");
+    (void)h.on_greeting_reached(200, "192.0.2.2");
     h.record_5xx(300, "550 5.1.1 user unknown");
     h.record_soft_error(400, "451 4.3.0 try again");
     REQUIRE(h.ips().size() == 2);
@@ -138,13 +138,29 @@ TEST_CASE("per-IP detail, last errors, last activity", "[host]") {
 TEST_CASE("host table keys by lower-cased domain", "[host]") {
     HostTable t;
     HostState& a = t.get("Example.COM.");
-    a.on_greeting_reached(1, "");
+    (void)a.on_greeting_reached(1, "");
     CHECK(t.find("example.com") == &a);
     CHECK(t.find("other.com") == nullptr);
-    t.get("b.com").on_all_candidates_failed(0, 3'600'000);
+    (void)t.get("b.com").on_all_candidates_failed(0, 3'600'000);
     t.delivernow_all(5);
     CHECK(t.find("b.com")->may_open(5, 0, 10));
     std::vector<std::string> names;
     t.for_each([&](const std::string& n, const HostState&) { names.push_back(n); });
     CHECK(names == std::vector<std::string>{"b.com", "example.com"});
+}
+
+TEST_CASE("the host table's observer hears every up/down change, and only changes", "[host]") {
+    HostTable t;
+    std::vector<std::string> heard;
+    t.set_observer([&](std::string_view domain, const HostChange& c) {
+        heard.push_back(std::string(domain) + " " + std::string(to_string(c.from)) + "->" +
+                        std::string(to_string(c.to)) + " " + std::string(c.event));
+    });
+    HostState& a = t.get("a.example");
+    t.report("a.example", a.on_greeting_reached(1, "192.0.2.1"));
+    t.report("a.example", a.on_greeting_reached(2, "192.0.2.1"));  // up -> up: no line
+    t.report("a.example", a.on_all_candidates_failed(3, 3'600'000));
+    t.delivernow_all(4);  // clears the retry time; the state stays down
+    CHECK(heard == std::vector<std::string>{"a.example unknown->up greeting_reached",
+                                            "a.example up->down all_candidates_failed"});
 }

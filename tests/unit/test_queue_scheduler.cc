@@ -257,7 +257,7 @@ TEST_CASE("host down: held until the host retry time, then one probe", "[queue][
     const DomainId a = f.id("a.com");
     Pick p = f.s.next_work(0);
     REQUIRE(p.work);
-    f.s.host(a).on_all_candidates_failed(1000, 3600 * kSec);
+    (void)f.s.host(a).on_all_candidates_failed(1000, 3600 * kSec);
     f.report(*p.work, Outcome::kSoftBounce, 1000);
     f.s.connection_ended(a, false, 1000);
 
@@ -271,7 +271,7 @@ TEST_CASE("host down: held until the host retry time, then one probe", "[queue][
     CHECK_FALSE(f.s.next_work(200'000).work);
 
     // The probe reaches a greeting: up, and the queue opens (slow start).
-    f.s.host(a).on_greeting_reached(61'500, "192.0.2.1");
+    (void)f.s.host(a).on_greeting_reached(61'500, "192.0.2.1");
     f.s.connection_established(a);
     f.s.host_changed(a, 61'500);
     int more = 0;
@@ -288,7 +288,7 @@ TEST_CASE("delivernow makes recipients due and clears the host timer", "[queue][
     for (int i = 0; i < 2; ++i) {
         Pick p = f.s.next_work(0);
         REQUIRE(p.work);
-        f.s.host(p.work->domain).on_all_candidates_failed(0, 3600 * kSec);
+        (void)f.s.host(p.work->domain).on_all_candidates_failed(0, 3600 * kSec);
         f.report(*p.work, Outcome::kSoftBounce, 0);
         f.s.connection_ended(p.work->domain, false, 0);
     }
@@ -388,7 +388,7 @@ TEST_CASE("expiry by age and by attempts", "[queue][scheduler]") {
             REQUIRE(f.add(m, 0, {"u@a.com"}));
         const DomainId a = f.id("a.com");
         Pick p = f.s.next_work(0);
-        f.s.host(a).on_all_candidates_failed(0, 3600 * kSec);
+        (void)f.s.host(a).on_all_candidates_failed(0, 3600 * kSec);
         f.report(*p.work, Outcome::kSoftBounce, 0);
         f.s.connection_ended(a, false, 0);
         p = f.s.next_work(0);
