@@ -8,6 +8,7 @@
 #include <unordered_set>
 
 #include "common/ascii.h"
+#include "common/header_fields.h"
 #include "common/idna.h"
 #include "daemon/loop/handle.h"
 #include "daemon/loop/work.h"
@@ -107,12 +108,11 @@ const char* rcpt_state(queue::RcptState s, const hosts::HostState& host, int64_t
     return "ready";
 }
 
-// The header section of a stored message: everything before the first empty line.
+// The header section of a stored message: everything before the first empty line, LF ends.
 std::string header_block(const std::string& content) {
-    size_t end = content.find("\r\n\r\n");
-    size_t lf = content.find("\n\n");
-    if (end == std::string::npos || (lf != std::string::npos && lf < end)) end = lf;
-    std::string head = content.substr(0, end == std::string::npos ? content.size() : end);
+    std::string_view head = header_section(content);
+    while (!head.empty() && (head.back() == '\n' || head.back() == '\r'))
+        head.remove_suffix(1);
     std::string out;
     out.reserve(head.size());
     for (char c : head)

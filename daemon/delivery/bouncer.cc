@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "common/header_fields.h"
 #include "common/idna.h"
 #include "daemon/loop/work.h"
 #include "daemon/queue/dsn.h"
@@ -14,13 +15,6 @@ namespace esad::delivery {
 
 namespace {
 constexpr uint64_t kPollMs = 50;
-
-// The header section of a message (up to the first empty line).
-std::string header_section(const std::string& content) {
-    size_t end = content.find("\r\n\r\n");
-    return end == std::string::npos ? content : content.substr(0, end + 2);
-}
-
 }  // namespace
 
 Bouncer::Bouncer(Env env) : env_(std::move(env)) {
@@ -95,7 +89,7 @@ void Bouncer::generate(spool::Mid mid, std::vector<BounceInfo> rcpts, bool delay
                 return;
             }
             const spool::Envelope& orig = result->message.envelope;
-            std::string headers = header_section(result->message.content);
+            std::string headers(header_section(result->message.content));
             if (!queue::should_send_dsn(orig.sender, headers)) {
                 for (const auto& b : rcpts)
                     env_.log(

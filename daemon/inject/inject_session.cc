@@ -1,16 +1,13 @@
 // See inject_session.h.
 #include "daemon/inject/inject_session.h"
 
-#include "common/idna.h"
-
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
-
-#include <strings.h>
 
 #include <chrono>
 
 #include "common/escape.h"
+#include "common/header_fields.h"
 #include "common/idna.h"
 #include "common/log_search.h"
 
@@ -25,35 +22,6 @@ std::string rfc5322_date(std::time_t t) {
     char buf[64];
     size_t n = std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S %z", &tm_local);
     return std::string(buf, n);
-}
-
-// The first Subject: header of the header section, unfolded, at most 512 octets.
-std::string find_subject(std::string_view content) {
-    size_t end = content.find("\r\n\r\n");
-    std::string_view head =
-        content.substr(0, end == std::string_view::npos ? content.size() : end + 2);
-    size_t pos = 0;
-    while (pos < head.size()) {
-        size_t eol = head.find("\r\n", pos);
-        if (eol == std::string_view::npos) eol = head.size();
-        std::string_view line = head.substr(pos, eol - pos);
-        if (line.size() >= 8 && strncasecmp(line.data(), "Subject:", 8) == 0) {
-            std::string value(line.substr(8));
-            // Folded continuation lines start with a space or a tab.
-            for (size_t next = eol + 2;
-                 next < head.size() && (head[next] == ' ' || head[next] == '\t');) {
-                size_t e = head.find("\r\n", next);
-                if (e == std::string_view::npos) e = head.size();
-                value += head.substr(next, e - next);
-                next = e + 2;
-                if (value.size() > 512) break;
-            }
-            size_t first = value.find_first_not_of(" \t");
-            return first == std::string::npos ? std::string() : value.substr(first, 512);
-        }
-        pos = eol + 2;
-    }
-    return {};
 }
 
 spool::BodyType body_type(BodyType b) {
@@ -296,7 +264,8 @@ void InjectSession::commit(smtp::CommitMessage& msg) {
     m.content = smtp::make_received_header(fields);
     m.content += msg.content;
     uint64_t size = m.content.size();
-    env_.mail_log->info(subject_log_line(mid, find_subject(msg.content)));
+    env_.mail_log->info(
+        subject_log_line(mid, first_field(msg.content, "Subject", 512).value_or("")));
     env_.mail_log->info(fmt::format("MID {} ready {} bytes from {}", mid, size,
                                     escape_for_log(env.sender.path(), kLogAddr)));
 

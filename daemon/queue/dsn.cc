@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "common/ascii.h"
+#include "common/header_fields.h"
 #include "common/utf8.h"
 #include "daemon/smtp/mime_downgrade.h"
 
@@ -217,40 +218,42 @@ struct HeaderSection {
     bool truncated = false;
 };
 
-// Lines up to the first empty one (bare LF tolerated as a line end), cut to the size limit.
+// The section's lines (without line ends), cut at a field boundary to the size limit; a first
+// field longer than the limit keeps the lines that fit, or the head of its first line.
 HeaderSection header_section(std::string_view text) {
     HeaderSection section;
     std::size_t total = 0;
-    std::size_t pos = 0;
-    while (pos < text.size()) {
-        std::size_t end = text.find('\n', pos);
-        const std::size_t next = end == std::string_view::npos ? text.size() : end + 1;
-        if (end == std::string_view::npos) end = text.size();
-        std::string_view line = text.substr(pos, end - pos);
-        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-        if (line.empty()) break;  // end of the header section: the body never follows
-        if (total + line.size() + kCrlf.size() > kMaxOriginalHeaderOctets) {
-            section.truncated = true;
-            const bool continuation = line.front() == ' ' || line.front() == '\t';
-            if (continuation) {
-                // Prefer a field boundary: drop the partial field unless it is all we have.
-                std::size_t keep = section.lines.size();
-                while (keep > 0 && (section.lines[keep - 1].front() == ' ' ||
-                                    section.lines[keep - 1].front() == '\t')) {
-                    --keep;
-                }
-                if (keep > 1) section.lines.resize(keep - 1);
-            }
-            if (section.lines.empty()) {
-                // One line longer than the limit: keep its head, there is no boundary.
-                section.lines.push_back(line.substr(0, kMaxOriginalHeaderOctets - kCrlf.size()));
-            }
-            break;
+    for_each_field(text, [&](const HeaderField& f) {
+        std::vector<std::string_view> lines;
+        std::size_t size = 0;
+        for (std::size_t pos = 0; pos < f.raw.size();) {
+            std::size_t end = f.raw.find('\n', pos);
+            end = end == std::string_view::npos ? f.raw.size() : end + 1;
+            std::string_view line = f.raw.substr(pos, end - pos);
+            while (!line.empty() && (line.back() == '\n' || line.back() == '\r'))
+                line.remove_suffix(1);
+            lines.push_back(line);
+            size += line.size() + kCrlf.size();
+            pos = end;
         }
-        total += line.size() + kCrlf.size();
-        section.lines.push_back(line);
-        pos = next;
-    }
+        if (total + size <= kMaxOriginalHeaderOctets) {
+            section.lines.insert(section.lines.end(), lines.begin(), lines.end());
+            total += size;
+            return true;
+        }
+        section.truncated = true;
+        if (section.lines.empty()) {
+            for (std::string_view line : lines) {
+                if (total + line.size() + kCrlf.size() > kMaxOriginalHeaderOctets) break;
+                section.lines.push_back(line);
+                total += line.size() + kCrlf.size();
+            }
+            if (section.lines.empty())
+                section.lines.push_back(
+                    lines.front().substr(0, kMaxOriginalHeaderOctets - kCrlf.size()));
+        }
+        return false;
+    });
     return section;
 }
 
@@ -400,34 +403,6 @@ std::string headers_part(const HeaderSection& section, bool utf8) {
 
 // ---- should_send_dsn helpers --------------------------------------------------------------
 
-// Unfolded header fields (name, value) of the header section, in order.
-std::vector<std::pair<std::string, std::string>> unfolded_fields(std::string_view text) {
-    std::vector<std::pair<std::string, std::string>> fields;
-    std::size_t pos = 0;
-    while (pos < text.size()) {
-        std::size_t end = text.find('\n', pos);
-        const std::size_t next = end == std::string_view::npos ? text.size() : end + 1;
-        if (end == std::string_view::npos) end = text.size();
-        std::string_view line = text.substr(pos, end - pos);
-        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-        pos = next;
-        if (line.empty()) break;
-        if (line.front() == ' ' || line.front() == '\t') {
-            if (!fields.empty()) {
-                fields.back().second += ' ';
-                fields.back().second += trim(line);
-            }
-            continue;
-        }
-        const std::size_t colon = line.find(':');
-        if (colon == std::string_view::npos) continue;  // not a field; ignore it
-        // trim() also accepts the obsolete "Name :" form.
-        fields.emplace_back(ascii_lowercase(trim(line.substr(0, colon))),
-                            std::string(trim(line.substr(colon + 1))));
-    }
-    return fields;
-}
-
 // Removes RFC 5322 comments "(...)" (nested, with quoted-pairs) outside quoted strings.
 std::string strip_comments(std::string_view v) {
     std::string out;
@@ -562,15 +537,19 @@ std::string build_dsn(const DsnInput& in) {
 
 bool should_send_dsn(std::string_view original_sender, std::string_view original_headers) {
     if (strip_brackets(original_sender).empty()) return false;  // null reverse-path
-    for (const auto& [name, value] : unfolded_fields(original_headers)) {
-        if (name == "content-type" && is_delivery_status_report(value)) return false;
-        if (name == "auto-submitted") {
-            std::string v = strip_comments(value);
+    bool send = true;
+    // A line that is not a field is skipped: the section ends only at the empty line.
+    for_each_field(original_headers, [&](const HeaderField& f) {
+        if (iequals(f.name, "Content-Type") && is_delivery_status_report(unfold(f.value)))
+            send = false;
+        if (iequals(f.name, "Auto-Submitted")) {
+            std::string v = strip_comments(unfold(f.value));
             const std::string_view token = trim(std::string_view(v).substr(0, v.find(';')));
-            if (!iequals(token, "no")) return false;
+            if (!iequals(token, "no")) send = false;
         }
-    }
-    return true;
+        return send;
+    });
+    return send;
 }
 
 }  // namespace esad::queue

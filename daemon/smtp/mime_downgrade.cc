@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/ascii.h"
+#include "common/header_fields.h"
 #include "common/utf8.h"
 
 namespace esad::smtp {
@@ -21,45 +22,13 @@ std::string_view trim(std::string_view s) {
     return s;
 }
 
-// A header section ("Name: value\r\n" fields, folded lines starting with SP/HTAB) split into
-// whole fields, each with its CRLFs.
-std::vector<std::string_view> fields_of(std::string_view headers) {
-    std::vector<std::string_view> out;
-    std::size_t start = 0;
-    while (start < headers.size()) {
-        std::size_t end = start;
-        do {
-            const std::size_t eol = headers.find("\r\n", end);
-            end = eol == std::string_view::npos ? headers.size() : eol + 2;
-        } while (end < headers.size() && (headers[end] == ' ' || headers[end] == '\t'));
-        out.push_back(headers.substr(start, end - start));
-        start = end;
-    }
-    return out;
-}
-
-std::string_view field_name(std::string_view field) {
-    const std::size_t colon = field.find(':');
-    return colon == std::string_view::npos ? std::string_view() : trim(field.substr(0, colon));
-}
-
-// The unfolded value of the first field called `name`, if any.
-std::optional<std::string> header_value(std::string_view headers, std::string_view name) {
-    for (std::string_view f : fields_of(headers)) {
-        if (!iequals(field_name(f), name)) continue;
-        std::string value;
-        for (char c : f.substr(f.find(':') + 1))
-            if (c != '\r' && c != '\n') value.push_back(c);
-        return std::string(trim(value));
-    }
-    return std::nullopt;
-}
-
 // `headers` without any field called `name`, plus "name: value" at the end.
 std::string set_header(std::string_view headers, std::string_view name, std::string_view value) {
     std::string out;
-    for (std::string_view f : fields_of(headers))
-        if (!iequals(field_name(f), name)) out.append(f);
+    for_each_field(headers, [&](const HeaderField& f) {
+        if (!iequals(f.name, name)) out.append(f.raw);
+        return true;
+    });
     if (!out.empty() && out.size() >= 2 && out.compare(out.size() - 2, 2, "\r\n") != 0)
         out += "\r\n";
     out.append(name);
@@ -128,8 +97,8 @@ class Converter {
             return true;
         }
         std::string h(headers);
-        const auto ct_value = header_value(headers, "Content-Type");
-        if (top && !header_value(headers, "MIME-Version")) h = set_header(h, "MIME-Version", "1.0");
+        const auto ct_value = first_field(headers, "Content-Type");
+        if (top && !first_field(headers, "MIME-Version")) h = set_header(h, "MIME-Version", "1.0");
         if (!ct_value) {
             h = set_header(h, "Content-Type",
                            valid_utf8(body) ? "text/plain; charset=utf-8"
@@ -137,7 +106,7 @@ class Converter {
         }
         const ContentType ct = parse_content_type(ct_value.value_or("text/plain"));
         const std::string cte =
-            lower_token(header_value(headers, "Content-Transfer-Encoding").value_or(std::string()));
+            lower_token(first_field(headers, "Content-Transfer-Encoding").value_or(std::string()));
         if (ct.type.rfind("multipart/", 0) == 0 && !ct.boundary.empty()) {
             if (cte == "8bit" || cte == "binary")
                 h = set_header(h, "Content-Transfer-Encoding", "7bit");
@@ -174,11 +143,7 @@ class Converter {
     }
 
     // Offset of the CRLF that ends the header section of `s` (its blank line follows).
-    static std::size_t find_body(std::string_view s) {
-        if (s.rfind("\r\n", 0) == 0) return 0;
-        const std::size_t p = s.find("\r\n\r\n");
-        return p == std::string_view::npos ? s.size() : p + 2;
-    }
+    static std::size_t find_body(std::string_view s) { return header_section(s).size(); }
 
     bool multipart(std::string_view body, const std::string& boundary, std::size_t depth,
                    std::string& out) {
@@ -313,13 +278,7 @@ std::string base64_lines(std::string_view body) {
 DowngradeResult downgrade_to_7bit(std::string_view content) {
     DowngradeResult r;
     if (!has_8bit(content)) return r;
-    std::size_t split;
-    if (content.rfind("\r\n", 0) == 0) {
-        split = 0;
-    } else {
-        const std::size_t p = content.find("\r\n\r\n");
-        split = p == std::string_view::npos ? content.size() : p + 2;
-    }
+    const std::size_t split = header_section(content).size();
     std::string_view headers = content.substr(0, split);
     std::string_view body = content.substr(std::min(content.size(), split + 2));
     Converter conv;

@@ -5,6 +5,7 @@
 
 #include "common/ascii.h"
 #include "common/escape.h"
+#include "common/header_fields.h"
 #include "daemon/smtp/command.h"
 
 namespace esad::smtp {
@@ -14,53 +15,6 @@ namespace {
 constexpr std::size_t kMaxHeloName = 255;
 constexpr std::size_t kMaxEcho = 64;
 constexpr std::size_t kMaxMessageId = 256;
-
-bool is_wsp(char c) {
-    return c == ' ' || c == '\t';
-}
-
-// Calls fn(name, value_with_continuations) for each header field of the header section.
-// The value keeps its folding CRLFs. Stops at the first empty line or non-header line.
-template <typename Fn>
-void for_each_header(std::string_view content, Fn&& fn) {
-    std::size_t pos = 0;
-    std::string_view name;
-    std::size_t value_begin = 0;
-    bool have = false;
-    auto flush = [&](std::size_t end) {
-        if (have) fn(name, content.substr(value_begin, end - value_begin));
-        have = false;
-    };
-    while (pos < content.size()) {
-        std::size_t eol = content.find("\r\n", pos);
-        if (eol == std::string_view::npos) eol = content.size();
-        const std::string_view line = content.substr(pos, eol - pos);
-        const std::size_t next = std::min(content.size(), eol + 2);
-        if (line.empty()) break;
-        if (is_wsp(line.front())) {
-            if (!have) break;  // continuation without a field: the body starts here
-            pos = next;
-            continue;
-        }
-        flush(pos);
-        // field-name = 1*(%d33-57 / %d59-126), optionally followed by WSP (obsolete syntax).
-        std::size_t i = 0;
-        while (i < line.size() && line[i] != ':' && !is_wsp(line[i]) &&
-               static_cast<unsigned char>(line[i]) >= 33 &&
-               static_cast<unsigned char>(line[i]) <= 126) {
-            ++i;
-        }
-        std::size_t j = i;
-        while (j < line.size() && is_wsp(line[j]))
-            ++j;
-        if (i == 0 || j >= line.size() || line[j] != ':') break;  // the body starts here
-        name = line.substr(0, i);
-        value_begin = pos + j + 1;
-        have = true;
-        pos = next;
-    }
-    flush(std::min(pos, content.size()));
-}
 
 // Keeps characters that are safe inside a Received: header token; others become '_'.
 std::string header_token(std::string_view s, std::size_t max) {
@@ -753,28 +707,21 @@ void ServerSession::finish_data(Millis now) {
 
 // ---- free functions ----------------------------------------------------------------------
 
+// A line that is not a field ends the header section here: the body starts there.
 std::size_t count_received_headers(std::string_view content) {
     std::size_t n = 0;
-    for_each_header(content, [&](std::string_view name, std::string_view) {
-        if (iequals(name, "Received")) ++n;
+    for_each_field(content, [&](const HeaderField& f) {
+        if (iequals(f.name, "Received")) ++n;
+        return !f.name.empty();
     });
     return n;
 }
 
 std::optional<std::string> find_message_id(std::string_view content, std::size_t max) {
     std::optional<std::string> out;
-    for_each_header(content, [&](std::string_view name, std::string_view value) {
-        if (out || !iequals(name, "Message-ID")) return;
-        std::string v;
-        for (char c : value) {
-            if (c == '\r' || c == '\n') continue;  // unfold
-            v += c;
-        }
-        const auto b = v.find_first_not_of(" \t");
-        const auto e = v.find_last_not_of(" \t");
-        v = b == std::string::npos ? std::string{} : v.substr(b, e - b + 1);
-        if (v.size() > max) v.resize(max);
-        out = std::move(v);
+    for_each_field(content, [&](const HeaderField& f) {
+        if (iequals(f.name, "Message-ID")) out = unfold(f.value, max);
+        return !out && !f.name.empty();
     });
     return out;
 }
