@@ -92,8 +92,13 @@ std::unique_ptr<KeyLog> KeyLog::open(const std::string& dir, std::string* error)
     auto k = std::unique_ptr<KeyLog>(new KeyLog());
     // 2770: members of esad's group who may run esad-capture (with its file capability)
     // write their captures here as themselves; setgid keeps the files in esad's group so
-    // the daemon can list them.
-    if ((mkdir(dir.c_str(), 02770) != 0 && errno != EEXIST) || chmod(dir.c_str(), 02770) != 0) {
+    // the daemon can list them. Under esad.service (RestrictSUIDSGID=) esad may not set
+    // the setgid bit: tmpfiles.d makes the directory, and a right one is left alone.
+    struct stat st {};
+    bool ready =
+        stat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 07777) == 02770;
+    if (!ready &&
+        ((mkdir(dir.c_str(), 02770) != 0 && errno != EEXIST) || chmod(dir.c_str(), 02770) != 0)) {
         *error = "cannot create " + dir + ": " + strerror(errno);
         return nullptr;
     }

@@ -18,6 +18,8 @@ from esad_package import build_deb, run
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "esad.service"
+WEB_UNIT = ROOT / "systemd" / "esad-web.service"
+ESAD_WEB = os.environ.get("ESAD_WEB_BIN", "build/test/esad-web")
 EXAMPLE_CONFIG = ROOT / "systemd" / "esad.toml"
 MAX_EXPOSURE = 2.5
 
@@ -42,16 +44,28 @@ def unit_directives(text):
     return out
 
 
-def unit_for_host(tmp):
-    """The unit with ExecStart pointing at the binary under test (verify needs it to exist)."""
-    text = UNIT.read_text()
-    assert "ExecStart=/usr/sbin/esad " in text
-    text = text.replace("ExecStart=/usr/sbin/esad ", f"ExecStart={os.path.abspath(ESAD)} ")
-    assert "ExecReload=/usr/bin/esactl " in text
-    text = text.replace("ExecReload=/usr/bin/esactl ", f"ExecReload={os.path.abspath(ESACTL)} ")
-    path = Path(tmp) / "esad.service"
+def unit_with_binaries(unit, binaries, dest):
+    """`unit` written to `dest` with each installed path in `binaries` (installed path ->
+    the binary to use) replaced: verify needs the commands to exist."""
+    text = unit.read_text()
+    for installed, binary in binaries.items():
+        assert f"={installed} " in text, (unit, installed)
+        text = text.replace(f"={installed} ", f"={os.path.abspath(binary)} ")
+    path = Path(dest) / unit.name
     path.write_text(text)
     return path
+
+
+def units_for_host(tmp, root=None):
+    """Both units with their commands pointing at the binaries under test, or at those
+    unpacked below `root`."""
+    def binary(installed, built):
+        return root / installed.lstrip("/") if root else built
+    return [unit_with_binaries(UNIT, {p: binary(p, b) for p, b in (("/usr/sbin/esad", ESAD),
+                                                                   ("/usr/bin/esactl", ESACTL))},
+                               tmp),
+            unit_with_binaries(WEB_UNIT, {"/usr/sbin/esad-web": binary("/usr/sbin/esad-web",
+                                                                       ESAD_WEB)}, tmp)]
 
 
 # --- the unit --------------------------------------------------------------------------------
@@ -60,10 +74,10 @@ def test_unit_verifies():
     if not have("systemd-analyze"):
         return skip("systemd-analyze not installed")
     with tempfile.TemporaryDirectory() as tmp:
-        unit = unit_for_host(tmp)
         # Documentation= man pages are checked in test_deb_contents, against the package.
-        r = run("systemd-analyze", "verify", "--man=no", unit, check=False)
-        assert r.returncode == 0 and "esad.service" not in r.stderr, r.stderr
+        for unit in units_for_host(tmp):
+            r = run("systemd-analyze", "verify", "--man=no", unit, check=False)
+            assert r.returncode == 0 and unit.name not in r.stderr, r.stderr
 
 
 def test_unit_directives():
@@ -108,16 +122,19 @@ def test_unit_directives():
 
 
 def test_unit_security_exposure():
+    """esad.service and esad-web.service (the Delivery Status page, hardened like esad's)."""
     if not have("systemd-analyze"):
         return skip("systemd-analyze not installed")
-    r = run("systemd-analyze", "security", "--offline=yes", UNIT, check=False)
-    m = re.search(r"Overall exposure level for esad\.service: (\d+\.\d+)", r.stdout)
-    if m is None and "--offline" in r.stderr:
-        return skip("systemd-analyze security --offline is not supported here")
-    assert m, r.stdout + r.stderr
-    score = float(m.group(1))
-    print(f"systemd-analyze security esad.service: exposure {score}", flush=True)
-    assert score <= MAX_EXPOSURE, f"exposure {score} > {MAX_EXPOSURE}:\n{r.stdout}"
+    for unit in (UNIT, WEB_UNIT):
+        r = run("systemd-analyze", "security", "--offline=yes", unit, check=False)
+        m = re.search(r"Overall exposure level for " + re.escape(unit.name) + r": (\d+\.\d+)",
+                      r.stdout)
+        if m is None and "--offline" in r.stderr:
+            return skip("systemd-analyze security --offline is not supported here")
+        assert m, r.stdout + r.stderr
+        score = float(m.group(1))
+        print(f"systemd-analyze security {unit.name}: exposure {score}", flush=True)
+        assert score <= MAX_EXPOSURE, f"exposure {score} > {MAX_EXPOSURE}:\n{r.stdout}"
 
 
 def test_sysusers_and_tmpfiles():
@@ -150,6 +167,9 @@ def check_user_and_dirs(root):
     for d in ("var/lib/esad", "var/log/esad", "run/esad"):
         st = (root / d).stat()
         assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (uid, gid, 0o750), (d, st)
+    # Setgid, which esad under RestrictSUIDSGID= cannot make itself (docs/capture.md).
+    st = (root / "var/lib/esad/captures").stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (uid, gid, 0o2770), st
     st = (root / "etc/esad/esad.toml").stat()
     assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (0, gid, 0o640), st
 
@@ -366,10 +386,14 @@ def test_deb_contents():
         # Recorded for purge; restarted on upgrade only when running.
         assert "deb-systemd-helper update-state esad.service" in code["postinst"]
         assert "deb-systemd-helper update-state esad.socket" in code["postinst"]
-        assert "deb-systemd-invoke try-restart esad.service" in code["postinst"]
-        # Removal stops the socket before the service, so nothing starts esad again.
-        assert "deb-systemd-invoke stop esad.socket esad.service" in code["prerm"]
-        assert "deb-systemd-helper purge esad.service esad.socket" in code["postrm"]
+        assert "deb-systemd-helper update-state esad-web.service" in code["postinst"]
+        assert "deb-systemd-invoke try-restart esad.service esad-web.service" in code["postinst"]
+        # Removal stops the socket before the service, so nothing starts esad again, and
+        # the Delivery Status page, whose binary goes away too.
+        assert "deb-systemd-invoke stop esad.socket esad.service esad-web.service" \
+            in code["prerm"]
+        assert "deb-systemd-helper purge esad.service esad.socket esad-web.service" \
+            in code["postrm"]
 
         # Stripped binaries here, their debug symbols in the .ddeb by build id.
         dbg = [line.split()[-1] for line in run("dpkg", "-c", ddeb).stdout.splitlines()]
@@ -392,14 +416,14 @@ def test_deb_contents():
         r = run(root / "usr/sbin/esad", "--config", root / "etc/esad/esad.toml", "--check-config")
         assert "is valid" in r.stdout
         if have("systemd-analyze"):
-            # The installed unit with its man pages: Documentation= must resolve.
-            unit = tmp / "esad.service"
-            unit.write_text(UNIT.read_text().replace(
-                "ExecStart=/usr/sbin/esad ", f"ExecStart={root}/usr/sbin/esad ").replace(
-                "ExecReload=/usr/bin/esactl ", f"ExecReload={root}/usr/bin/esactl "))
-            r = run("systemd-analyze", "verify", unit, check=False,
-                    env={**os.environ, "MANPATH": str(root / "usr/share/man")})
-            assert r.returncode == 0 and "esad.service" not in r.stderr, r.stderr
+            # The installed units with their man pages: Documentation= must resolve.
+            for unit in units_for_host(tmp, root):
+                assert (root / "usr/lib/systemd/system" / unit.name).is_file(), unit.name
+                r = run("systemd-analyze", "verify", unit, check=False,
+                        env={**os.environ, "MANPATH": str(root / "usr/share/man")})
+                assert r.returncode == 0 and unit.name not in r.stderr, r.stderr
+            web_doc = unit_directives(WEB_UNIT.read_text())["Documentation"][-1]
+            assert "man:esad-web(8)" in web_doc, web_doc
         if have("systemd-sysusers") and have("systemd-tmpfiles"):
             check_user_and_dirs(root)
 

@@ -9,9 +9,10 @@ installs the .deb with dpkg and checks, with systemctl and journalctl, what an o
 sees: start (active only after READY=1) and STATUS=; the clear failure of a control_group
 esad cannot apply, then esactl with no flags as root, as a control_group member and refused
 for another user; reload (systemctl and esactl) returning and applying a route change, a
-rejected reload; warnings at `journalctl -p warning`; watchdog restart after SIGSTOP; stop
-under an open SMTP session (421 4.3.2); socket activation; an upgrade restarting a running
-esad; removal stopping the socket; purge removing links, configuration, logs and an empty
+rejected reload; the Delivery Status page under esad-web.service; a packet capture;
+warnings at `journalctl -p warning`; watchdog restart after SIGSTOP; stop under an open
+SMTP session (421 4.3.2); socket activation; an upgrade restarting a running esad and esad-web; removal
+stopping the socket and esad-web; purge removing links, configuration, logs and an empty
 spool, and a reinstall that is not enabled.
 
 Root tree: /var/cache/esad-nspawn/<name> ($ESAD_NSPAWN_CACHE), made once with debootstrap
@@ -33,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
@@ -51,6 +53,7 @@ CACHE = Path(os.environ.get("ESAD_NSPAWN_CACHE", "/var/cache/esad-nspawn"))
 TREE = CACHE / (SUITE + "-" + hashlib.sha256(" ".join(INCLUDE).encode()).hexdigest()[:10])
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CLONE_NEWNET = 0x40000000
+UNITS = ("esad.service", "esad.socket", "esad-web.service")  # what the package ships
 
 
 def skip(reason):
@@ -280,7 +283,7 @@ def check_lintian(deb):
 def check_install(c, deb):
     shutil.copy(deb, c.root / "root/esad.deb")
     c.sh("dpkg -i /root/esad.deb")
-    for unit in ("esad.service", "esad.socket"):
+    for unit in UNITS:
         assert c.sh(f"systemctl is-enabled {unit}", check=False).stdout.strip() == "disabled"
         assert c.prop(unit, "ActiveState") == "inactive"
     c.sh("getent passwd esad && test -d /var/lib/esad && test -d /var/log/esad")
@@ -386,6 +389,50 @@ def check_reload_and_routes(c):
     sink.close()
 
 
+def http_get(c, path):
+    """(status, body) of GET http://127.0.0.1:8025<path> in the container, None while
+    nothing answers there."""
+    def get():
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(f"http://127.0.0.1:8025{path}", timeout=10) as r:
+                return r.status, r.read()
+        except OSError:
+            return None
+    return c.in_netns(get)
+
+
+def check_web_unit(c):
+    """esad-web.service as shipped (esad user, no capabilities, read-only file system,
+    loopback only) serves the page and its data from the running esad."""
+    c.sh("systemctl start esad-web")
+    assert c.prop("esad-web", "ActiveState") == "active"
+    status, body = wait_for(lambda: http_get(c, "/api/hosts"), 30, "esad-web on 127.0.0.1:8025")
+    assert status == 200 and b'"hosts"' in body, (status, body)
+    status, body = http_get(c, "/")
+    assert status == 200 and b"Retry All Delivery" in body, status
+    pid = c.prop("esad-web", "MainPID")
+    assert c.sh(f"stat -c %U /proc/{pid}").stdout.strip() == "esad"
+
+
+def check_packet_capture(c):
+    """The captures directory exists under the hardened unit (RestrictSUIDSGID= forbids esad
+    to make the setgid directory itself), so the TLS key log is available and root can
+    capture with esactl."""
+    st = c.sh("stat -c '%U:%G %a' /var/lib/esad/captures", check=False)
+    assert st.stdout.strip() == "esad:esad 2770", (st.stdout, st.stderr)
+    assert "packet capture: cannot create" not in journal(c, "")
+    r = esactl(c, "packetcapture start --duration 60")
+    assert "Packet capture started: /var/lib/esad/captures/capture-" in r.stdout, r.stdout
+    status = esactl(c, "packetcapture status").stdout
+    assert "Packet capture: running" in status, status
+    assert "/var/lib/esad/captures/tls_keylog.current" in \
+        esactl(c, "--json packetcapture status").stdout
+    r = esactl(c, "packetcapture stop")
+    path = re.search(r"Packet capture stopped: (\S+)", r.stdout).group(1)
+    assert c.sh(f"stat -c '%U:%G %a' {path}").stdout.strip() == "esad:esad 640"
+
+
 def check_journal_priorities(c):
     cur = cursor(c)
     # A restart-only change is logged as a warning at reload.
@@ -436,17 +483,21 @@ def check_socket_activation(c):
 
 
 def check_upgrade_restarts(c, deb):
-    pid = c.prop("esad", "MainPID")
+    """Running units come back on the new binaries; none gets enabled."""
+    units = ("esad", "esad-web")
+    pids = {u: c.prop(u, "MainPID") for u in units}
     c.sh("dpkg -i /root/esad.deb")  # the same version again: postinst configure <old>
-    assert c.prop("esad", "ActiveState") == "active"
-    assert c.prop("esad", "MainPID") not in ("0", pid)
-    assert c.sh("systemctl is-enabled esad", check=False).stdout.strip() == "disabled"
+    for u in units:
+        assert c.prop(u, "ActiveState") == "active", u
+        assert c.prop(u, "MainPID") not in ("0", pids[u]), u
+        assert c.sh(f"systemctl is-enabled {u}", check=False).stdout.strip() == "disabled", u
 
 
 def check_remove_and_purge(c, deb):
-    c.sh("systemctl enable esad.service esad.socket")
+    c.sh("systemctl enable " + " ".join(UNITS))
+    assert c.prop("esad-web.service", "ActiveState") == "active"
     c.sh("dpkg -r esad")
-    for unit in ("esad.service", "esad.socket"):
+    for unit in UNITS:  # esad-web too: its binary is gone
         assert c.prop(unit, "ActiveState") == "inactive", unit
     # Nothing listens any more: a connection is refused instead of starting esad again.
     try:
@@ -465,7 +516,7 @@ def check_remove_and_purge(c, deb):
         assert not (c.root / path.lstrip("/")).exists(), path
     # A reinstall after purge starts from scratch: nothing enabled.
     c.sh("dpkg -i /root/esad.deb")
-    for unit in ("esad.service", "esad.socket"):
+    for unit in UNITS:
         assert c.sh(f"systemctl is-enabled {unit}", check=False).stdout.strip() == "disabled"
         assert c.prop(unit, "ActiveState") == "inactive"
 
@@ -490,6 +541,8 @@ def main():
                                (check_start_and_status, ()),
                                (check_esactl_access, ()),
                                (check_reload_and_routes, ()),
+                               (check_web_unit, ()),
+                               (check_packet_capture, ()),
                                (check_journal_priorities, ()),
                                (check_watchdog_restart, ()),
                                (check_stop_with_open_session, ()),
