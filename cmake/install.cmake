@@ -108,7 +108,7 @@ set(CPACK_DEBIAN_PACKAGE_NAME "esad")
 set(CPACK_DEBIAN_PACKAGE_SECTION "mail")
 set(CPACK_DEBIAN_PACKAGE_PRIORITY "optional")
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
-    "libc6 (>= 2.36), libstdc++6 (>= 12), libuv1, libc-ares2, libssl3, libspdlog1.10, libfmt9, libtomlplusplus3, libsystemd0, libedit2, libidn2-0, libpcap0.8, libmicrohttpd12")
+    "libc6 (>= 2.36), libstdc++6 (>= 12), libuv1, libc-ares2, libssl3, libspdlog1.10, libfmt9, libsystemd0, libedit2, libidn2-0, libpcap0.8, libmicrohttpd12")
 # systemd-sysusers / systemd-tmpfiles create the user and directories in postinst.
 # libcap2-bin: setcap gives esad-capture CAP_NET_RAW (docs/capture.md).
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "systemd, libcap2-bin")
