@@ -14,6 +14,7 @@
 #include "common/host_port.h"
 #include "daemon/delivery/smtp_probe.h"
 #include "daemon/delivery/telnet_relay.h"
+#include "daemon/loop/graveyard.h"
 #include "daemon/loop/tcp_connect.h"
 
 namespace esad::control {
@@ -158,8 +159,7 @@ class ToolSessions : public std::enable_shared_from_this<ToolSessions> {
     std::map<uint64_t, smtp::Transaction> probe_tx_;
     uint64_t next_probe_ = 1;
     // Retired sessions live until the next loop iteration: never freed on their own stack.
-    std::vector<std::shared_ptr<void>> graveyard_;
-    loop::HandlePtr<loop::Timer> reaper_;
+    loop::Graveyard graveyard_{env_.loop};
     loop::HandlePtr<loop::Timer> watch_;
 };
 
@@ -207,25 +207,17 @@ void ToolSessions::watch() {
 void ToolSessions::retire_telnet(const std::string& token) {
     auto it = telnets_.find(token);
     if (it == telnets_.end()) return;
-    if (it->second.relay) graveyard_.push_back(std::move(it->second.relay));
+    graveyard_.bury(std::move(it->second.relay));
     telnets_.erase(it);
-    if (!reaper_) {
-        reaper_ = loop::Timer::create(env_.loop, [this] { graveyard_.clear(); });
-    }
-    reaper_->start(0);
 }
 
 void ToolSessions::retire_probe(uint64_t id) {
     auto it = probes_.find(id);
     if (it == probes_.end()) return;
-    if (it->second.probe) graveyard_.push_back(std::move(it->second.probe));
+    graveyard_.bury(std::move(it->second.probe));
     probes_.erase(it);
     probe_policy_.erase(id);
     probe_tx_.erase(id);
-    if (!reaper_) {
-        reaper_ = loop::Timer::create(env_.loop, [this] { graveyard_.clear(); });
-    }
-    reaper_->start(0);
 }
 
 void ToolSessions::resolve(const std::string& host,

@@ -146,7 +146,6 @@ bool MetricsServer::start(const std::string& address, std::string* error) {
     uv_tcp_getsockname(server_->tcp(), reinterpret_cast<sockaddr*>(&bound), &len);
     bool loopback = false;
     bound_ = format_address(bound, &loopback);
-    reaper_ = loop::Timer::create(loop_, [this] { graveyard_.clear(); });
     if (loopback)
         spdlog::info("metrics: Prometheus endpoint http://{}/metrics", bound_);
     else
@@ -165,7 +164,6 @@ void MetricsServer::stop() {
     }
     clients_.clear();
     graveyard_.clear();
-    reaper_.reset();
 }
 
 std::string MetricsServer::render() {
@@ -239,9 +237,8 @@ void MetricsServer::finish(Client* c) {
     if (it == clients_.end()) return;
     it->second->tcp.reset();
     it->second->deadline.reset();
-    graveyard_.push_back(std::move(it->second));
+    graveyard_.bury(std::move(it->second));
     clients_.erase(it);
-    if (reaper_) reaper_->start(0);
 }
 
 }  // namespace esad::control

@@ -24,6 +24,7 @@
 
 #include "daemon/control/metrics_format.h"
 #include "daemon/daemon_state.h"
+#include "daemon/loop/graveyard.h"
 #include "daemon/loop/handle.h"
 
 namespace esad::delivery {
@@ -67,8 +68,7 @@ class MetricsServer {
     std::string bound_;
     std::map<Client*, std::unique_ptr<Client>> clients_;
     // Finished clients, freed from a zero timer: never on their own callback's stack.
-    std::vector<std::unique_ptr<Client>> graveyard_;
-    loop::HandlePtr<loop::Timer> reaper_;
+    loop::Graveyard graveyard_{loop_};
 };
 
 }  // namespace esad::control

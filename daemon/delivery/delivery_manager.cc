@@ -150,7 +150,6 @@ DeliveryManager::DeliveryManager(uv_loop_t* loop, DaemonState& state, logs::Mail
                      hosts::to_string(c.from), hosts::to_string(c.to), c.event);
     });
     timer_ = loop::Timer::create(loop, [this] { dispatch(); });
-    reaper_ = loop::Timer::create(loop, [this] { graveyard_.clear(); });
     idle_timer_ = loop::Timer::create(loop, [this] { sweep_idle(); });
     Bouncer::Env be;
     be.loop = loop;
@@ -185,7 +184,6 @@ DeliveryManager::~DeliveryManager() {
     bouncer_.reset();
     timer_.reset();
     idle_timer_.reset();
-    reaper_.reset();
     sessions_.clear();
     graveyard_.clear();
 }
@@ -746,9 +744,8 @@ void DeliveryManager::on_closed(SmtpSession& s) {
         scheduler_->connection_ended(live->second->domain, live->second->slot_current, now_ms());
         live_.erase(live);
     }
-    graveyard_.push_back(std::move(it->second));
+    graveyard_.bury(std::move(it->second));
     sessions_.erase(it);
-    if (reaper_) reaper_->start(0);
     kick();
 }
 

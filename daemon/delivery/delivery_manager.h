@@ -38,6 +38,7 @@
 #include "daemon/hosts/host_table.h"
 #include "daemon/inject/committer.h"
 #include "daemon/logs/mail_log.h"
+#include "daemon/loop/graveyard.h"
 #include "daemon/loop/handle.h"
 #include "daemon/queue/scheduler.h"
 #include "daemon/spool/recovery.h"
@@ -135,7 +136,6 @@ class DeliveryManager {
     std::unique_ptr<queue::Scheduler> scheduler_;
     std::mt19937_64 rng_;
     loop::HandlePtr<loop::Timer> timer_;
-    loop::HandlePtr<loop::Timer> reaper_;
     // Connections with nothing to send, per domain, kept kIdleKeepMs for new work.
     static constexpr queue::TimeMs kIdleKeepMs = 2000;
     static constexpr uint64_t kIdleSweepMs = 500;
@@ -146,7 +146,7 @@ class DeliveryManager {
     bool stopping_ = false;
     std::map<SmtpSession*, std::shared_ptr<SmtpSession>> sessions_;
     std::map<SmtpSession*, std::unique_ptr<Live>> live_;
-    std::vector<std::shared_ptr<SmtpSession>> graveyard_;
+    loop::Graveyard graveyard_{loop_};
     std::unordered_map<spool::Mid, uint64_t> sizes_;
     uint64_t queued_bytes_ = 0;
     // Journal: records are written (one worker write(2)) as soon as they exist, so a process

@@ -80,7 +80,6 @@ bool Listener::listen_and_log(const std::string& what, std::string* error) {
     uv_tcp_getsockname(server_->tcp(), reinterpret_cast<sockaddr*>(&bound), &len);
     bound_ = format_address(bound, true);
     env_.interface_ip = format_address(bound, false);
-    reaper_ = loop::Timer::create(env_.loop, [this] { graveyard_.clear(); });
     spdlog::info("SMTP listener on {}", bound_);
     return true;
 }
@@ -132,9 +131,8 @@ void Listener::on_session_finished(InjectSession* session) {
     if (it == sessions_.end()) return;
     auto pc = per_client_.find(session->peer_ip());
     if (pc != per_client_.end() && --pc->second == 0) per_client_.erase(pc);
-    graveyard_.push_back(std::move(it->second));
+    graveyard_.bury(std::move(it->second));
     sessions_.erase(it);
-    if (reaper_) reaper_->start(0);
 }
 
 }  // namespace esad::inject

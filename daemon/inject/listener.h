@@ -15,6 +15,7 @@
 
 #include "common/cidr.h"
 #include "daemon/inject/inject_session.h"
+#include "daemon/loop/graveyard.h"
 
 namespace esad::inject {
 
@@ -53,8 +54,7 @@ class Listener {
     std::map<InjectSession*, std::shared_ptr<InjectSession>> sessions_;
     std::map<std::string, uint32_t> per_client_;
     // Finished sessions, freed from a zero timer so none dies on its own callback's stack.
-    std::vector<std::shared_ptr<InjectSession>> graveyard_;
-    loop::HandlePtr<loop::Timer> reaper_;
+    loop::Graveyard graveyard_{env_.loop};
 };
 
 }  // namespace esad::inject

@@ -1,8 +1,10 @@
 // Handle wrappers on a real loop: callbacks, close ordering, and a clean uv_loop_close().
 #include <catch2/catch.hpp>
 
+#include <memory>
 #include <string>
 
+#include "daemon/loop/graveyard.h"
 #include "daemon/loop/handle.h"
 
 using namespace esad::loop;
@@ -81,4 +83,36 @@ TEST_CASE("a signal that libuv cannot watch is an error for the caller, not an e
     CHECK(error.find("cannot watch signal 100000") != std::string::npos);
     CHECK(drain_and_close(&loop) == 0);
     CHECK(HandleBase::live_count() == before);
+}
+
+TEST_CASE("the graveyard destroys what its owner buried on a later loop turn, never at once") {
+    uv_loop_t loop;
+    REQUIRE(uv_loop_init(&loop) == 0);
+    struct Tracked {
+        int* destroyed;
+        ~Tracked() { ++*destroyed; }
+    };
+    int destroyed = 0;
+    {
+        Graveyard graveyard(&loop);
+        auto owner = Timer::create(&loop, [] {});
+        std::unique_ptr<Tracked> child(new Tracked{&destroyed});
+        // Buried from a callback (the child's own, in real use): still alive after bury().
+        auto t = Timer::create(&loop, [&] {
+            graveyard.bury(std::move(child));
+            graveyard.bury(std::shared_ptr<Tracked>(new Tracked{&destroyed}));
+            graveyard.bury(std::unique_ptr<Tracked>());  // null: ignored
+            CHECK(destroyed == 0);
+            CHECK(graveyard.size() == 2);
+        });
+        t->start(0);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        CHECK(destroyed == 2);  // the graveyard's own timer ran on a later iteration
+        CHECK(graveyard.size() == 0);
+        // What is still buried when the owner stops goes with clear() / the destructor.
+        graveyard.bury(std::unique_ptr<Tracked>(new Tracked{&destroyed}));
+        CHECK(destroyed == 2);
+    }
+    CHECK(destroyed == 3);
+    CHECK(drain_and_close(&loop) == 0);
 }
