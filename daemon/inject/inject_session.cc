@@ -1,8 +1,6 @@
 // See inject_session.h.
 #include "daemon/inject/inject_session.h"
 
-#include "common/idna.h"
-
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
