@@ -159,6 +159,14 @@ void SmtpProbe::on_read(const char* data, ssize_t n) {
     tls_->feed_ciphertext(bytes);
     std::string out = tls_->take_ciphertext();
     if (!out.empty() && tcp_) tcp_->write(std::move(out));
+    if (was_established && tls_->state() != tls::Engine::State::kEstablished) {
+        // As in delivery: a bad record or the peer's close_notify after the handshake ends
+        // the connection; nothing may follow in cleartext.
+        std::string plain = tls_->take_plaintext();
+        if (!plain.empty()) fsm_->on_bytes(plain, t);
+        lose_tls_session();
+        return;
+    }
     if (tls_->state() == tls::Engine::State::kFailed) {
         fsm_->on_tls_failed(tls_->error(), t);
         run_actions();
@@ -195,7 +203,13 @@ void SmtpProbe::write(std::string bytes, bool content) {
             self->run_actions();
         };
     }
-    if (tls_ && tls_->state() == tls::Engine::State::kEstablished) {
+    if (tls_) {
+        // Once STARTTLS was answered, every byte goes through the engine or nowhere: a
+        // failed or closed engine ends the connection (run_actions() reports it).
+        if (tls_->state() != tls::Engine::State::kEstablished) {
+            tls_lost_ = true;
+            return;
+        }
         tls_->write_plaintext(bytes);
         tcp_->write(tls_->take_ciphertext(), std::move(done));
     } else {
@@ -255,6 +269,7 @@ void SmtpProbe::run_actions() {
         }
     }
     if (done_) return;
+    if (tls_lost_ && !fsm_->closed()) return lose_tls_session();
     if (report_ && !quit_asked_ && !fsm_->closed()) {
         quit_asked_ = true;
         fsm_->quit(smtp::Millis(now()));
@@ -274,6 +289,15 @@ void SmtpProbe::run_actions() {
         return;
     }
     arm_timer();
+}
+
+void SmtpProbe::lose_tls_session() {
+    tls_lost_ = false;
+    std::string why = tls_->error();
+    if (why.empty())
+        why = tls_->state() == tls::Engine::State::kClosed ? "closed by the peer" : "failed";
+    fsm_->on_disconnected(smtp::Millis(now()), "TLS session " + why);
+    run_actions();
 }
 
 void SmtpProbe::on_trace(const std::string& line) {

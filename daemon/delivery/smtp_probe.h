@@ -18,6 +18,8 @@
 // Stages come from the FSM's ClientTrace lines ("> COMMAND", "< reply line"), so they show
 // exactly what was sent and received. on_done runs once, last, after the connection closed,
 // with the transaction's report (or a local failure when no transaction ran).
+// As in delivery (smtp_session.h), once the server answered STARTTLS no byte is written in
+// cleartext on that connection: a TLS engine that fails or closes later is a lost connection.
 #pragma once
 
 #include <uv.h>
@@ -96,6 +98,8 @@ class SmtpProbe : public std::enable_shared_from_this<SmtpProbe> {
     void write(std::string bytes, bool content);
     void arm_timer();
     void close_connection();
+    // The TLS engine failed or closed after the handshake: the connection is lost.
+    void lose_tls_session();
     ProbeStage connect_stage(uint64_t ms, bool ok, std::string text) const;
     void emit(ProbeStage stage);
     void finish();
@@ -125,6 +129,7 @@ class SmtpProbe : public std::enable_shared_from_this<SmtpProbe> {
     bool connect_reported_ = false;
     bool banner_seen_ = false;
     bool done_ = false;
+    bool tls_lost_ = false;  // a write found the TLS engine no longer established
 };
 
 }  // namespace esad::delivery

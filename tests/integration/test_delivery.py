@@ -146,6 +146,23 @@ def test_dead_host_is_held_then_runbook_recovers_it():
         live.close()
 
 
+def test_connection_error_line_keeps_the_banner_reply_code():
+    # A server that turns the connection away in its greeting: the operator reads its code
+    # (421: come back later, 554: go away), not only its text.
+    busy = SmtpSink()
+    busy.greeting = "421 4.3.2 busy.test too many connections, try later"
+    d = delivery_daemon(f"busy.test [127.0.0.1]:{busy.port}\n")
+    try:
+        assert send_message(d.smtp_port, "a@src.test", ["u@busy.test"], make_body("busy@t"))[0] == 250
+        assert wait_for(lambda: "Connection Error: DCID" in mail_log(d), timeout=15), mail_log(d)
+        line = [l for l in mail_log(d).splitlines() if "Connection Error: DCID" in l][0]
+        assert "details: 421 4.3.2 busy.test too many connections, try later" in line, line
+        assert active(d) == 1  # held for a retry, not bounced
+    finally:
+        d.cleanup()
+        busy.close()
+
+
 def test_mx_resolution_nxdomain_and_dig():
     dns_proc, dns_port = start_dns()
     sink = SmtpSink()
@@ -471,7 +488,8 @@ def test_delivery_stage_deadlines_are_configurable():
 
 if __name__ == "__main__":
     run_tests([test_static_route_delivery_and_log_lines, test_hard_bounce_generates_dsn_and_soft_bounce_is_retried,
-               test_dead_host_is_held_then_runbook_recovers_it, test_mx_resolution_nxdomain_and_dig,
+               test_dead_host_is_held_then_runbook_recovers_it,
+               test_connection_error_line_keeps_the_banner_reply_code, test_mx_resolution_nxdomain_and_dig,
                test_starttls_delivery_is_logged, test_restart_keeps_deferred_mail_and_delivers_it,
                test_null_mx_and_servfail, test_dns_temporary_failure_is_shown_deferred_while_the_host_is_held,
                test_backoff_retry_then_expiry_with_dsn,

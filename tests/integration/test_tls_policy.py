@@ -15,7 +15,7 @@ import subprocess
 import threading
 
 from esad_harness import Daemon, make_body, make_cert, run_tests, send_message, wait_for
-from smtp_sink import SmtpSink
+from smtp_sink import SmtpSink, StartTlsServerSide, local_listener
 
 
 def tls_daemon(routes, policy):
@@ -79,12 +79,8 @@ class SabotagingTlsPeer:
     (`after`). Later connections get a 421 greeting."""
 
     def __init__(self, cert, key):
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(cert, key)
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
+        self.cert, self.key = cert, key
+        self.sock, self.port = local_listener()
         self.after = b""
         self.sabotaged = threading.Event()
         self.finished = threading.Event()
@@ -118,76 +114,15 @@ class SabotagingTlsPeer:
             self.finished.set()
 
     def _session(self, conn):
-        buf = b""
-
-        def plain_line():
-            nonlocal buf
-            while b"\r\n" not in buf:
-                data = conn.recv(4096)
-                if not data:
-                    raise OSError("eof")
-                buf += data
-            line, buf = buf.split(b"\r\n", 1)
-            return line
-
-        conn.sendall(b"220 sabotage.test ESMTP\r\n")
-        assert plain_line().upper().startswith(b"EHLO")
-        conn.sendall(b"250-sabotage.test\r\n250-8BITMIME\r\n250 STARTTLS\r\n")
-        assert plain_line().upper() == b"STARTTLS"
-        conn.sendall(b"220 2.0.0 go ahead\r\n")
-        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        tls = self.ctx.wrap_bio(incoming, outgoing, server_side=True)
-        while True:
-            try:
-                tls.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                pending = outgoing.read()
-                if pending:
-                    conn.sendall(pending)
-                data = conn.recv(65536)
-                if not data:
-                    raise OSError("eof in handshake")
-                incoming.write(data)
-        pending = outgoing.read()
-        if pending:
-            conn.sendall(pending)
-        text = b""
-
-        def tls_send(data):
-            tls.write(data)
-            conn.sendall(outgoing.read())
-
-        def tls_recv():
-            nonlocal text
-            while True:
-                try:
-                    chunk = tls.read(65536)
-                    if not chunk:
-                        raise OSError("tls eof")
-                    text += chunk
-                    return
-                except ssl.SSLWantReadError:
-                    data = conn.recv(65536)
-                    if not data:
-                        raise OSError("eof")
-                    incoming.write(data)
-
-        def tls_line():
-            nonlocal text
-            while b"\r\n" not in text:
-                tls_recv()
-            line, text = text.split(b"\r\n", 1)
-            return line
-
-        assert tls_line().upper().startswith(b"EHLO")
-        tls_send(b"250-sabotage.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+        s = StartTlsServerSide(conn, self.cert, self.key, b"sabotage.test", [b"8BITMIME"])
+        assert s.line().upper().startswith(b"EHLO")
+        s.send(b"250-sabotage.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
         # MAIL, RCPT, DATA (pipelined or not): answer each.
         for _ in range(3):
-            line = tls_line().upper()
-            tls_send(b"354 go\r\n" if line == b"DATA" else b"250 ok\r\n")
-        while len(text) < 100_000:
-            tls_recv()
+            line = s.line().upper()
+            s.send(b"354 go\r\n" if line == b"DATA" else b"250 ok\r\n")
+        while len(s.text) < 100_000:
+            s.recv()
         # An application-data record that cannot decrypt: the client's engine fails.
         conn.sendall(b"\x17\x03\x03\x00\x40" + os.urandom(64))
         self.sabotaged.set()

@@ -6,12 +6,13 @@ required TLS not offered, the control client going away, the daemon down (exit 3
 import json
 import os
 import socket
+import ssl
 import subprocess
 import threading
 import time
 
 from esad_harness import make_cert, ESACTL, Daemon, free_port, wait_for, run_tests
-from smtp_sink import SmtpSink
+from smtp_sink import SmtpSink, StartTlsServerSide, local_listener
 from test_delivery import delivery_daemon, start_dns
 
 
@@ -226,6 +227,65 @@ def test_smtpping_starttls_and_required_tls_policy():
         plain_sink.close()
 
 
+class CloseNotifyAfterMailPeer:
+    """Offers STARTTLS; inside TLS answers EHLO, then answers MAIL with "250" followed, in the
+    same TCP segment, by a TLS close_notify. Whatever the client sends after that is kept raw
+    (`after`) until it closes the connection."""
+
+    def __init__(self, cert, key):
+        self.cert, self.key = cert, key
+        self.sock, self.port = local_listener(1)
+        self.after = b""
+        self.closed_tls = threading.Event()
+        self.finished = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def close(self):
+        self.sock.close()
+
+    def _run(self):
+        conn, _ = self.sock.accept()
+        conn.settimeout(30)
+        try:
+            s = StartTlsServerSide(conn, self.cert, self.key, b"closing.test")
+            s.line()  # EHLO
+            s.send(b"250 closing.test\r\n")
+            s.line()  # MAIL
+            s.send(b"250 2.1.0 ok\r\n", flush=False)
+            s.close_notify()
+            s.flush()
+            self.closed_tls.set()
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                self.after += data
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            conn.close()
+            self.finished.set()
+
+
+def test_smtpping_sends_nothing_in_cleartext_after_the_peer_closes_tls():
+    # The probe has its own TLS plumbing: once the handshake is done, a closed TLS session is
+    # a lost connection there too, never a reason to go on in cleartext.
+    d0 = Daemon(start=False)
+    cert, key = make_cert(d0.dir, "closing.test")
+    peer = CloseNotifyAfterMailPeer(cert, key)
+    d = delivery_daemon(f"closing.test [127.0.0.1]:{peer.port}\n")
+    try:
+        r = d.ctl("smtpping", "c@closing.test", check=False, timeout=120)
+        assert peer.closed_tls.is_set(), r.stdout + r.stderr
+        assert peer.finished.wait(30)
+        assert b"RCPT" not in peer.after and b"QUIT" not in peer.after, peer.after
+        assert r.returncode == 1, r.stdout + r.stderr
+    finally:
+        d.cleanup()
+        d0.cleanup()
+        peer.close()
+
+
 def test_daemon_down_exits_3():
     d = Daemon(start=False)
     try:
@@ -243,4 +303,5 @@ if __name__ == "__main__":
                test_smtpping_delivers_and_times_every_stage,
                test_smtpping_hard_recipient_exits_1_with_the_reply,
                test_smtpping_host_option_mx_route_and_connect_failure,
-               test_smtpping_starttls_and_required_tls_policy, test_daemon_down_exits_3])
+               test_smtpping_starttls_and_required_tls_policy,
+               test_smtpping_sends_nothing_in_cleartext_after_the_peer_closes_tls, test_daemon_down_exits_3])

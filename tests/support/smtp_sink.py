@@ -169,3 +169,79 @@ class SmtpSink:
                 conn.close()
             except OSError:
                 pass
+
+
+def local_listener(backlog=8):
+    """A listening socket on 127.0.0.1, port 0: (socket, port)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(backlog)
+    return sock, sock.getsockname()[1]
+
+
+class StartTlsServerSide:
+    """The server's side of one connection taken through STARTTLS into TLS on memory BIOs, for
+    peers that misbehave at the TLS record level (a bad record, an early close_notify).
+
+        s = StartTlsServerSide(conn, cert, key, b"peer.test", [b"8BITMIME"])
+            # 220, EHLO answered with the extensions and STARTTLS, 220, the handshake
+        s.line() -> one line read inside TLS (without CRLF); s.recv() reads more into s.text
+        s.send(b"250 ok\\r\\n")          encrypted and sent
+        s.close_notify(); s.flush()      what was written and a close_notify, one segment
+    """
+
+    def __init__(self, conn, cert, key, name, extensions=()):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        self.conn = conn
+        f = conn.makefile("rb")  # the client waits for each reply: nothing is read ahead
+        conn.sendall(b"220 %s ESMTP\r\n" % name)
+        assert f.readline().upper().startswith(b"EHLO")
+        conn.sendall(b"".join(b"250-%s\r\n" % e for e in (name, *extensions)) + b"250 STARTTLS\r\n")
+        assert f.readline().strip().upper() == b"STARTTLS"
+        conn.sendall(b"220 2.0.0 go ahead\r\n")
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = ctx.wrap_bio(self.incoming, self.outgoing, server_side=True)
+        self.text = b""
+        self._pump(self.tls.do_handshake)
+        self.flush()
+
+    def _pump(self, step):
+        # step() until it needs no more input; ciphertext goes out as it comes.
+        while True:
+            try:
+                return step()
+            except ssl.SSLWantReadError:
+                self.flush()
+                data = self.conn.recv(65536)
+                if not data:
+                    raise OSError("eof")
+                self.incoming.write(data)
+
+    def flush(self):
+        pending = self.outgoing.read()
+        if pending:
+            self.conn.sendall(pending)
+
+    def recv(self):
+        chunk = self._pump(lambda: self.tls.read(65536))
+        if not chunk:
+            raise OSError("tls eof")
+        self.text += chunk
+
+    def line(self):
+        while b"\r\n" not in self.text:
+            self.recv()
+        line, self.text = self.text.split(b"\r\n", 1)
+        return line
+
+    def send(self, data, flush=True):
+        self.tls.write(data)
+        if flush:
+            self.flush()
+
+    def close_notify(self):
+        try:
+            self.tls.unwrap()  # writes close_notify, then would wait for the client's
+        except ssl.SSLWantReadError:
+            pass
