@@ -341,7 +341,38 @@ IoStatus FileStore::write_renamed(const Message& message, int slot) {
     return IoStatus::failure(err, std::string(op) + " " + label);
 }
 
-void FileStore::count_results(const std::vector<PendingMessage>& batch) {
+void FileStore::commit_batch(std::vector<PendingMessage>& batch) {
+    std::vector<std::size_t> written;
+    written.reserve(batch.size());
+    std::bitset<kSlots> touched;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+        PendingMessage& pm = batch[i];
+        const Envelope& env = pm.message.envelope;
+        if (env.mid == 0 || env.recipients.empty()) {
+            pm.result = IoStatus::failure(
+                EINVAL, "commit " + mid_name(env.mid) + ": no MID or no recipient");
+            continue;
+        }
+        const int slot = home_slot(env.mid);
+        pm.result = write_one(pm.message, slot);
+        if (!pm.result.ok()) continue;
+        written.push_back(i);
+        touched.set(static_cast<std::size_t>(slot));
+    }
+    // Group commit: one fsync per touched directory makes the batch's names durable.
+    int failed[kSlots] = {};
+    for (int slot = 0; slot < kSlots; ++slot) {
+        if (touched.test(static_cast<std::size_t>(slot))) failed[slot] = fsync_dir(slot_fd(slot));
+    }
+    for (std::size_t i : written) {
+        const Mid mid = batch[i].message.envelope.mid;
+        const int slot = home_slot(mid);
+        if (failed[slot] == 0) continue;
+        const std::string name = mid_name(mid);
+        ::unlinkat(slot_fd(slot), name.c_str(), 0);  // answered 451: do not deliver
+        batch[i].result =
+            IoStatus::failure(failed[slot], "fsync " + slot_label(slot, "") + " for " + name);
+    }
     bump(stats_.batches);
     for (const PendingMessage& pm : batch)
         bump(pm.result.ok() ? stats_.commits_ok : stats_.commits_failed);
@@ -629,31 +660,8 @@ IoStatus FlatStore::open(StoreOptions options, std::unique_ptr<Store>& out) {
     return IoStatus::success();
 }
 
-void FlatStore::commit_batch(std::vector<PendingMessage>& batch) {
-    std::vector<std::size_t> renamed;
-    renamed.reserve(batch.size());
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-        PendingMessage& pm = batch[i];
-        const Envelope& env = pm.message.envelope;
-        if (env.mid == 0 || env.recipients.empty()) {
-            pm.result = IoStatus::failure(
-                EINVAL, "commit " + mid_name(env.mid) + ": no MID or no recipient");
-            continue;
-        }
-        pm.result = write_renamed(pm.message, kTop);
-        if (pm.result.ok()) renamed.push_back(i);
-    }
-    if (!renamed.empty()) {
-        // Group commit: one directory fsync makes every rename of the batch durable.
-        if (int err = fsync_dir(slot_fd(kTop))) {
-            for (std::size_t i : renamed) {
-                const std::string name = mid_name(batch[i].message.envelope.mid);
-                ::unlinkat(slot_fd(kTop), name.c_str(), 0);  // answered 451: do not deliver
-                batch[i].result = IoStatus::failure(err, "fsync queue/ for " + name);
-            }
-        }
-    }
-    count_results(batch);
+IoStatus FlatStore::write_one(const Message& message, int slot) {
+    return write_renamed(message, slot);
 }
 
 IoStatus FlatStore::remove_message(Mid mid) {

@@ -13,6 +13,19 @@
 // fsync, rename to queue/<MID> without replacing; then ONE fsync of queue/ for the batch.
 // remove_message unlinks at once; sync_removals() fsyncs queue/ (lazy directory sync).
 //
+// HashedStore — commit: per message an O_TMPFILE file in queue/<xx>/ (nameless until it is
+// complete, so a crash leaves nothing to clean), write, fdatasync, linkat to
+// queue/<xx>/<MID> (which fails rather than replace a name); then one fsync per touched
+// subdirectory for the whole batch (group commit; after the first, ext4 finds the others'
+// entries already in the committed transaction). Where O_TMPFILE is unsupported it falls back
+// to tmp/<MID>.tmp + fsync + rename into queue/<xx>/. Spreading the files over 256
+// directories keeps each one small, so creating and removing entries does not serialise on
+// one large directory's lock and block lookups. remove_message() only queues the MID: the
+// store's reclaimer thread unlinks queued messages in batches, off the delivery path, and
+// fsyncs each directory it touched once per batch; sync_removals() drains the queue itself
+// first. A removal lost in a crash brings back a message whose journal records say every
+// recipient is final: recovery removes it again, nothing is redelivered.
+//
 // On any commit failure the message's file is removed (after a failed directory fsync, its
 // queue file too) and the result carries the errno. A failed fsync is never retried on the
 // same data: the store is unhealthy until probe() (write + fsync + unlink of tmp/.probe).
@@ -20,7 +33,10 @@
 
 #include <atomic>
 #include <bitset>
+#include <condition_variable>
 #include <mutex>
+#include <thread>
+#include <unordered_set>
 
 #include "daemon/spool/store.h"
 
@@ -30,6 +46,9 @@ class FileStore : public Store {
   public:
     ~FileStore() override;
 
+    // Writes each message with write_one() at its home, then fsyncs every touched directory
+    // once; a failed directory fsync fails (and removes) that directory's messages.
+    void commit_batch(std::vector<PendingMessage>& batch) final;
     SpaceCheck space_ok(std::uint64_t max_message_size) const override;
     bool healthy() const override { return healthy_.load(std::memory_order_acquire); }
     IoStatus probe() override;
@@ -55,6 +74,8 @@ class FileStore : public Store {
     IoStatus open_dirs(bool create_subdirs);
     // Where this layout puts a MID (the other layout's place is the fallback).
     virtual int home_slot(Mid mid) const = 0;
+    // Makes one message durable under its name in `slot` (the directory fsync follows).
+    virtual IoStatus write_one(const Message& message, int slot) = 0;
 
     int slot_fd(int slot) const { return slots_[slot].get(); }
     std::string slot_label(int slot, std::string_view name) const;
@@ -74,7 +95,6 @@ class FileStore : public Store {
     static void bump(std::atomic<std::uint64_t>& counter, std::uint64_t n = 1) {
         counter.fetch_add(n, std::memory_order_relaxed);
     }
-    void count_results(const std::vector<PendingMessage>& batch);
 
     struct AtomicStats {
         std::atomic<std::uint64_t> batches{0}, commits_ok{0}, commits_failed{0}, file_fsyncs{0},
@@ -104,12 +124,38 @@ class FlatStore final : public FileStore {
   public:
     static IoStatus open(StoreOptions options, std::unique_ptr<Store>& out);
     Layout layout() const override { return Layout::kFlat; }
-    void commit_batch(std::vector<PendingMessage>& batch) override;
     IoStatus remove_message(Mid mid) override;
 
   private:
     using FileStore::FileStore;
     int home_slot(Mid) const override { return kTop; }
+    IoStatus write_one(const Message& message, int slot) override;
+};
+
+class HashedStore final : public FileStore {
+  public:
+    static IoStatus open(StoreOptions options, std::unique_ptr<Store>& out);
+    ~HashedStore() override;  // drains the removal queue, then stops the reclaimer
+    Layout layout() const override { return Layout::kHashed; }
+    IoStatus remove_message(Mid mid) override;
+    IoStatus sync_removals() override;
+    bool has_message(Mid mid) const override;
+
+  private:
+    using FileStore::FileStore;
+    int home_slot(Mid mid) const override { return hashed_slot(mid); }
+    IoStatus write_one(const Message& message, int slot) override;  // O_TMPFILE + linkat
+    IoStatus drain();
+    void reclaim_loop();
+
+    std::atomic<bool> tmpfile_ok_{true};  // false once O_TMPFILE proved unsupported
+    std::mutex drain_mu_;                 // one drain at a time: take, unlink, fsync
+    mutable std::mutex reclaim_mu_;
+    std::condition_variable reclaim_cv_;
+    std::unordered_set<Mid> reclaim_queue_;  // removed for has_message() already
+    std::unordered_set<Mid> reclaiming_;     // taken by the running drain (drain_mu_)
+    bool stopping_ = false;
+    std::thread reclaimer_;
 };
 
 }  // namespace esad::spool

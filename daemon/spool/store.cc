@@ -72,7 +72,7 @@ IoStatus Store::open(StoreOptions options, std::unique_ptr<Store>& out) {
         case Layout::kFlat:
             return FlatStore::open(std::move(options), out);
         case Layout::kHashed:
-            break;
+            return HashedStore::open(std::move(options), out);
     }
     return IoStatus::failure(EINVAL, "spool layout " + std::string(to_string(options.layout)));
 }

@@ -48,7 +48,7 @@ bool parse_layout(std::string_view text, Layout& out);  // "flat" | "hashed"
 
 struct StoreOptions {
     std::string state_dir;                       // the spool is <state_dir>/spool
-    Layout layout = Layout::kFlat;               // which backend Store::open() builds
+    Layout layout = Layout::kHashed;             // which backend Store::open() builds
     std::uint64_t min_free_bytes = 64ull << 20;  // space_ok() floor
     std::uint64_t min_free_inodes = 1000;        // space_ok() inode floor
     // Returns 0 to proceed, or an errno that the operation then fails with. Called on the
