@@ -198,7 +198,9 @@ IoStatus FileStore::open_dirs(bool create_subdirs) {
         if (create_subdirs) {
             if (IoStatus st = ensure_dir(slot_fd(kTop), name, label); !st.ok()) return st;
         }
-        if (int err = open_dir(slot_fd(kTop), name, slots_[slot]); err != 0 && err != ENOENT) {
+        // Without create_subdirs (flat), whatever is not a subdirectory there is left to
+        // scan(), which reports it.
+        if (int err = open_dir(slot_fd(kTop), name, slots_[slot]); err != 0 && create_subdirs) {
             return IoStatus::failure(err, "open " + label);
         }
     }
