@@ -21,10 +21,11 @@
 // to tmp/<MID>.tmp + fsync + rename into queue/<xx>/. Spreading the files over 256
 // directories keeps each one small, so creating and removing entries does not serialise on
 // one large directory's lock and block lookups. remove_message() only queues the MID: the
-// store's reclaimer thread unlinks queued messages in batches, off the delivery path, and
-// fsyncs each directory it touched once per batch; sync_removals() drains the queue itself
-// first. A removal lost in a crash brings back a message whose journal records say every
-// recipient is final: recovery removes it again, nothing is redelivered.
+// store's reclaimer thread unlinks queued messages in batches, off the delivery path,
+// without a directory fsync (each would force a journal commit); sync_removals() drains the
+// queue itself, then fsyncs each directory touched since the last sync once. A removal lost in a
+// crash brings back a message whose journal records say every recipient is final: recovery removes
+// it again, nothing is redelivered.
 //
 // On any commit failure the message's file is removed (after a failed directory fsync, its
 // queue file too) and the result carries the errno. A failed fsync is never retried on the
@@ -145,11 +146,12 @@ class HashedStore final : public FileStore {
     using FileStore::FileStore;
     int home_slot(Mid mid) const override { return hashed_slot(mid); }
     IoStatus write_one(const Message& message, int slot) override;  // O_TMPFILE + linkat
-    IoStatus drain();
+    IoStatus drain(bool sync);  // unlinks what is queued; with sync, fsyncs dirty directories
     void reclaim_loop();
 
-    std::atomic<bool> tmpfile_ok_{true};  // false once O_TMPFILE proved unsupported
-    std::mutex drain_mu_;                 // one drain at a time: take, unlink, fsync
+    std::atomic<bool> tmpfile_ok_{true};     // false once O_TMPFILE proved unsupported
+    std::atomic<bool> empty_path_ok_{true};  // false once linkat(AT_EMPTY_PATH) was refused
+    std::mutex drain_mu_;                    // one drain at a time: take, unlink, fsync
     mutable std::mutex reclaim_mu_;
     std::condition_variable reclaim_cv_;
     std::unordered_set<Mid> reclaim_queue_;  // removed for has_message() already

@@ -49,15 +49,19 @@ IoStatus HashedStore::write_one(const Message& message, int slot) {
     }
     err = inject(FaultPoint::kRename, mid);
     if (err == 0) {
-        char path[32];
-        std::snprintf(path, sizeof path, "/proc/self/fd/%d", fd.get());
-        if (::linkat(AT_FDCWD, path, slot_fd(slot), name.c_str(), AT_SYMLINK_FOLLOW) != 0) {
+        // Needs CAP_DAC_READ_SEARCH (root); otherwise the /proc name of the descriptor.
+        if (empty_path_ok_.load(std::memory_order_relaxed) &&
+            ::linkat(fd.get(), "", slot_fd(slot), name.c_str(), AT_EMPTY_PATH) == 0) {
+            err = 0;
+        } else if (empty_path_ok_.load(std::memory_order_relaxed) && errno != ENOENT) {
             err = errno;
-            // Without /proc (a bare chroot) AT_EMPTY_PATH does it, given CAP_DAC_READ_SEARCH.
-            if (err == ENOENT &&
-                ::linkat(fd.get(), "", slot_fd(slot), name.c_str(), AT_EMPTY_PATH) == 0) {
-                err = 0;
-            }
+        } else {
+            empty_path_ok_.store(false, std::memory_order_relaxed);
+            char path[32];
+            std::snprintf(path, sizeof path, "/proc/self/fd/%d", fd.get());
+            err = ::linkat(AT_FDCWD, path, slot_fd(slot), name.c_str(), AT_SYMLINK_FOLLOW) == 0
+                      ? 0
+                      : errno;
         }
     }
     // EEXIST: a MID collision is an error, never an overwrite (REQ-D11).
@@ -78,7 +82,7 @@ IoStatus HashedStore::remove_message(Mid mid) {
     return IoStatus::success();
 }
 
-IoStatus HashedStore::drain() {
+IoStatus HashedStore::drain(bool sync) {
     std::lock_guard<std::mutex> drain_lock(drain_mu_);
     {
         std::lock_guard<std::mutex> lock(reclaim_mu_);
@@ -94,14 +98,15 @@ IoStatus HashedStore::drain() {
         std::lock_guard<std::mutex> lock(reclaim_mu_);
         reclaiming_.clear();
     }
-    // Under drain_mu_: a caller of sync_removals() that saw a file gone waits here until
-    // its unlink is durable.
+    if (!sync) return result;
+    // Under drain_mu_: a caller of sync_removals() that saw a file gone waits for the running
+    // drain, then makes its unlinks durable here.
     IoStatus synced = FileStore::sync_removals();
     return result.ok() ? synced : result;
 }
 
 IoStatus HashedStore::sync_removals() {
-    return drain();
+    return drain(true);
 }
 
 bool HashedStore::has_message(Mid mid) const {
@@ -121,8 +126,10 @@ void HashedStore::reclaim_loop() {
             reclaim_cv_.wait(lock, [this] { return stopping_ || !reclaim_queue_.empty(); });
             if (reclaim_queue_.empty()) return;  // stopping, nothing left
         }
+        // No directory fsync here: it would force a journal commit per drain for nothing, as
+        // a lost unlink is harmless until the journal drops the records (sync_removals()).
         // Errors stay queued nowhere: a file not unlinked is removed again at recovery.
-        drain();
+        drain(false);
     }
 }
 
