@@ -517,6 +517,13 @@ ConfigResult load_config_string(const std::string& text, const std::string& orig
         TableReader r(*t, "daemon", errors);
         read_daemon(r, c.daemon);
     }
+    if (const toml::table* t = top.subtable("spool")) {
+        TableReader r(*t, "spool", errors);
+        r.read("layout", c.spool.layout);
+        if (c.spool.layout != "hashed" && c.spool.layout != "flat")
+            r.error("layout", r.line_for("layout"), "expected \"hashed\" or \"flat\"");
+        r.reject_unknown();
+    }
     if (const toml::table* t = top.subtable("listener")) {
         TableReader r(*t, "listener", errors);
         read_listener(r, c.listener);
@@ -606,6 +613,7 @@ std::vector<std::string> restart_only_changes(const Config& a, const Config& b) 
     check(a.daemon.spool_min_free_bytes != b.daemon.spool_min_free_bytes,
           "daemon.spool_min_free_bytes");
     check(a.daemon.shutdown_timeout_s != b.daemon.shutdown_timeout_s, "daemon.shutdown_timeout");
+    check(a.spool.layout != b.spool.layout, "spool.layout");
     check(a.listener.address != b.listener.address, "listener.address");
     check(a.listener.tls_cert != b.listener.tls_cert, "listener.tls_cert");
     check(a.listener.tls_key != b.listener.tls_key, "listener.tls_key");

@@ -27,6 +27,13 @@ struct DaemonConfig {
     uint64_t shutdown_timeout_s = 30;  // graceful stop: transactions get this long to finish
 };
 
+// How the spool stores messages (daemon/spool/file_store.h): "hashed" (queue/<xx>/<MID>,
+// O_TMPFILE + linkat, batched removals) or "flat" (queue/<MID>, tmp/ + rename). Either
+// reads what the other wrote, so switching keeps what is queued.
+struct SpoolConfig {
+    std::string layout = "hashed";
+};
+
 struct ListenerConfig {
     std::string address;  // "host:port", "[v6]:port"
     std::vector<std::string> relay_from;
@@ -118,6 +125,7 @@ struct WebConfig {
 
 struct Config {
     DaemonConfig daemon;
+    SpoolConfig spool;
     ListenerConfig listener;
     DeliveryConfig delivery;
     DnsConfig dns;

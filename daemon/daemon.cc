@@ -209,10 +209,12 @@ bool Daemon::start(std::string* error) {
     auto options = std::make_shared<spool::SpoolOptions>();
     options->store.state_dir = config_.daemon.state_dir;
     options->store.min_free_bytes = config_.daemon.spool_min_free_bytes;
+    spool::parse_layout(config_.spool.layout, options->store.layout);  // validated by config
     auto report = std::make_shared<spool::RecoveryReport>();
     auto status = std::make_shared<spool::IoStatus>();
     auto opened = std::make_shared<spool::Spool>();
-    spdlog::info("spool: recovering {}/spool", config_.daemon.state_dir);
+    spdlog::info("spool: recovering {}/spool (layout {})", config_.daemon.state_dir,
+                 config_.spool.layout);
     loop::queue_work(
         &loop_,
         [options, report, status, opened] {

@@ -116,6 +116,13 @@ int fsync_fd(int fd) {
     }
 }
 
+int fdatasync_fd(int fd) {
+    for (;;) {
+        if (::fdatasync(fd) == 0) return 0;
+        if (errno != EINTR) return errno;
+    }
+}
+
 int open_dir(int dir_fd, const std::string& path, UniqueFd& out) {
     out.reset(::openat(dir_fd, path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     return out.valid() ? 0 : errno;

@@ -70,6 +70,8 @@ int read_exact_at(int fd, std::uint64_t offset, std::size_t len, std::string& ou
 int read_small_file(int dir_fd, const std::string& name, std::string& out);
 // fsync with EINTR retry (EINTR is not a failed sync); returns 0 or errno.
 int fsync_fd(int fd);
+// fdatasync with EINTR retry: the data and what finds it (size), not the timestamps.
+int fdatasync_fd(int fd);
 // Opens a directory (O_DIRECTORY|O_NOFOLLOW) relative to dir_fd (or AT_FDCWD).
 int open_dir(int dir_fd, const std::string& path, UniqueFd& out);
 // Creates directory `name` under dir_fd with mode 0700 if missing; refuses a symlink, a

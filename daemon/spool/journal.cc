@@ -279,7 +279,7 @@ std::uint64_t Journal::sync_count() const {
 
 IoStatus compact_journal(Store& store, Journal& journal) {
     return journal.compact([&store](Mid mid) { return store.has_message(mid); },
-                           [&store] { return store.sync_queue_dir(); });
+                           [&store] { return store.sync_removals(); });
 }
 
 }  // namespace esad::spool

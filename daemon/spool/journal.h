@@ -14,7 +14,7 @@
 //
 // Compaction (at startup by recovery, and whenever needs_compaction()): rewrite keeping only
 // records whose MID keep() accepts; before_replace() runs after keep() was asked and before
-// the new file replaces the old — compact_journal() passes Store::sync_queue_dir() there, so
+// the new file replaces the old — compact_journal() passes Store::sync_removals() there, so
 // the dropped records' message-file unlinks are durable before their records disappear.
 //
 // Threading: every method may be called from any worker thread; they serialise on an
@@ -107,8 +107,8 @@ class Journal {
     std::uint64_t syncs_ = 0;
 };
 
-// Runtime compaction against the store: keeps records of messages still in queue/ and syncs
-// queue/ before dropping the others. Call on a worker thread.
+// Runtime compaction against the store: keeps records of messages it still has and makes
+// its removals durable (sync_removals) before dropping the others. Call on a worker thread.
 IoStatus compact_journal(Store& store, Journal& journal);
 
 }  // namespace esad::spool

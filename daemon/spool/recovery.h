@@ -1,14 +1,11 @@
 // recovery — the startup scan of the spool, run before injection opens (REQ-D10).
 //
-// Steps: delete every stale tmp/ entry; read and validate each queue/ file (header,
-// envelope + envelope checksum, sizes, trailer, and — with verify_content — the whole-file
-// checksum, streamed in fixed chunks so bodies are never held in memory); move truncated,
-// corrupt, unknown-version, mis-named-MID or hard-linked files to corrupt/ (never deleted,
-// never delivered) with a reason; skip (and report) entries that are not plain regular files
-// with a MID name — symlinks are never followed; apply the journal: recipients with a final
-// record are dropped, messages with no recipient left are removed; fsync corrupt/ and
-// queue/ once; compact the journal to the live messages; move the MID allocator past every
-// MID seen on disk.
+// Steps: the store's scan() (store.h: stale leftovers of unfinished commits removed, every
+// message validated — with verify_content the whole-file checksum too, streamed in chunks —
+// undecodable, mis-named or hard-linked ones quarantined with a reason, odd entries skipped
+// and reported); apply the journal: recipients with a final record are dropped, messages
+// with no recipient left are removed; the store's sync_removals() and compaction of the
+// journal to the live messages; move the MID allocator past every MID seen on disk.
 //
 // The result keeps only envelopes of live messages with their not-yet-final recipients
 // (about 100–200 bytes per recipient plus sender/helo per message); content is fetched later
@@ -33,27 +30,10 @@
 
 namespace esad::spool {
 
-struct RecoveryOptions {
-    bool verify_content = true;          // stream the whole-file CRC of every message
-    std::size_t read_chunk = 64 * 1024;  // read buffer size
-};
-
 struct RecoveredMessage {
     Envelope envelope;  // recipients: only those without a final journal record
     std::uint32_t total_recipients = 0;
     std::uint64_t file_size = 0;
-};
-
-struct QuarantinedFile {
-    std::string name;      // name in queue/
-    std::string moved_to;  // name in corrupt/ (empty if the move failed)
-    DecodeStatus status = DecodeStatus::kMalformed;
-    std::string reason;
-};
-
-struct SkippedEntry {
-    std::string path;  // "queue/<name>" or "tmp/<name>"
-    std::string reason;
 };
 
 struct RecoveryReport {
@@ -73,7 +53,7 @@ struct RecoveryReport {
     std::string mid_reservation_error;
 };
 
-// Fails only on errors that make the whole spool unusable (cannot list queue/, cannot
+// Fails only on errors that make the whole spool unusable (the store cannot be listed, cannot
 // compact the journal, cannot persist the MID reservation — except for lack of space, which
 // is reported in journal_compaction_error / mid_reservation_error); per-file problems are
 // reported.

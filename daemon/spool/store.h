@@ -1,30 +1,33 @@
-// store — the on-disk spool of accepted messages under <state_dir>/spool/:
-//   tmp/<MID>.tmp   being written (removed by recovery at startup)
-//   queue/<MID>     committed messages (MID as 16 lower-case hex digits; flat directory)
-//   corrupt/<name>  quarantined files, never deleted or delivered by the daemon
-//   journal, mid_reservation, counters, lock   (see journal.h, mid_allocator.h, counters.h)
+// store — the interface of the spool's message storage, and the types every backend shares.
 //
-// Commit protocol (REQ-D1..D4, D6): for each message of a batch write tmp/<MID>.tmp
-// (O_CREAT|O_EXCL|O_NOFOLLOW, 0600), fsync it, rename it to queue/<MID> without replacing an
-// existing file; then ONE fsync of queue/ for the whole batch (group commit). Only a message
-// whose result is ok may be answered 250. On any failure the message's temp (or, after a
-// failed directory fsync, its queue file) is removed and the result carries the errno; its
-// error_class() selects 452 4.3.1 (ENOSPC/EDQUOT) or 451 4.3.0 (anything else). A failed
-// fsync is never retried on the same data (fsyncgate); it marks the store unhealthy until
-// probe() (write + fsync + unlink of tmp/.probe) succeeds — the glue answers 421 4.3.2 to new
-// sessions meanwhile. Commits still work while unhealthy: each one proves its own fsync.
+// A backend keeps the accepted messages (record_codec format) under <state_dir>/spool/ next
+// to the journal, the MID reservation, the counters and the lock, which are not its business
+// (journal.h, mid_allocator.h, counters.h). The daemon's users (committer, delivery, bouncer,
+// control) see only this interface; Store::open() picks the backend from StoreOptions::layout:
+//   kFlat    file_store.h FlatStore:   queue/<MID>, tmp/ + rename, one flat directory
+//   kHashed  file_store.h HashedStore: queue/<xx>/<MID>, O_TMPFILE + linkat, batched unlinks
+// A backend must keep these promises (REQ-D1..D14):
+//   * commit_batch: a message whose result is ok is durable (data and the name that finds it)
+//     and may be answered 250; a failed one leaves nothing that would be delivered. A batch is
+//     one group commit. ENOSPC/EDQUOT → error_class() kNoSpace (452 4.3.1), else 451 4.3.0.
+//   * a failed fsync is never retried on the same data (fsyncgate): healthy() turns false
+//     until probe() proves the disk again; commits still work meanwhile, each proving its own.
+//   * remove_message may be lazy (a later sync_removals() makes every earlier removal
+//     durable): a lost removal only brings back a message whose journal records say it is
+//     done, and recovery removes it again. has_message() stays true until the data is gone.
+//   * scan() (recovery only) drops leftovers of unfinished commits, quarantines what does not
+//     decode (moved where an operator looks, never deleted, never delivered) and hands every
+//     valid message's envelope to the visitor in ascending MID order.
 //
-// Threading: every method is blocking and meant for a libuv worker thread. Different
-// methods and batches may run concurrently on different threads as long as no MID is
-// handled by two calls at once; healthy() and stats() are lock-free reads safe from the loop
-// thread. The store has no thread of its own and does not log: results carry reasons.
+// Threading: every method except healthy(), stats() and spool_path() blocks and is meant for
+// a libuv worker thread. Different methods and batches may run concurrently on different
+// threads as long as no MID is handled by two calls at once; healthy() and stats() are
+// lock-free reads safe from the loop thread. Backends do not log: results carry reasons.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -35,11 +38,17 @@
 namespace esad::spool {
 
 // Syscall points where the test/crash hook may inject an errno (REQ-D14: this seam cannot
-// skip an fsync; it can only make an operation fail or let the hook _exit()).
+// skip an fsync; it can only make an operation fail or let the hook _exit()). kRename is the
+// step that makes a written message visible under its name (rename or linkat).
 enum class FaultPoint : std::uint8_t { kCreate, kWrite, kFileFsync, kRename, kDirFsync, kProbe };
+
+enum class Layout : std::uint8_t { kFlat, kHashed };
+std::string_view to_string(Layout layout);
+bool parse_layout(std::string_view text, Layout& out);  // "flat" | "hashed"
 
 struct StoreOptions {
     std::string state_dir;                       // the spool is <state_dir>/spool
+    Layout layout = Layout::kHashed;             // which backend Store::open() builds
     std::uint64_t min_free_bytes = 64ull << 20;  // space_ok() floor
     std::uint64_t min_free_inodes = 1000;        // space_ok() inode floor
     // Returns 0 to proceed, or an errno that the operation then fails with. Called on the
@@ -56,10 +65,11 @@ struct StoreStats {
     std::uint64_t batches = 0;
     std::uint64_t commits_ok = 0;
     std::uint64_t commits_failed = 0;
-    std::uint64_t file_fsyncs = 0;  // fsync calls on message files
+    std::uint64_t file_fsyncs = 0;  // fsync/fdatasync calls on message files
     std::uint64_t dir_fsyncs = 0;   // fsync calls on spool directories
     std::uint64_t fsync_failures = 0;
     std::uint64_t removed = 0;
+    std::uint64_t removal_batches = 0;  // lazy removals made durable together
     std::uint64_t quarantined = 0;
     std::uint64_t probes_ok = 0;
 };
@@ -82,73 +92,91 @@ struct LoadResult {
     Message message;     // envelope + content when ok
 };
 
+// A message opened for streaming: the encoded message (record_codec format) occupies
+// [offset, offset+size) of fd. Not validated: the reader checks the trailer as it goes.
+struct MessageRange {
+    UniqueFd fd;
+    std::uint64_t offset = 0;
+    std::uint64_t size = 0;
+};
+
+struct RecoveryOptions {
+    bool verify_content = true;          // stream the whole-file CRC of every message
+    std::size_t read_chunk = 64 * 1024;  // read buffer size
+};
+
+// One valid message found by scan(): its envelope with every recipient.
+struct StoredMessage {
+    Envelope envelope;
+    std::uint64_t size = 0;  // encoded size
+};
+
+struct QuarantinedFile {
+    std::string name;      // where it was, relative to queue/ ("<MID>" or "<xx>/<MID>")
+    std::string moved_to;  // name in corrupt/ (empty if the move failed)
+    DecodeStatus status = DecodeStatus::kMalformed;
+    std::string reason;
+};
+
+struct SkippedEntry {
+    std::string path;  // "queue/<name>" or "tmp/<name>"
+    std::string reason;
+};
+
+struct StoreScan {
+    std::vector<QuarantinedFile> quarantined;
+    std::vector<SkippedEntry> skipped;  // neither delivered nor touched
+    std::uint64_t stale_tmp_removed = 0;
+    Mid max_mid_seen = 0;  // over valid, corrupt and quarantined messages: never reuse these
+};
+
 // "00000000000004d2" for 1234; parse_mid_name accepts exactly that form (16 hex, not 0).
 std::string mid_name(Mid mid);
 bool parse_mid_name(std::string_view name, Mid& mid);
 
 class Store {
   public:
-    // Creates the directories (0700) if missing, refuses symlinked/non-directory ones, and
-    // takes an exclusive flock on spool/lock (a second daemon gets EWOULDBLOCK).
+    // Builds the backend options.layout names. Creates its directories (0700) if missing,
+    // refuses symlinked/non-directory ones, and takes an exclusive flock on spool/lock (a
+    // second daemon gets EWOULDBLOCK).
     static IoStatus open(StoreOptions options, std::unique_ptr<Store>& out);
-    ~Store();
+    virtual ~Store() = default;
 
-    void commit_batch(std::vector<PendingMessage>& batch);
+    virtual Layout layout() const = 0;
+    virtual void commit_batch(std::vector<PendingMessage>& batch) = 0;
 
     // statvfs pre-check for MAIL FROM (REQ-D5): free bytes >= max(min_free_bytes,
     // 1.5 * max_message_size) and free inodes >= min_free_inodes (skipped when the file
     // system reports no inode count).
-    SpaceCheck space_ok(std::uint64_t max_message_size) const;
+    virtual SpaceCheck space_ok(std::uint64_t max_message_size) const = 0;
+    virtual bool healthy() const = 0;
+    virtual IoStatus probe() = 0;
 
-    bool healthy() const { return healthy_.load(std::memory_order_acquire); }
-    IoStatus probe();
+    // Reads and fully validates a message for delivery. kCorrupt => call quarantine().
+    virtual LoadResult load_content(Mid mid) const = 0;
+    // The encoded message (record_codec format) occupies [offset, offset+size) of fd.
+    virtual LoadStatus open_message(Mid mid, MessageRange& out, std::string& reason) const = 0;
 
-    // Reads and fully validates queue/<MID> for delivery. kCorrupt => call quarantine().
-    LoadResult load_content(Mid mid) const;
+    // Reclaims a message once every recipient is final and journaled (REQ-D9); may be lazy
+    // (see the contract above). A message already gone counts as removed.
+    virtual IoStatus remove_message(Mid mid) = 0;
+    // Makes every earlier removal and quarantine durable (journal compaction runs it before
+    // the records of removed messages disappear).
+    virtual IoStatus sync_removals() = 0;
+    virtual bool has_message(Mid mid) const = 0;
 
-    // Unlinks queue/<MID> once every recipient is final and journaled (REQ-D9). The
-    // directory sync is lazy (see sync_queue_dir): a lost unlink only brings back a message
-    // whose journal records are still there, so nothing is redelivered. ENOENT counts as ok.
-    IoStatus remove_message(Mid mid);
-    IoStatus sync_queue_dir();
-    bool has_message(Mid mid) const;
+    // Moves a message where operators look for corrupt data (never deleted, never
+    // delivered) and makes the move durable; `moved_to` gets its name in corrupt/.
+    virtual IoStatus quarantine(Mid mid, std::string* moved_to) = 0;
 
-    // Moves queue/<queue_name> to corrupt/ (suffix .1, .2... if taken); `moved_to` gets the
-    // final name. With sync, fsyncs corrupt/ and queue/ (recovery batches this instead).
-    IoStatus quarantine_file(const std::string& queue_name, bool sync, std::string* moved_to);
-    IoStatus quarantine(Mid mid, std::string* moved_to) {
-        return quarantine_file(mid_name(mid), true, moved_to);
-    }
-    IoStatus sync_corrupt_dir();
+    // Recovery's startup scan (see the contract above). Fails only when the storage cannot be
+    // listed; per-message problems are reported in `out`.
+    virtual IoStatus scan(const RecoveryOptions& options, StoreScan& out,
+                          const std::function<void(StoredMessage&&)>& visit) = 0;
 
-    StoreStats stats() const;
-
-    // For recovery, the journal and the MID allocator.
-    const std::string& spool_path() const { return spool_path_; }
-    int spool_fd() const { return spool_fd_.get(); }
-    int tmp_fd() const { return tmp_fd_.get(); }
-    int queue_fd() const { return queue_fd_.get(); }
-    int corrupt_fd() const { return corrupt_fd_.get(); }
-
-  private:
-    explicit Store(StoreOptions options) : options_(std::move(options)) {}
-    int inject(FaultPoint point, Mid mid) const;
-    IoStatus write_temp(const Message& message, const std::string& tmp_name);
-    int fsync_dir(int fd);
-    void mark_fsync_failed();
-
-    StoreOptions options_;
-    std::string spool_path_;
-    UniqueFd spool_fd_, tmp_fd_, queue_fd_, corrupt_fd_, lock_fd_;
-    std::atomic<bool> healthy_{true};
-    std::mutex probe_mu_;
-    std::mutex quarantine_mu_;
-
-    struct AtomicStats {
-        std::atomic<std::uint64_t> batches{0}, commits_ok{0}, commits_failed{0}, file_fsyncs{0},
-            dir_fsyncs{0}, fsync_failures{0}, removed{0}, quarantined{0}, probes_ok{0};
-    };
-    mutable AtomicStats stats_;
+    virtual StoreStats stats() const = 0;
+    // The spool directory (the journal, the MID allocator and the counters live there).
+    virtual const std::string& spool_path() const = 0;
 };
 
 }  // namespace esad::spool

@@ -117,6 +117,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
     SpoolOptions opt;
     opt.store.state_dir = g_state;
+    // The files are planted flat (queue/<name>); recovery's validation is the same for both
+    // layouts, and the flat store does not create 256 subdirectories per input.
+    opt.store.layout = Layout::kFlat;
     opt.store.min_free_bytes = 0;
     opt.store.min_free_inodes = 0;
     opt.mid_block = 4;

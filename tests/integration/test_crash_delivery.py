@@ -4,7 +4,7 @@ moment they exist, so a process kill loses none of them; only a transaction whos
 not yet recorded is repeated).
 
 ESAD_DELIVERY_ROUNDS (default 4) sets the number of kills; ESAD_DELIVERY_SEED replays a run
-(the seed is printed).
+(the seed is printed). Runs for the default spool layout and for [spool] layout = "flat".
 """
 import os
 import random
@@ -19,13 +19,13 @@ MAX_CONNECTIONS = 6  # [delivery] max_concurrency: at most this many transaction
 MESSAGE_ID = re.compile(rb"Message-ID: <([^>]+)>")
 
 
-def test_kill9_during_delivery_repeats_only_in_flight_transactions():
+def test_kill9_during_delivery_repeats_only_in_flight_transactions(spool=""):
     seed = int(os.environ.get("ESAD_DELIVERY_SEED", str(random.randrange(1 << 32))))
     print(f"seed {seed} rounds {ROUNDS}", flush=True)
     rng = random.Random(seed)
     sink = SmtpSink()
     d = delivery_daemon(f"ALL [127.0.0.1]:{sink.port}\n", start=False,
-                        delivery_extra=f"max_concurrency = {MAX_CONNECTIONS}\n")
+                        delivery_extra=f"max_concurrency = {MAX_CONNECTIONS}\n", extra=spool)
     acked, attempted = set(), set()
 
     def message(rnd, cid, seq):
@@ -70,5 +70,10 @@ def test_kill9_during_delivery_repeats_only_in_flight_transactions():
         sink.close()
 
 
+def test_kill9_during_delivery_flat_layout():
+    test_kill9_during_delivery_repeats_only_in_flight_transactions(spool='[spool]\nlayout = "flat"\n')
+
+
 if __name__ == "__main__":
-    run_tests([test_kill9_during_delivery_repeats_only_in_flight_transactions])
+    run_tests([test_kill9_during_delivery_repeats_only_in_flight_transactions,
+               test_kill9_during_delivery_flat_layout])

@@ -1,7 +1,8 @@
 """Crash safety and disk faults against the real binary.
 
 * kill -9 at random moments while several clients inject: after restart every message that
-  got 250 is in the spool exactly once (matched by Message-ID) and no file is partial.
+  got 250 is in the spool exactly once (matched by Message-ID) and no file is partial; for
+  the default spool layout and for [spool] layout = "flat".
 * Real ENOSPC on a small tmpfs spool: 452 4.3.1, never 250 for a lost message, never 5xx.
 * A spool file system already full at start (issue #13): esad starts, delivers (which frees
   space), answers MAIL with 452 4.3.1 meanwhile, and accepts mail once space is back.
@@ -24,11 +25,11 @@ from smtp_sink import SmtpSink
 ROUNDS = int(os.environ.get("ESAD_CRASH_ROUNDS", "12"))
 
 
-def test_kill9_never_loses_an_acknowledged_message():
+def test_kill9_never_loses_an_acknowledged_message(spool=""):
     seed = int(os.environ.get("ESAD_CRASH_SEED", str(random.randrange(1 << 32))))
     print(f"    seed {seed} rounds {ROUNDS} (ESAD_CRASH_SEED replays)", flush=True)
     rng = random.Random(seed)
-    d = Daemon(start=False)
+    d = Daemon(start=False, config_extra=spool)
     acked, attempted = set(), set()
 
     def message(rnd, cid, seq):
@@ -61,6 +62,10 @@ def test_kill9_never_loses_an_acknowledged_message():
         print(f"    {ROUNDS} crashes, {len(acked)} acknowledged, {len(msgs)} in spool", flush=True)
     finally:
         d.cleanup()
+
+
+def test_kill9_never_loses_an_acknowledged_message_flat_layout():
+    test_kill9_never_loses_an_acknowledged_message(spool='[spool]\nlayout = "flat"\n')
 
 
 def test_enospc_on_small_tmpfs():
@@ -281,6 +286,7 @@ def test_fsync_eio_then_recovery():
 
 
 if __name__ == "__main__":
-    run_tests([test_kill9_never_loses_an_acknowledged_message, test_enospc_on_small_tmpfs,
+    run_tests([test_kill9_never_loses_an_acknowledged_message,
+               test_kill9_never_loses_an_acknowledged_message_flat_layout, test_enospc_on_small_tmpfs,
                test_starts_on_a_full_spool_delivers_and_refuses_with_452,
                test_full_spool_at_start_answers_452_at_mail, test_fsync_eio_then_recovery])

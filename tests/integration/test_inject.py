@@ -10,7 +10,7 @@ import threading
 import time
 
 from esad_harness import (make_cert, Daemon, SmtpClient, make_body, send_message, spool_messages,
-                          wait_for, run_tests)
+                          wait_for, run_tests, queue_files)
 
 
 def mail_log(d):
@@ -139,14 +139,15 @@ def test_corrupt_and_truncated_files_quarantined_at_startup():
             assert send_message(d.smtp_port, "a@src.test", ["b@dst.test"], make_body(f"c{i}@t"))[0] == 250
         assert d.stop() == 0
         queue = os.path.join(d.state, "spool", "queue")
-        names = sorted(os.listdir(queue))
+        paths = queue_files(d.state)
+        names = [os.path.basename(p) for p in paths]
         # Truncate one real message, and drop a garbage file with a valid MID name.
-        with open(os.path.join(queue, names[0]), "r+b") as f:
-            f.truncate(os.path.getsize(os.path.join(queue, names[0])) // 2)
+        with open(paths[0], "r+b") as f:
+            f.truncate(os.path.getsize(paths[0]) // 2)
         with open(os.path.join(queue, "00000000000f4240"), "wb") as f:
             f.write(b"garbage that is not a spool file")
         # Defect (issue #13): a hard-linked file was skipped at every start, never counted.
-        os.link(os.path.join(queue, names[1]), os.path.join(d.dir, "second-name"))
+        os.link(paths[1], os.path.join(d.dir, "second-name"))
         d.start()
         corrupt = os.listdir(os.path.join(d.state, "spool", "corrupt"))
         assert sorted(corrupt) == sorted([names[0], names[1], "00000000000f4240"]), corrupt

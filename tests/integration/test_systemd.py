@@ -189,7 +189,7 @@ def config_keys_from_source():
     for section, fn in functions.items():
         body = re.search(r"void " + fn + r"\(.*?\n}\n", src, re.S).group(0)
         keys[section] = set(re.findall(r'r\.read(?:_int|_duration)?\("(\w+)"', body))
-    for section in ("dns", "routes"):
+    for section in ("dns", "routes", "spool"):
         body = re.search(r'top\.subtable\("' + section + r'"\).*?r\.reject_unknown', src,
                          re.S).group(0)
         keys[section] = set(re.findall(r'r\.read(?:_int|_duration)?\("(\w+)"', body))

@@ -183,6 +183,20 @@ SPOOL_DUMP = os.environ.get("SPOOL_DUMP_BIN", "build/test/tests/spool_dump")
 FAULT_SHIM = os.environ.get("FAULT_SHIM", "build/test/tests/libfault_shim.so")
 
 
+def queue_files(state_dir):
+    """Paths of the message files in the spool queue, in either layout (queue/<MID> flat,
+    queue/<xx>/<MID> hashed), sorted by MID."""
+    queue = os.path.join(state_dir, "spool", "queue")
+    found = []
+    for name in os.listdir(queue):
+        path = os.path.join(queue, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            found += [os.path.join(path, n) for n in os.listdir(path)]
+        else:
+            found.append(path)
+    return sorted(found, key=os.path.basename)
+
+
 def spool_messages(state_dir):
     """Decoded messages in the spool queue (via the spool_dump helper)."""
     r = subprocess.run([SPOOL_DUMP, state_dir], capture_output=True, text=True, check=True)

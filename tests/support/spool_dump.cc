@@ -1,12 +1,14 @@
-// Test helper: lists the messages in a spool directory as JSON lines, one per queue file:
+// Test helper: lists the messages in a spool directory as JSON lines, one per queue file
+// (either layout: queue/<MID> and queue/<xx>/<MID>):
 //   {"mid":N,"sender":"...","recipients":["..."],"message_id":"...","size":N}
 // or {"file":"...","error":"..."} for a file that does not decode. Usage: spool_dump STATE_DIR
-#include <dirent.h>
-
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "daemon/smtp/server_fsm.h"
 #include "daemon/spool/record_codec.h"
@@ -16,16 +18,19 @@ int main(int argc, char** argv) {
         std::cerr << "usage: spool_dump STATE_DIR\n";
         return 2;
     }
-    std::string dir = std::string(argv[1]) + "/spool/queue";
-    DIR* d = opendir(dir.c_str());
-    if (!d) {
-        std::cerr << "cannot open " << dir << "\n";
+    const std::string queue = std::string(argv[1]) + "/spool/queue";
+    std::vector<std::string> files;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(queue, ec)) {
+        if (e.is_regular_file() && !e.is_symlink()) files.push_back(e.path().string());
+    }
+    if (ec) {
+        std::cerr << "cannot open " << queue << "\n";
         return 1;
     }
-    while (dirent* e = readdir(d)) {
-        std::string name = e->d_name;
-        if (name == "." || name == "..") continue;
-        std::ifstream in(dir + "/" + name, std::ios::binary);
+    for (const std::string& path : files) {
+        const std::string name = std::filesystem::path(path).filename().string();
+        std::ifstream in(path, std::ios::binary);
         std::stringstream ss;
         ss << in.rdbuf();
         auto r = esad::spool::decode(ss.str());
@@ -47,6 +52,5 @@ int main(int argc, char** argv) {
         }
         std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     }
-    closedir(d);
     return 0;
 }

@@ -138,6 +138,8 @@ TEST_CASE("validation errors name the key path and line") {
         {"[capture]\nfilter = \"x\"", "capture.filter", 2, "unknown key"},
         {"[web]\naddress = \"everywhere\"", "web.address", 2, "host:port"},
         {"[web]\nmax_hosts = 0", "web.max_hosts", 2, "between"},
+        {"[spool]\nlayout = \"tree\"", "spool.layout", 2, "\"hashed\" or \"flat\""},
+        {"[spool]\nlayot = \"flat\"", "spool.layot", 2, "unknown key"},
     };
     for (const auto& c : cases) {
         INFO(c.text);
@@ -169,6 +171,18 @@ TEST_CASE("[capture] and [web]: defaults and values") {
     CHECK(r.config->web.address == "[::1]:9000");
     CHECK(r.config->web.token_file == "/etc/esad/web.token");
     CHECK(r.config->web.max_hosts == 50);
+}
+
+TEST_CASE("[spool]: layout defaults to hashed, flat is accepted, a change needs a restart") {
+    auto d = load_config_string("", "t.toml");
+    REQUIRE(d.ok());
+    CHECK(d.config->spool.layout == "hashed");
+    auto r = load_config_string("[spool]\nlayout = \"flat\"\n", "t.toml");
+    REQUIRE(r.ok());
+    CHECK(r.config->spool.layout == "flat");
+    const auto changes = restart_only_changes(*d.config, *r.config);
+    REQUIRE(changes.size() == 1);
+    CHECK(changes[0] == "spool.layout");
 }
 
 TEST_CASE("TOML syntax errors carry the line") {

@@ -19,9 +19,20 @@ namespace fs = std::filesystem;
 namespace {
 
 struct TempDir : esad::test::TempDir {
-    TempDir() : esad::test::TempDir("spool_recovery") {}
-    std::string queue(Mid mid) const { return path + "/spool/queue/" + mid_name(mid); }
+    explicit TempDir(Layout l) : esad::test::TempDir("spool_recovery"), layout(l) {}
+    // Where `as` (default: this test's layout) puts a message file.
+    std::string queue(Mid mid) const { return queue(mid, layout); }
+    std::string queue(Mid mid, Layout as) const {
+        std::string p = path + "/spool/queue/";
+        if (as == Layout::kHashed) p += mid_name(mid).substr(14) + "/";
+        return p + mid_name(mid);
+    }
+    Layout layout;
 };
+
+Layout any_layout() {
+    return GENERATE(Layout::kFlat, Layout::kHashed);
+}
 
 Message make_message(Mid mid, std::uint32_t rcpts = 3) {
     Message m;
@@ -37,9 +48,11 @@ Message make_message(Mid mid, std::uint32_t rcpts = 3) {
     return m;
 }
 
-Spool open_ok(const std::string& dir, RecoveryReport& report, RecoveryOptions ropts = {}) {
+Spool open_as(const std::string& dir, Layout layout, RecoveryReport& report,
+              RecoveryOptions ropts = {}) {
     SpoolOptions opts;
     opts.store.state_dir = dir;
+    opts.store.layout = layout;
     opts.recovery = ropts;
     opts.mid_block = 100;
     Spool spool;
@@ -47,6 +60,10 @@ Spool open_ok(const std::string& dir, RecoveryReport& report, RecoveryOptions ro
     INFO(st.reason());
     REQUIRE(st.ok());
     return spool;
+}
+
+Spool open_ok(const TempDir& dir, RecoveryReport& report, RecoveryOptions ropts = {}) {
+    return open_as(dir.path, dir.layout, report, ropts);
 }
 
 void commit(Spool& spool, std::vector<Mid> mids) {
@@ -69,6 +86,14 @@ std::vector<Mid> commit_new(Spool& spool, int n) {
     return mids;
 }
 
+// Journal records that make every recipient of make_message(mid) final.
+std::vector<JournalRecord> all_delivered(Mid mid) {
+    std::vector<JournalRecord> done;
+    for (std::uint32_t rid = 0; rid < 3; ++rid)
+        done.push_back({mid, rid, RcptState::kDelivered, BounceKind::kNone});
+    return done;
+}
+
 std::string slurp(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
     return std::string(std::istreambuf_iterator<char>(f), {});
@@ -81,7 +106,7 @@ void spit(const std::string& path, const std::string& bytes) {
 
 const QuarantinedFile* find_quarantined(const RecoveryReport& r, Mid mid) {
     for (const auto& q : r.quarantined) {
-        if (q.name == mid_name(mid)) return &q;
+        if (q.name.ends_with(mid_name(mid))) return &q;
     }
     return nullptr;
 }
@@ -89,18 +114,19 @@ const QuarantinedFile* find_quarantined(const RecoveryReport& r, Mid mid) {
 }  // namespace
 
 TEST_CASE("committed messages come back after a restart", "[spool][recovery]") {
-    TempDir dir;
+    TempDir dir(any_layout());
+    INFO("layout " << to_string(dir.layout));
     std::vector<Mid> mids;
     {
         RecoveryReport report;
-        Spool spool = open_ok(dir.path, report);
+        Spool spool = open_ok(dir, report);
         CHECK(report.messages.empty());
         mids = commit_new(spool, 5);
         spit(dir.path + "/spool/tmp/" + mid_name(999) + ".tmp", "half written");
         spit(dir.path + "/spool/tmp/.probe", "p");
     }
     RecoveryReport report;
-    Spool spool = open_ok(dir.path, report);
+    Spool spool = open_ok(dir, report);
     CHECK(report.stale_tmp_removed == 2);
     CHECK(fs::is_empty(dir.path + "/spool/tmp"));
     REQUIRE(report.messages.size() == 5);
@@ -124,10 +150,11 @@ TEST_CASE("committed messages come back after a restart", "[spool][recovery]") {
 }
 
 TEST_CASE("damaged queue files are quarantined with a reason", "[spool][recovery]") {
-    TempDir dir;
+    TempDir dir(any_layout());
+    INFO("layout " << to_string(dir.layout));
     {
         RecoveryReport report;
-        Spool spool = open_ok(dir.path, report);
+        Spool spool = open_ok(dir, report);
         commit(spool, {10, 11, 12, 13, 14, 15});
     }
     // 10: truncated; 11: flipped content byte; 12: future version; 13: flipped envelope;
@@ -150,7 +177,7 @@ TEST_CASE("damaged queue files are quarantined with a reason", "[spool][recovery
     spit(dir.path + "/spool/corrupt/" + mid_name(500), "old quarantine");
 
     RecoveryReport report;
-    Spool spool = open_ok(dir.path, report);
+    Spool spool = open_ok(dir, report);
     REQUIRE(report.messages.size() == 1);
     CHECK(report.messages[0].envelope.mid == 15);
     REQUIRE(report.quarantined.size() == 5);
@@ -161,7 +188,7 @@ TEST_CASE("damaged queue files are quarantined with a reason", "[spool][recovery
     CHECK(find_quarantined(report, 14)->reason.find("does not match") != std::string::npos);
     for (const auto& q : report.quarantined) {
         CHECK(!q.reason.empty());
-        CHECK(q.moved_to == q.name);
+        CHECK(q.name.ends_with(q.moved_to));
         CHECK(fs::exists(dir.path + "/spool/corrupt/" + q.moved_to));
         CHECK_FALSE(fs::exists(dir.path + "/spool/queue/" + q.name));
     }
@@ -177,9 +204,10 @@ TEST_CASE("damaged queue files are quarantined with a reason", "[spool][recovery
 }
 
 TEST_CASE("a file cut at any offset is quarantined as truncated", "[spool][recovery]") {
-    TempDir dir;
+    TempDir dir(any_layout());
+    INFO("layout " << to_string(dir.layout));
     RecoveryReport report;
-    Spool spool = open_ok(dir.path, report);
+    Spool spool = open_ok(dir, report);
     Message small = make_message(7, 2);
     small.content = "tiny body\r\n";
     const std::string full = encode(small);
@@ -200,11 +228,12 @@ TEST_CASE("a file cut at any offset is quarantined as truncated", "[spool][recov
 }
 
 TEST_CASE("the journal removes final recipients and finished messages", "[spool][recovery]") {
-    TempDir dir;
+    TempDir dir(any_layout());
+    INFO("layout " << to_string(dir.layout));
     std::vector<Mid> mids;
     {
         RecoveryReport report;
-        Spool spool = open_ok(dir.path, report);
+        Spool spool = open_ok(dir, report);
         mids = commit_new(spool, 3);
         const std::vector<JournalRecord> recs = {
             {mids[0], 1, RcptState::kDelivered, BounceKind::kNone},
@@ -220,7 +249,7 @@ TEST_CASE("the journal removes final recipients and finished messages", "[spool]
                  .substr(0, 15);
     }
     RecoveryReport report;
-    Spool spool = open_ok(dir.path, report);
+    Spool spool = open_ok(dir, report);
     CHECK(report.journal_records == 4);
     CHECK(report.journal_ignored_bytes == 15);
     CHECK(!report.journal_tail_reason.empty());
@@ -250,31 +279,33 @@ TEST_CASE("the journal removes final recipients and finished messages", "[spool]
         };
         REQUIRE(spool.journal->append(rest).ok());
         REQUIRE(spool.journal->sync().ok());
-        REQUIRE(spool.store->remove_message(mids[0]).ok());
         const std::uint64_t dir_syncs = spool.store->stats().dir_fsyncs;
+        REQUIRE(spool.store->remove_message(mids[0]).ok());
         REQUIRE(compact_journal(*spool.store, *spool.journal).ok());
+        CHECK_FALSE(fs::exists(dir.queue(mids[0])));
         CHECK(spool.store->stats().dir_fsyncs == dir_syncs + 1);
         CHECK(parse_journal(slurp(dir.path + "/spool/journal")).records.empty());
         spool = Spool{};
         RecoveryReport again;
-        Spool reopened = open_ok(dir.path, again);
+        Spool reopened = open_ok(dir, again);
         REQUIRE(again.messages.size() == 1);
         CHECK(again.messages[0].envelope.mid == mids[2]);
     }
 }
 
 TEST_CASE("MIDs stay unique when the reservation file is lost", "[spool][recovery]") {
-    TempDir dir;
+    TempDir dir(any_layout());
+    INFO("layout " << to_string(dir.layout));
     Mid last = 0;
     {
         RecoveryReport report;
-        Spool spool = open_ok(dir.path, report);
+        Spool spool = open_ok(dir, report);
         REQUIRE(spool.mids->observe(123456).ok());
         last = commit_new(spool, 2).back();
     }
     fs::remove(dir.path + "/spool/mid_reservation");
     RecoveryReport report;
-    Spool spool = open_ok(dir.path, report);
+    Spool spool = open_ok(dir, report);
     CHECK(report.max_mid_seen == last);
     Mid next = 0;
     REQUIRE(spool.mids->next(next).ok());
@@ -282,10 +313,11 @@ TEST_CASE("MIDs stay unique when the reservation file is lost", "[spool][recover
 }
 
 TEST_CASE("verify_content=false defers the body check to load_content", "[spool][recovery]") {
-    TempDir dir;
+    TempDir dir(any_layout());
+    INFO("layout " << to_string(dir.layout));
     {
         RecoveryReport report;
-        Spool spool = open_ok(dir.path, report);
+        Spool spool = open_ok(dir, report);
         commit(spool, {20});
     }
     std::string f = slurp(dir.queue(20));
@@ -294,7 +326,7 @@ TEST_CASE("verify_content=false defers the body check to load_content", "[spool]
     RecoveryOptions fast;
     fast.verify_content = false;
     RecoveryReport report;
-    Spool spool = open_ok(dir.path, report, fast);
+    Spool spool = open_ok(dir, report, fast);
     REQUIRE(report.messages.size() == 1);
     const LoadResult lr = spool.store->load_content(20);
     CHECK(lr.status == LoadStatus::kCorrupt);
@@ -313,23 +345,104 @@ TEST_CASE("recovered envelopes are compact", "[spool][recovery]") {
 // delivered nor quarantined nor counted. Another name can change its content behind the
 // spool, so it is quarantined like any other file the spool cannot vouch for.
 TEST_CASE("a hard-linked queue file is quarantined", "[spool][recovery]") {
-    TempDir dir;
+    TempDir dir(any_layout());
+    INFO("layout " << to_string(dir.layout));
     {
         RecoveryReport report;
-        Spool spool = open_ok(dir.path, report);
+        Spool spool = open_ok(dir, report);
         commit(spool, {20, 21});
     }
     fs::create_hard_link(dir.queue(20), dir.path + "/elsewhere");
     RecoveryReport report;
-    Spool spool = open_ok(dir.path, report);
+    Spool spool = open_ok(dir, report);
     REQUIRE(report.messages.size() == 1);
     CHECK(report.messages[0].envelope.mid == 21);
     CHECK(report.skipped.empty());
     REQUIRE(report.quarantined.size() == 1);
     const QuarantinedFile& q = report.quarantined[0];
-    CHECK(q.name == mid_name(20));
+    CHECK(q.name.ends_with(mid_name(20)));
     CHECK(q.reason.find("hard-linked: 2 names") != std::string::npos);
     CHECK(fs::exists(dir.path + "/spool/corrupt/" + q.moved_to));
     CHECK_FALSE(fs::exists(dir.queue(20)));
     CHECK(fs::exists(dir.path + "/elsewhere"));  // the other name is not ours to touch
+}
+
+// An operator switches [spool] layout: what the old layout queued is recovered, delivered
+// and reclaimed where it lies, a damaged file is still quarantined, and new mail goes where
+// the new layout puts it.
+TEST_CASE("a spool written in one layout recovers and delivers in the other", "[spool][recovery]") {
+    const Layout from = GENERATE(Layout::kFlat, Layout::kHashed);
+    const Layout to = from == Layout::kFlat ? Layout::kHashed : Layout::kFlat;
+    INFO("from " << to_string(from));
+    TempDir dir(from);
+    std::vector<Mid> mids;
+    {
+        RecoveryReport report;
+        Spool spool = open_ok(dir, report);
+        mids = commit_new(spool, 4);
+        // mids[1] is finished in the journal but its file was never removed.
+        REQUIRE(spool.journal->append(all_delivered(mids[1])).ok());
+        REQUIRE(spool.journal->sync().ok());
+    }
+    std::string damaged = slurp(dir.queue(mids[2]));
+    damaged[damaged.size() - 100] ^= 0x01;
+    spit(dir.queue(mids[2]), damaged);
+
+    RecoveryReport report;
+    Spool spool = open_as(dir.path, to, report);
+    REQUIRE(report.messages.size() == 2);
+    CHECK(report.messages[0].envelope.mid == mids[0]);
+    CHECK(report.messages[1].envelope.mid == mids[3]);
+    CHECK(report.completed_removed == 1);
+    CHECK_FALSE(fs::exists(dir.queue(mids[1])));
+    REQUIRE(report.quarantined.size() == 1);
+    CHECK(report.quarantined[0].status == DecodeStatus::kBadChecksum);
+    CHECK(fs::exists(dir.path + "/spool/corrupt/" + report.quarantined[0].moved_to));
+    CHECK(report.skipped.empty());
+
+    for (Mid mid : {mids[0], mids[3]}) {
+        const LoadResult lr = spool.store->load_content(mid);
+        REQUIRE(lr.status == LoadStatus::kOk);
+        CHECK(lr.message == make_message(mid));
+        MessageRange range;
+        std::string reason;
+        REQUIRE(spool.store->open_message(mid, range, reason) == LoadStatus::kOk);
+        CHECK(range.size == fs::file_size(dir.queue(mid)));
+        CHECK(spool.store->remove_message(mid).ok());
+    }
+    REQUIRE(spool.store->sync_removals().ok());
+    for (Mid mid : mids) {
+        CHECK_FALSE(fs::exists(dir.queue(mid, from)));
+        CHECK_FALSE(spool.store->has_message(mid));
+    }
+    const Mid fresh = commit_new(spool, 1)[0];
+    CHECK(fs::exists(dir.queue(fresh, to)));
+}
+
+// A removal lost in a crash (the unlink never reached the disk) brings the file back; its
+// journal records say every recipient is final, so recovery removes it and nothing is
+// delivered twice.
+TEST_CASE("a lost removal brings back a finished message, which recovery removes",
+          "[spool][recovery]") {
+    TempDir dir(any_layout());
+    INFO("layout " << to_string(dir.layout));
+    Mid mid = 0;
+    std::string bytes;
+    {
+        RecoveryReport report;
+        Spool spool = open_ok(dir, report);
+        mid = commit_new(spool, 1)[0];
+        bytes = slurp(dir.queue(mid));
+        REQUIRE(spool.journal->append(all_delivered(mid)).ok());
+        REQUIRE(spool.journal->sync().ok());
+        REQUIRE(spool.store->remove_message(mid).ok());
+        REQUIRE(spool.store->sync_removals().ok());
+        REQUIRE_FALSE(fs::exists(dir.queue(mid)));
+    }
+    spit(dir.queue(mid), bytes);  // the unlink was lost
+    RecoveryReport report;
+    Spool spool = open_ok(dir, report);
+    CHECK(report.messages.empty());
+    CHECK(report.completed_removed == 1);
+    CHECK_FALSE(fs::exists(dir.queue(mid)));
 }
