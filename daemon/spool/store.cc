@@ -301,6 +301,30 @@ LoadResult Store::load_content(Mid mid) const {
     return out;
 }
 
+LoadStatus Store::open_message(Mid mid, MessageRange& out, std::string& reason) const {
+    const std::string name = mid_name(mid);
+    UniqueFd fd(::openat(queue_fd_.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd.valid()) {
+        const int err = errno;
+        reason = IoStatus::failure(err, "open queue/" + name).reason();
+        return err == ENOENT ? LoadStatus::kMissing : LoadStatus::kIoError;
+    }
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) {
+        const int err = errno;
+        reason = IoStatus::failure(err, "stat queue/" + name).reason();
+        return LoadStatus::kIoError;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        reason = "queue/" + name + " is not a regular file";
+        return LoadStatus::kCorrupt;
+    }
+    out.fd = std::move(fd);
+    out.offset = 0;
+    out.size = static_cast<std::uint64_t>(st.st_size);
+    return LoadStatus::kOk;
+}
+
 IoStatus Store::remove_message(Mid mid) {
     const std::string name = mid_name(mid);
     if (::unlinkat(queue_fd_.get(), name.c_str(), 0) != 0 && errno != ENOENT) {

@@ -82,6 +82,12 @@ struct LoadResult {
     Message message;     // envelope + content when ok
 };
 
+// ---- streaming a message for delivery (content_reader.h reads it in chunks) ----
+// clang-format off
+struct MessageRange { UniqueFd fd; std::uint64_t offset = 0; std::uint64_t size = 0; };
+// clang-format on
+// ---- end ----
+
 // "00000000000004d2" for 1234; parse_mid_name accepts exactly that form (16 hex, not 0).
 std::string mid_name(Mid mid);
 bool parse_mid_name(std::string_view name, Mid& mid);
@@ -105,6 +111,11 @@ class Store {
 
     // Reads and fully validates queue/<MID> for delivery. kCorrupt => call quarantine().
     LoadResult load_content(Mid mid) const;
+
+    // ---- streaming a message for delivery ----
+    // The encoded message (record_codec format) occupies [offset, offset+size) of fd.
+    LoadStatus open_message(Mid mid, MessageRange& out, std::string& reason) const;
+    // ---- end ----
 
     // Unlinks queue/<MID> once every recipient is final and journaled (REQ-D9). The
     // directory sync is lazy (see sync_queue_dir): a lost unlink only brings back a message
