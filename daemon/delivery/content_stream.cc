@@ -81,7 +81,9 @@ void ContentStream::next(std::uint64_t offset, std::size_t max, PieceDone done) 
     r.offset = offset;
     r.max = max;
     r.done = std::move(done);
-    begin(std::move(r), max);
+    // A piece counts twice: the octets read and their dot-stuffed copy being written live
+    // side by side until the FSM has encoded them (and completed reads can queue up).
+    begin(std::move(r), 2 * static_cast<std::uint64_t>(max));
 }
 
 void ContentStream::whole(WholeDone done) {

@@ -5,7 +5,8 @@
 // on the disk. Loop thread only, except inside the worker jobs it queues itself.
 //
 //   ContentStream::open(env, mid, [](stream, status, reason) {...});  envelope + trailer
-//   stream->next(offset, max, [](Piece p) {...});  the next piece; waits for budget first.
+//   stream->next(offset, max, [](Piece p) {...});  the next piece; waits for budget first
+//       (2 x max: the piece and its encoded copy).
 //       The budget of the previous piece is released by the next call (its write is done:
 //       the client FSM asks only then) or by drop(). offset 0 starts over (a re-run).
 //   stream->whole([](content, reason) {...});      all of it (7-bit conversion), counted
@@ -30,7 +31,7 @@ class ContentStream : public std::enable_shared_from_this<ContentStream> {
     struct Env {
         uv_loop_t* loop = nullptr;
         spool::Store* store = nullptr;
-        ContentBudget* budget = nullptr;
+        std::shared_ptr<ContentBudget> budget;  // shared: a stream may outlive its manager
     };
     struct Piece {
         bool ok = false;

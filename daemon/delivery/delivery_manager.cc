@@ -117,7 +117,7 @@ DeliveryManager::DeliveryManager(uv_loop_t* loop, DaemonState& state, logs::Mail
       router_(router),
       config_(config),
       rng_(std::random_device{}()),
-      content_budget_(config.delivery.content_buffer_budget) {
+      content_budget_(std::make_shared<ContentBudget>(config.delivery.content_buffer_budget)) {
     env_.loop = loop;
     env_.state = &state;
     env_.mail_log = &mail_log;
@@ -191,7 +191,7 @@ void DeliveryManager::apply_config(const Config& config) {
     env_.helo_name = config.daemon.hostname;
     env_.source_address = config.delivery.source_address;
     env_.timeouts = client_timeouts(config.delivery);  // sessions opened from now on
-    content_budget_.set_capacity(config.delivery.content_buffer_budget);
+    content_budget_->set_capacity(config.delivery.content_buffer_budget);
     // Idle connections were opened under the old routes and TLS policies: let them go.
     close_idle();
     scheduler_->set_max_concurrency(config.delivery.max_concurrency);
@@ -387,7 +387,7 @@ void DeliveryManager::on_routed(queue::Work work, RouteResult result) {
 void DeliveryManager::with_transaction(const queue::Work& work, TransactionReady done) {
     // Only the envelope is read here (on a worker; a corrupt file is quarantined there): the
     // content follows piece by piece within the content budget (content_stream.h).
-    ContentStream::Env cenv{loop_, spool_.store.get(), &content_budget_};
+    ContentStream::Env cenv{loop_, spool_.store.get(), content_budget_};
     ContentStream::open(
         cenv, work.mid,
         [this, work, done = std::move(done)](std::shared_ptr<ContentStream> content,

@@ -70,7 +70,7 @@ class DeliveryManager {
     queue::Scheduler& scheduler() { return *scheduler_; }
     // The scheduler's clock: its times are monotonic_ms(); show them with to_wall().
     const Clock& clock() const { return clock_; }
-    const ContentBudget& content_budget() const { return content_budget_; }
+    const ContentBudget& content_budget() const { return *content_budget_; }
     hosts::HostTable& hosts() { return hosts_; }
     uint64_t queued_bytes() const { return queued_bytes_; }
     const DeliveryStats& stats() const { return stats_; }
@@ -135,7 +135,8 @@ class DeliveryManager {
     hosts::HostTable hosts_;
     std::unique_ptr<queue::Scheduler> scheduler_;
     std::mt19937_64 rng_;
-    ContentBudget content_budget_;  // [delivery] content_buffer_budget, all sessions
+    // [delivery] content_buffer_budget, all sessions (shared with their ContentStreams).
+    std::shared_ptr<ContentBudget> content_budget_;
     loop::HandlePtr<loop::Timer> timer_;
     loop::HandlePtr<loop::Timer> reaper_;
     // Connections with nothing to send, per domain, kept kIdleKeepMs for new work.

@@ -164,9 +164,9 @@ struct Harness {
     ~Harness() { CHECK(loop::drain_and_close(&loop) == 0); }
 
     // Opens `mid` as a ContentStream and delivers it on one session; returns its outcome slot.
-    std::shared_ptr<delivery::SmtpSession> deliver(spool::Store& store,
-                                                   delivery::ContentBudget& budget, uint16_t port,
-                                                   spool::Mid mid, Outcome& out) {
+    std::shared_ptr<delivery::SmtpSession> deliver(
+        spool::Store& store, const std::shared_ptr<delivery::ContentBudget>& budget, uint16_t port,
+        spool::Mid mid, Outcome& out) {
         std::shared_ptr<delivery::SmtpSession> session;
         delivery::SmtpSession::Callbacks cb;
         cb.on_report = [&out](delivery::SmtpSession&, const smtp::TransactionReport& r) {
@@ -177,7 +177,7 @@ struct Harness {
         session = std::make_shared<delivery::SmtpSession>(
             env, "example.test", std::vector<delivery::Candidate>{{"127.0.0.1", port, "127.0.0.1"}},
             smtp::TlsPolicy::kNone, cb);
-        delivery::ContentStream::Env cenv{&loop, &store, &budget};
+        delivery::ContentStream::Env cenv{&loop, &store, budget};
         delivery::ContentStream::open(
             cenv, mid,
             [session, mid](std::shared_ptr<delivery::ContentStream> content,
@@ -229,7 +229,8 @@ TEST_CASE("content stream: a 20 MB message arrives byte-identical within the bud
     spool.commit(1, content);
     Harness h;
     SinkServer sink(&h.loop);
-    delivery::ContentBudget budget(1u << 20);  // 16 pieces for a 20 MB message
+    auto budget = std::make_shared<delivery::ContentBudget>(
+        1u << 20);  // 8 pieces in flight for a 20 MB message
     Outcome out;
     auto session = h.deliver(*spool.store, budget, sink.port, 1, out);
     h.run_until([&] { return out.closed; });
@@ -237,8 +238,8 @@ TEST_CASE("content stream: a 20 MB message arrives byte-identical within the bud
     CHECK(out.reports[0].outcome == smtp::MessageOutcome::kDelivered);
     REQUIRE(sink.messages.size() == 1);
     CHECK(sink.messages[0] == smtp::dot_encode(content));
-    CHECK(budget.peak() <= budget.capacity());
-    CHECK(budget.in_use() == 0);
+    CHECK(budget->peak() <= budget->capacity());
+    CHECK(budget->in_use() == 0);
     session.reset();
 }
 
@@ -262,7 +263,7 @@ TEST_CASE("content stream: a file corrupt mid-content never gets its final dot",
     }
     Harness h;
     SinkServer sink(&h.loop);
-    delivery::ContentBudget budget(64u << 20);
+    auto budget = std::make_shared<delivery::ContentBudget>(64u << 20);
     Outcome out;
     auto session = h.deliver(*spool.store, budget, sink.port, 2, out);
     h.run_until([&] { return out.closed && sink.partial.size() == 1; });
@@ -274,7 +275,7 @@ TEST_CASE("content stream: a file corrupt mid-content never gets its final dot",
     CHECK_FALSE(out.reports[0].possible_duplicate);
     CHECK_FALSE(std::filesystem::exists(spool.queue_path(2)));
     CHECK(std::filesystem::exists(spool.dir.path + "/spool/corrupt/" + spool::mid_name(2)));
-    CHECK(budget.in_use() == 0);
+    CHECK(budget->in_use() == 0);
     session.reset();
 }
 
@@ -287,7 +288,8 @@ TEST_CASE("content stream: sessions sharing a one-piece budget all finish", "[lo
     }
     Harness h;
     SinkServer sink(&h.loop);
-    delivery::ContentBudget budget(64 * 1024);  // exactly one piece in flight at a time
+    // Less than one piece's share (2 x 64 KiB): clamped, one piece in flight at a time.
+    auto budget = std::make_shared<delivery::ContentBudget>(64 * 1024);
     std::vector<Outcome> outs(4);
     std::vector<std::shared_ptr<delivery::SmtpSession>> sessions;
     for (spool::Mid mid = 1; mid <= 4; ++mid)
@@ -304,8 +306,8 @@ TEST_CASE("content stream: sessions sharing a one-piece budget all finish", "[lo
     REQUIRE(sink.messages.size() == 4);
     for (const auto& c : contents)
         CHECK(std::count(sink.messages.begin(), sink.messages.end(), smtp::dot_encode(c)) == 1);
-    CHECK(budget.peak() <= 64 * 1024);
-    CHECK(budget.in_use() == 0);
+    CHECK(budget->peak() <= 64 * 1024);
+    CHECK(budget->in_use() == 0);
     sessions.clear();
 }
 
