@@ -244,6 +244,7 @@ void read_delivery(TableReader& r, DeliveryConfig& c) {
     r.read_int("max_concurrency", c.max_concurrency, 1, 1000000);
     r.read("source_address", c.source_address);
     r.read("possible_delivery", c.possible_delivery);
+    r.read_int("content_buffer_budget", c.content_buffer_budget, 1 << 20, int64_t{1} << 40);
     r.read("tls_ca_file", c.tls_ca_file);
     r.reject_unknown();
 }

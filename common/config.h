@@ -57,6 +57,8 @@ struct DeliveryConfig {
     uint32_t max_concurrency = 10000;
     std::string source_address;
     bool possible_delivery = false;
+    // Message content in memory for delivery, across all sessions (bytes, live).
+    uint64_t content_buffer_budget = 64ull << 20;
     std::string tls_ca_file;  // trusted CAs for *-verify TLS policies; empty: system store
     // The SMTP client's deadlines per stage, RFC 5321 §4.5.3.2 defaults (seconds, live).
     uint32_t greeting_timeout_s = 300;    // the server's 220 after connecting

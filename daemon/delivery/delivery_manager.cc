@@ -116,7 +116,8 @@ DeliveryManager::DeliveryManager(uv_loop_t* loop, DaemonState& state, logs::Mail
       committer_(committer),
       router_(router),
       config_(config),
-      rng_(std::random_device{}()) {
+      rng_(std::random_device{}()),
+      content_budget_(std::make_shared<ContentBudget>(config.delivery.content_buffer_budget)) {
     env_.loop = loop;
     env_.state = &state;
     env_.mail_log = &mail_log;
@@ -193,6 +194,7 @@ void DeliveryManager::apply_config(const Config& config) {
     env_.helo_name = config.daemon.hostname;
     env_.source_address = config.delivery.source_address;
     env_.timeouts = client_timeouts(config.delivery);  // sessions opened from now on
+    content_budget_->set_capacity(config.delivery.content_buffer_budget);
     // Idle connections were opened under the old routes and TLS policies: let them go.
     close_idle();
     scheduler_->set_max_concurrency(config.delivery.max_concurrency);
@@ -350,6 +352,7 @@ void DeliveryManager::on_routed(queue::Work work, RouteResult result) {
     }
     std::vector<Candidate> candidates = std::move(result.candidates);
     with_transaction(work, [this, work, candidates](std::optional<smtp::Transaction> tx,
+                                                    std::shared_ptr<ContentStream> content,
                                                     std::string error) mutable {
         queue::DomainId dom = work.domain;
         if (!tx || stopping_) {
@@ -383,46 +386,25 @@ void DeliveryManager::on_routed(queue::Work work, RouteResult result) {
         live->work = work;
         live_[session.get()] = std::move(live);
         sessions_[session.get()] = session;
-        session->start(std::move(*tx));
+        session->start(std::move(*tx), std::move(content));
     });
 }
 
-void DeliveryManager::with_transaction(
-    const queue::Work& work,
-    std::function<void(std::optional<smtp::Transaction>, std::string)> done) {
-    auto result = std::make_shared<spool::LoadResult>();
-    struct Quarantine {
-        std::string moved_to;
-        spool::IoStatus status;
-    };
-    auto q = std::make_shared<Quarantine>();
-    spool::Store* store = spool_.store.get();
-    spool::Mid mid = work.mid;
-    loop::queue_work(
-        loop_,
-        [store, mid, result, q] {
-            *result = store->load_content(mid);
-            // A corrupt file is moved aside here, on the worker: the rename and its fsyncs
-            // must not run on the loop.
-            if (result->status == spool::LoadStatus::kCorrupt)
-                q->status = store->quarantine(mid, &q->moved_to);
-        },
-        [this, work, result, q, done = std::move(done)] {
-            if (result->status != spool::LoadStatus::kOk) {
-                std::string why =
-                    std::string(spool::to_string(result->status)) + ": " + result->reason;
-                if (result->status == spool::LoadStatus::kCorrupt && q->status.ok())
-                    spdlog::error("spool: MID {} corrupt at delivery, moved to corrupt/{}: {}",
-                                  work.mid, q->moved_to, result->reason);
-                else if (result->status == spool::LoadStatus::kCorrupt)
-                    spdlog::error("spool: MID {} corrupt at delivery ({}), not moved aside: {}",
-                                  work.mid, result->reason, q->status.reason());
-                done(std::nullopt, why);
+void DeliveryManager::with_transaction(const queue::Work& work, TransactionReady done) {
+    // Only the envelope is read here (on a worker; a corrupt file is quarantined there): the
+    // content follows piece by piece within the content budget (content_stream.h).
+    ContentStream::Env cenv{loop_, spool_.store.get(), content_budget_};
+    ContentStream::open(
+        cenv, work.mid,
+        [this, work, done = std::move(done)](std::shared_ptr<ContentStream> content,
+                                             spool::LoadStatus status, const std::string& reason) {
+            if (!content) {
+                done(std::nullopt, nullptr, std::string(spool::to_string(status)) + ": " + reason);
                 return;
             }
             smtp::Transaction tx;
             tx.mid = work.mid;
-            const spool::Envelope& env = result->message.envelope;
+            const spool::Envelope& env = content->envelope();
             tx.sender = env.sender;
             for (uint32_t rid : work.rids) {
                 auto addr = scheduler_->address(work.mid, rid);
@@ -430,9 +412,9 @@ void DeliveryManager::with_transaction(
             }
             tx.eight_bit = env.body_type != spool::BodyType::k7Bit;
             tx.smtputf8 = env.smtputf8;
-            tx.content = std::make_shared<const std::string>(std::move(result->message.content));
-            tx.content_size = tx.content->size();
-            done(std::move(tx), "");
+            tx.pull = true;
+            tx.content_size = content->content_size();
+            done(std::move(tx), std::move(content), "");
         });
 }
 
@@ -654,7 +636,8 @@ void DeliveryManager::submit_on(SmtpSession& s, queue::Work work) {
     l.idle = false;
     std::weak_ptr<SmtpSession> weak = sessions_[&s];
     with_transaction(
-        work, [this, weak, work](std::optional<smtp::Transaction> tx, std::string error) {
+        work, [this, weak, work](std::optional<smtp::Transaction> tx,
+                                 std::shared_ptr<ContentStream> content, std::string error) {
             auto session = weak.lock();
             if (!session || !live_.count(session.get())) {
                 // The connection went away while the content loaded: the recipients go back.
@@ -671,7 +654,7 @@ void DeliveryManager::submit_on(SmtpSession& s, queue::Work work) {
                 return;
             }
             live.work = work;
-            if (!session->submit(std::move(*tx))) {
+            if (!session->submit(std::move(*tx), std::move(content))) {
                 fail_work(work, queue::Outcome::kNotAttempted, queue::HardKind::kNone, "4.4.2",
                           "Other network problem", "000", "connection closing", session->dcid());
             }

@@ -71,6 +71,7 @@ class DeliveryManager {
     queue::Scheduler& scheduler() { return *scheduler_; }
     // The scheduler's clock: its times are monotonic_ms(); show them with to_wall().
     const Clock& clock() const { return clock_; }
+    const ContentBudget& content_budget() const { return *content_budget_; }
     hosts::HostTable& hosts() { return hosts_; }
     uint64_t queued_bytes() const { return queued_bytes_; }
     const DeliveryStats& stats() const { return stats_; }
@@ -96,9 +97,9 @@ class DeliveryManager {
     void fail_work(const queue::Work& work, queue::Outcome outcome, queue::HardKind kind,
                    const std::string& enhanced, const std::string& reason, const std::string& code,
                    const std::string& detail, uint64_t dcid);
-    void with_transaction(
-        const queue::Work& work,
-        std::function<void(std::optional<smtp::Transaction>, std::string error)> done);
+    using TransactionReady = std::function<void(std::optional<smtp::Transaction>,
+                                                std::shared_ptr<ContentStream>, std::string error)>;
+    void with_transaction(const queue::Work& work, TransactionReady done);
     void on_report(SmtpSession& s, const smtp::TransactionReport& report);
     void on_idle(SmtpSession& s);
     void submit_on(SmtpSession& s, queue::Work work);
@@ -135,6 +136,8 @@ class DeliveryManager {
     hosts::HostTable hosts_;
     std::unique_ptr<queue::Scheduler> scheduler_;
     std::mt19937_64 rng_;
+    // [delivery] content_buffer_budget, all sessions (shared with their ContentStreams).
+    std::shared_ptr<ContentBudget> content_budget_;
     loop::HandlePtr<loop::Timer> timer_;
     // Connections with nothing to send, per domain, kept kIdleKeepMs for new work.
     static constexpr queue::TimeMs kIdleKeepMs = 2000;

@@ -43,7 +43,8 @@ SmtpSession::SmtpSession(SessionEnv& env, std::string domain, std::vector<Candid
 
 SmtpSession::~SmtpSession() = default;
 
-void SmtpSession::start(smtp::Transaction first) {
+void SmtpSession::start(smtp::Transaction first, std::shared_ptr<ContentStream> content) {
+    if (content) contents_.emplace_back(first.mid, std::move(content));
     retry_tx_ = std::move(first);
     std::weak_ptr<SmtpSession> weak = weak_from_this();
     timer_ = loop::Timer::create(env_.loop, [weak] {
@@ -57,6 +58,7 @@ void SmtpSession::start(smtp::Transaction first) {
 
 void SmtpSession::connect() {
     dcid_ = ++env_.state->current_dcid;
+    ++generation_;
     smtp::ClientConfig config;
     config.helo_name = env_.helo_name;
     config.mx_name = candidate().mx_name;
@@ -187,11 +189,14 @@ void SmtpSession::run_actions() {
     if (!fsm_) return;
     auto self = shared_from_this();
     std::string failure_detail;
+    bool rerun = false;  // the FSM was fed during this run: its new actions follow
     for (auto& action : fsm_->take_actions()) {
         if (auto* c = std::get_if<smtp::SendCommands>(&action)) {
             write(std::move(c->bytes), false);
         } else if (auto* sc = std::get_if<smtp::SendContent>(&action)) {
             write(std::move(sc->bytes), true);
+        } else if (auto* nc = std::get_if<smtp::NeedContent>(&action)) {
+            if (!need_content(*nc)) rerun = true;
         } else if (auto* st = std::get_if<smtp::StartTlsHandshake>(&action)) {
             // Only required-verify lets a failed check abort the handshake: a stricter
             // policy never ends up with less protection (plaintext) than `preferred`.
@@ -232,6 +237,7 @@ void SmtpSession::run_actions() {
                 continue;
             }
             ++messages_;
+            drop_content(r->mid);
             if (cb_.on_report) cb_.on_report(*this, *r);
         } else if (auto* tf = std::get_if<smtp::TlsFailed>(&action)) {
             if (tf->required)
@@ -245,6 +251,7 @@ void SmtpSession::run_actions() {
             if (env_.trace) env_.trace(domain_, dcid_, tr->line);
         }
     }
+    if (rerun) return run_actions();
     if (tls_lost_ && fsm_ && !fsm_->closed()) return lose_tls_session();
     if (fsm_ && !greeted_ && fsm_->greeting_received()) {
         greeted_ = true;
@@ -260,6 +267,9 @@ void SmtpSession::run_actions() {
     }
     if (fsm_->closed() && !tcp_) {
         closed_ = true;
+        for (auto& [mid, content] : contents_)
+            content->drop();
+        contents_.clear();
         timer_.reset();
         if (cb_.on_closed) cb_.on_closed(*this);
         return;
@@ -277,12 +287,68 @@ void SmtpSession::lose_tls_session() {
     run_actions();
 }
 
-bool SmtpSession::submit(smtp::Transaction tx) {
+bool SmtpSession::submit(smtp::Transaction tx, std::shared_ptr<ContentStream> content) {
     if (!fsm_ || fsm_->closed()) return false;
     retry_tx_ = tx;
+    const uint64_t mid = tx.mid;
     bool ok = fsm_->submit(std::move(tx), now());
+    if (ok && content) contents_.emplace_back(mid, std::move(content));
     if (ok) run_actions();
     return ok;
+}
+
+std::shared_ptr<ContentStream> SmtpSession::content_of(uint64_t mid) const {
+    for (const auto& [m, content] : contents_)
+        if (m == mid) return content;
+    return nullptr;
+}
+
+void SmtpSession::drop_content(uint64_t mid) {
+    for (auto it = contents_.begin(); it != contents_.end(); ++it) {
+        if (it->first != mid) continue;
+        it->second->drop();
+        contents_.erase(it);
+        return;
+    }
+}
+
+bool SmtpSession::need_content(const smtp::NeedContent& need) {
+    std::shared_ptr<ContentStream> content = content_of(need.mid);
+    std::weak_ptr<SmtpSession> weak = weak_from_this();
+    const uint64_t generation = generation_;
+    // The FSM of this connection, still waiting: a piece for an older one is dropped.
+    auto live = [weak, generation]() -> std::shared_ptr<SmtpSession> {
+        auto self = weak.lock();
+        if (!self || self->generation_ != generation || !self->fsm_ || self->fsm_->closed())
+            return nullptr;
+        return self;
+    };
+    if (!content) {
+        fsm_->on_content_failed("no content source", now());
+        return false;
+    }
+    if (need.whole) {
+        content->whole([live](std::shared_ptr<const std::string> whole, const std::string& why) {
+            auto self = live();
+            if (!self) return;
+            if (whole)
+                self->fsm_->on_whole_content(std::move(whole), self->now());
+            else
+                self->fsm_->on_content_failed(why, self->now());
+            self->run_actions();
+        });
+        return true;
+    }
+    content->next(need.offset, need.max, [live](ContentStream::Piece piece) {
+        auto self = live();
+        if (!self) return;
+        if (piece.ok)
+            self->fsm_->on_content(piece.data, piece.last, self->now());
+        else
+            self->fsm_->on_content_failed(piece.reason, self->now());
+        self->run_actions();
+    });
+    return true;
 }
 
 void SmtpSession::quit() {

@@ -22,6 +22,7 @@
 
 #include "common/config.h"
 #include "daemon/daemon_state.h"
+#include "daemon/delivery/content_stream.h"
 #include "daemon/logs/mail_log.h"
 #include "daemon/loop/handle.h"
 #include "daemon/smtp/client_fsm.h"
@@ -72,8 +73,9 @@ class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
                 smtp::TlsPolicy policy, Callbacks callbacks);
     ~SmtpSession();
 
-    void start(smtp::Transaction first);
-    bool submit(smtp::Transaction tx);
+    // A transaction with `pull` set takes its content from `content`, piece by piece.
+    void start(smtp::Transaction first, std::shared_ptr<ContentStream> content = nullptr);
+    bool submit(smtp::Transaction tx, std::shared_ptr<ContentStream> content = nullptr);
     void quit();
     // Shutdown deadline passed: drop the connection now (the transaction is reported soft).
     void abort();
@@ -91,6 +93,11 @@ class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
     void run_actions();
     void arm_timer();
     void write(std::string bytes, bool content);
+    // NeedContent: the piece (or the whole content) from the transaction's ContentStream.
+    // False when the FSM was answered at once (no content source).
+    bool need_content(const smtp::NeedContent& need);
+    std::shared_ptr<ContentStream> content_of(uint64_t mid) const;
+    void drop_content(uint64_t mid);
     void close_connection();
     // The TLS engine failed or closed after the handshake: the connection is lost.
     void lose_tls_session();
@@ -107,6 +114,10 @@ class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
     loop::HandlePtr<loop::Tcp> tcp_;
     loop::HandlePtr<loop::Timer> timer_;
     std::optional<smtp::Transaction> retry_tx_;  // the transaction to re-run on the next candidate
+    // The content streams of the submitted transactions (at most two: current and waiting),
+    // kept across a re-run on the next candidate until the transaction is reported.
+    std::vector<std::pair<uint64_t, std::shared_ptr<ContentStream>>> contents_;
+    uint64_t generation_ = 0;  // bumped per connection: a piece read for an older one is stale
     uint64_t dcid_ = 0;
     uint32_t messages_ = 0;
     bool greeted_ = false;

@@ -220,16 +220,20 @@ size_t close_draining_streams(uv_loop_t* loop) {
     return mine.size();
 }
 
-void Stream::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
-    auto* self = static_cast<Stream*>(h->data);
-    *buf = uv_buf_init(self->read_buf_, sizeof self->read_buf_);
+// One read buffer per loop thread, shared by all its streams: libuv calls on_alloc right
+// before the read(2) it is for and on_read right after, and every read callback consumes
+// (copies or parses) its bytes before returning, so no two reads ever use it at once. A
+// stream then costs no read memory of its own (10,000 streams no longer hold 640 MiB).
+void Stream::on_alloc(uv_handle_t*, size_t, uv_buf_t* buf) {
+    thread_local std::unique_ptr<char[]> shared(new char[kReadBufferSize]);
+    *buf = uv_buf_init(shared.get(), kReadBufferSize);
 }
 
-void Stream::on_read(uv_stream_t* s, ssize_t n, const uv_buf_t*) {
+void Stream::on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
     auto* self = static_cast<Stream*>(reinterpret_cast<uv_handle_t*>(s)->data);
     if (self->closing() || !self->read_cb_ || n == 0) return;
     ReadCallback cb = self->read_cb_;
-    cb(self->read_buf_, n);
+    cb(buf->base, n);
 }
 
 int Stream::read_start(ReadCallback cb) {

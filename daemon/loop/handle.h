@@ -98,6 +98,9 @@ class Stream : public HandleBase {
     // n < 0: EOF, a read error or a failed write (the uv error code): close the stream.
     using ReadCallback = std::function<void(const char* data, ssize_t n)>;
     using ConnectionCallback = std::function<void(int status)>;
+    // Reads go through one buffer of this size per loop thread (on_alloc), never one per
+    // stream: a read callback must consume its bytes before it returns.
+    static constexpr size_t kReadBufferSize = 64 * 1024;
 
     uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(raw_handle()); }
     int fileno() const;
@@ -132,7 +135,6 @@ class Stream : public HandleBase {
     bool close_when_drained_ = false;
     int failed_ = 0;           // the first write error; later writes return it
     HandlePtr<Timer> report_;  // reports a write libuv refused at once
-    char read_buf_[64 * 1024];
 };
 
 class Pipe final : public Stream {

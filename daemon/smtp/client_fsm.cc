@@ -283,6 +283,39 @@ void ClientSession::on_content_sent(Millis now) {
     }
 }
 
+void ClientSession::on_content(std::string_view chunk, bool last, Millis now) {
+    if (state_ != ClientState::kDataBody || !current_ || !current_->awaiting_content) return;
+    current_->awaiting_content = false;
+    send_chunk(chunk, last, now);
+}
+
+void ClientSession::on_whole_content(std::shared_ptr<const std::string> content, Millis now) {
+    if (state_ != ClientState::kReady || !current_ || !current_->awaiting_whole) return;
+    current_->awaiting_whole = false;
+    current_->tx.content = std::move(content);
+    current_->tx.pull = false;
+    current_->tx.content_size = 0;
+    continue_transaction(now);
+}
+
+void ClientSession::on_content_failed(std::string_view reason, Millis now) {
+    if (!current_) return;
+    const ReplySummary why =
+        local_summary("4.3.0", "message content unreadable: " + sanitize_text(reason, 200));
+    if (state_ == ClientState::kReady && current_->awaiting_whole) {
+        trace("transaction MID " + std::to_string(current_->tx.mid) +
+              " not started: " + why.lines.front());
+        report(MessageOutcome::kSoft, why, ReplyScope::kMessage, RecipientOutcome::kSoft);
+        return enter(ClientState::kReady, now);
+    }
+    if (state_ != ClientState::kDataBody || !current_->awaiting_content) return;
+    // Mid-DATA nothing but the final dot could end the message, and it must not be sent:
+    // drop the connection (no QUIT, it would be content); the server discards the message.
+    trace("content of MID " + std::to_string(current_->tx.mid) +
+          " failed, dropping the connection");
+    fail_session(why, ReplyScope::kMessage, false, now);
+}
+
 void ClientSession::on_tls_established(Millis now, bool verified) {
     if (state_ != ClientState::kTlsHandshake) return;
     parser_.reset();
@@ -361,7 +394,7 @@ bool ClientSession::submit(Transaction tx, Millis now) {
         return false;
     }
     pending_ = std::move(tx);
-    if (state_ == ClientState::kReady) start_transaction(now);
+    if (state_ == ClientState::kReady && !current_) start_transaction(now);
     return true;
 }
 
@@ -370,7 +403,8 @@ void ClientSession::quit(Millis now) {
     quit_requested_ = true;
     switch (state_) {
         case ClientState::kReady:
-            enter(ClientState::kQuit, now);
+            // A transaction waiting for its whole content QUITs once it is over.
+            if (!current_) enter(ClientState::kQuit, now);
             break;
         case ClientState::kConnecting:
         case ClientState::kBanner:
@@ -789,17 +823,36 @@ void ClientSession::start_transaction(Millis now) {
             cur.results[i].reply = local_summary("5.1.3", "invalid recipient address");
         }
     }
-    // Refusals decided before a command is sent; the session stays ready. The conversion to
-    // 7-bit runs before the SIZE check, which then sees the size really sent.
+    // Refusals decided before a command is sent; the session stays ready.
     std::optional<ReplySummary> refusal;
-    const auto size = [&tx] {
-        return tx.content_size != 0 ? tx.content_size : tx.content ? tx.content->size() : 0;
-    };
     if (!sendable_address(tx.sender, true)) {
         refusal = local_summary("5.1.7", "invalid sender address");
     } else if (tx.smtputf8 && !caps_.smtputf8) {
         refusal = local_summary("5.6.7", "SMTPUTF8 is required but not supported by the server");
-    } else if ((refusal = convert_to_7bit_if_needed(cur.tx))) {
+    }
+    if (refusal) {
+        trace("transaction MID " + std::to_string(tx.mid) + " refused: " + refusal->lines.front());
+        report(MessageOutcome::kHard, *refusal, ReplyScope::kMessage, RecipientOutcome::kHard);
+        return enter(ClientState::kReady, now);
+    }
+    if (tx.pull && !caps_.eight_bit_mime && !tx.smtputf8) {
+        // The 7-bit check and conversion read the whole content: ask for all of it first.
+        cur.awaiting_whole = true;
+        actions_.push_back(NeedContent{tx.mid, 0, 0, true});
+        return;
+    }
+    continue_transaction(now);
+}
+
+void ClientSession::continue_transaction(Millis now) {
+    Current& cur = *current_;
+    const Transaction& tx = cur.tx;
+    // The conversion to 7-bit runs before the SIZE check, which then sees the size really sent.
+    std::optional<ReplySummary> refusal;
+    const auto size = [&tx] {
+        return tx.content_size != 0 ? tx.content_size : tx.content ? tx.content->size() : 0;
+    };
+    if ((refusal = convert_to_7bit_if_needed(cur.tx))) {
         // 8-bit content that cannot be made 7-bit for this server
     } else if (caps_.size_advertised && caps_.size_limit != 0 && size() > caps_.size_limit) {
         refusal = local_summary("5.3.4", "message size " + std::to_string(size()) +
@@ -827,13 +880,25 @@ void ClientSession::start_transaction(Millis now) {
 
 void ClientSession::send_next_chunk(Millis now) {
     Current& cur = *current_;
+    if (cur.tx.pull) {
+        cur.awaiting_content = true;
+        wait_start_ = now;  // the data-block timer also covers reading the piece
+        actions_.push_back(NeedContent{cur.tx.mid, cur.content_offset, config_.content_chunk});
+        return;
+    }
     static const std::string kEmpty;
     const std::string& content = cur.tx.content ? *cur.tx.content : kEmpty;
     const std::size_t n = std::min(config_.content_chunk, content.size() - cur.content_offset);
+    send_chunk(std::string_view(content).substr(cur.content_offset, n),
+               cur.content_offset + n == content.size(), now);
+}
+
+void ClientSession::send_chunk(std::string_view raw, bool last, Millis now) {
+    Current& cur = *current_;
     SendContent chunk;
-    cur.encoder.encode(std::string_view(content).substr(cur.content_offset, n), chunk.bytes);
-    cur.content_offset += n;
-    if (cur.content_offset == content.size()) {
+    cur.encoder.encode(raw, chunk.bytes);
+    cur.content_offset += raw.size();
+    if (last) {
         cur.encoder.finish(chunk.bytes);
         chunk.last = true;
         cur.final_dot_sent = true;

@@ -11,6 +11,10 @@
 //   s.on_bytes(bytes, now);           // plaintext from the server (after TLS: decrypted);
 //                                     // ignored before on_connected() and after Close
 //   s.on_content_sent(now);           // the write of the last SendContent completed
+//   s.on_content(chunk, last, now);   // pulled content (Transaction::pull): the piece asked
+//                                     // for by NeedContent; `last` = it ends the content
+//   s.on_whole_content(content, now); // the whole content asked for by NeedContent{whole}
+//   s.on_content_failed(reason, now); // the content cannot be read (corrupt, I/O error)
 //   s.on_tls_established(now, verified) / s.on_tls_failed(reason, now)
 //   s.on_disconnected(now, detail);   // EOF, reset, connect failure ("Connection refused")
 //   s.next_deadline() -> optional<Millis>;  re-arm ONE timer after every call; when it fires
@@ -31,6 +35,16 @@
 //                         "\r\n.\r\n". Write it and call on_content_sent() when the write
 //                         completed: the next chunk follows only then (flow control, and
 //                         the RFC 5321 §4.5.3.2.5 data-block timer runs per chunk).
+//   NeedContent{mid, offset, max, whole}   pulled content only (Transaction::pull): read
+//                         the next <= max raw content octets from `offset` (0: from the
+//                         start, also again for a transaction re-run) and give them to
+//                         on_content(); the data-block timer runs while they come. With
+//                         `whole`, the entire content for on_whole_content(): asked before
+//                         MAIL FROM when the server has no 8BITMIME (the 7-bit conversion
+//                         needs all of it). on_content_failed() instead: in DATA the
+//                         transaction is soft 4.3.0 and the connection is dropped without
+//                         the final dot (the server discards the partial message); before
+//                         MAIL FROM it is soft 4.3.0 and the session stays ready.
 //   StartTlsHandshake{sni, verify}   the server said 220 to STARTTLS: start the client
 //                         handshake on the socket now (socket bytes go to the TLS engine,
 //                         its plaintext to on_bytes). Every byte the server sent after that
@@ -171,8 +185,11 @@ struct Transaction {
     // Stored content: CRLF lines, not dot-stuffed (dot_codec encodes it). Null = empty.
     std::shared_ptr<const std::string> content;
     std::uint64_t content_size = 0;  // for SIZE=; 0 = content->size()
-    bool eight_bit = false;          // declare BODY=8BITMIME when the server offers it
-    bool smtputf8 = false;           // needs SMTPUTF8 (non-ASCII address or header)
+    // The content is not in `content`: the session asks for it piece by piece (NeedContent)
+    // and content_size is its exact size.
+    bool pull = false;
+    bool eight_bit = false;  // declare BODY=8BITMIME when the server offers it
+    bool smtputf8 = false;   // needs SMTPUTF8 (non-ASCII address or header)
 };
 
 enum class RecipientOutcome {
@@ -206,6 +223,12 @@ struct SendContent {
     std::string bytes;
     bool last = false;
 };
+struct NeedContent {
+    std::uint64_t mid = 0;
+    std::uint64_t offset = 0;  // raw content octets already received
+    std::size_t max = 0;       // at most this many (config.content_chunk)
+    bool whole = false;        // the entire content, for on_whole_content()
+};
 struct StartTlsHandshake {
     std::string sni;
     bool verify = false;   // check the certificate against `sni` and report the result
@@ -236,8 +259,9 @@ struct TlsFailed {
 struct ClientTrace {
     std::string line;
 };
-using ClientAction = std::variant<SendCommands, SendContent, StartTlsHandshake, CloseConnection,
-                                  TransactionStarted, TransactionReport, TlsFailed, ClientTrace>;
+using ClientAction =
+    std::variant<SendCommands, SendContent, NeedContent, StartTlsHandshake, CloseConnection,
+                 TransactionStarted, TransactionReport, TlsFailed, ClientTrace>;
 
 class ClientSession {
   public:
@@ -247,6 +271,9 @@ class ClientSession {
     void on_connected(Millis now);
     void on_bytes(std::string_view data, Millis now);
     void on_content_sent(Millis now);
+    void on_content(std::string_view chunk, bool last, Millis now);
+    void on_whole_content(std::shared_ptr<const std::string> content, Millis now);
+    void on_content_failed(std::string_view reason, Millis now);
     void on_tls_established(Millis now, bool verified = false);
     void on_tls_failed(std::string_view reason, Millis now);
     // Returns true when the deadline had passed and the session acted on it.
@@ -261,7 +288,7 @@ class ClientSession {
     ClientState state() const { return state_; }
     bool closed() const { return state_ == ClientState::kClosed; }
     // kReady with no transaction waiting: submit() starts one at once.
-    bool idle() const { return state_ == ClientState::kReady && !pending_; }
+    bool idle() const { return state_ == ClientState::kReady && !pending_ && !current_; }
     bool greeting_received() const { return greeting_; }
     HostOutcome host_outcome() const;
     bool tls_active() const { return tls_active_; }
@@ -290,6 +317,8 @@ class ClientSession {
         bool discard_final = false;   // "." sent for a 354 with no recipients
         std::size_t content_offset = 0;
         bool awaiting_write = false;
+        bool awaiting_content = false;  // NeedContent emitted, on_content() not yet called
+        bool awaiting_whole = false;    // NeedContent{whole} emitted before MAIL FROM
         DotEncoder encoder;
     };
 
@@ -305,12 +334,15 @@ class ClientSession {
     void after_hello(Millis now);
     void after_rcpts(Millis now);
     void start_transaction(Millis now);
+    // The checks that need the content (7-bit conversion, SIZE), then MAIL FROM.
+    void continue_transaction(Millis now);
     // 8-bit content for a server without 8BITMIME: converted in place (mime_downgrade.h), or
     // the 5.6.3 refusal when it cannot be.
     std::optional<ReplySummary> convert_to_7bit_if_needed(Transaction& tx);
     void send_command(std::string_view line);
     void send_batch(const std::vector<std::string>& lines);
     void send_next_chunk(Millis now);
+    void send_chunk(std::string_view raw, bool last, Millis now);
     void trace(std::string line);
     void trace_reply(const Response& reply);
 

@@ -2,6 +2,7 @@
 // glue (fake clock, no sockets) and checks every command, report and deadline.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <variant>
@@ -9,6 +10,7 @@
 
 #include "daemon/smtp/client_fsm.h"
 #include "daemon/smtp/dot_codec.h"
+#include "daemon/smtp/mime_downgrade.h"
 
 using namespace esad::smtp;
 using std::chrono::minutes;
@@ -62,6 +64,7 @@ struct Script {
     std::vector<TransactionStarted> started;
     std::vector<TlsFailed> tls_failed;
     std::vector<StartTlsHandshake> handshakes;
+    std::vector<NeedContent> needs;  // pulled content asked for
     std::vector<std::string> trace;
     int closes = 0;
     bool write_pending = false;  // a SendContent waits for on_content_sent
@@ -82,6 +85,10 @@ struct Script {
                                write_pending = true;
                                last_chunk = c.last;
                                ++chunks;
+                           },
+                           [&](NeedContent& n) {
+                               REQUIRE_FALSE(write_pending);
+                               needs.push_back(n);
                            },
                            [&](StartTlsHandshake& h) { handshakes.push_back(h); },
                            [&](CloseConnection&) { ++closes; },
@@ -1374,4 +1381,185 @@ TEST_CASE("a late write completion belongs to the transaction that issued it", "
     t.server("250 second\r\n");
     REQUIRE(t.reports.size() == 2);
     CHECK(t.reports[1].outcome == MessageOutcome::kDelivered);
+}
+
+// ---- pulled content (Transaction::pull): the session asks for each piece ----------------
+
+namespace {
+
+Transaction make_pull_tx(std::uint64_t mid, const std::string& content) {
+    Transaction tx = make_tx(mid, {"r@b.test"});
+    tx.content.reset();
+    tx.pull = true;
+    tx.content_size = content.size();
+    return tx;
+}
+
+// Answers every NeedContent from `content` and completes every write, until the final dot
+// went out; returns how many pieces were asked for.
+int serve_pieces(Script& t, const std::string& content) {
+    int pieces = 0;
+    for (;;) {
+        if (t.write_pending) {
+            if (t.last_chunk) break;
+            t.write_pending = false;
+            t.s.on_content_sent(t.now);
+            t.pump();
+            continue;
+        }
+        REQUIRE(t.needs.size() == 1);
+        const NeedContent need = t.needs.front();
+        t.needs.clear();
+        REQUIRE_FALSE(need.whole);
+        REQUIRE(need.offset <= content.size());
+        const std::string piece = content.substr(need.offset, need.max);
+        const bool last = need.offset + piece.size() == content.size();
+        ++pieces;
+        t.s.on_content(piece, last, t.now);
+        t.pump();
+    }
+    t.write_pending = false;
+    t.s.on_content_sent(t.now);
+    t.pump();
+    return pieces;
+}
+
+}  // namespace
+
+TEST_CASE("pulled content: pieces split anywhere encode like the whole", "[client_fsm][pull]") {
+    std::string long_line(2500, 'x');
+    const std::vector<std::string> contents = {
+        "Subject: t\r\n\r\n.a\r\n..b\r\nc\r\n.\r\nend\r\n",
+        "bare\nlf\n.dot\rcr\r\n.\r\n",
+        "Subject: long\r\n\r\n" + long_line + "\r\n." + long_line + "\r\n",
+        "no final line end",
+        "",
+    };
+    for (const std::string& content : contents) {
+        for (std::size_t chunk : {1u, 2u, 3u, 5u, 7u, 997u, 998u, 999u, 65536u}) {
+            CAPTURE(content.size(), chunk);
+            ClientConfig config = make_config();
+            config.content_chunk = chunk;
+            Script t(config);
+            t.greet();
+            t.take_sent();
+            t.submit(make_pull_tx(7, content));
+            REQUIRE(t.take_sent().rfind(
+                        "MAIL FROM:<s@a.test> SIZE=" + std::to_string(content.size()), 0) == 0);
+            t.server("250 ok\r\n");
+            t.take_sent();
+            t.server("250 ok\r\n");
+            REQUIRE(t.take_sent() == "DATA\r\n");
+            t.server("354 go\r\n");
+            const int pieces = serve_pieces(t, content);
+            CHECK(pieces ==
+                  static_cast<int>(std::max<std::size_t>(1, (content.size() + chunk - 1) / chunk)));
+            CHECK(t.content == dot_encode(content));
+            REQUIRE(t.s.state() == ClientState::kDataDone);
+            t.server("250 queued\r\n");
+            REQUIRE(t.reports.size() == 1);
+            CHECK(t.reports[0].outcome == MessageOutcome::kDelivered);
+        }
+    }
+}
+
+TEST_CASE("pulled content: a failed piece never gets its final dot", "[client_fsm][pull]") {
+    const std::string content = "Subject: t\r\n\r\n" + std::string(300, 'y') + "\r\n";
+    ClientConfig config = make_config();
+    config.content_chunk = 100;
+    Script t(config);
+    t.greet();
+    t.take_sent();
+    t.submit(make_pull_tx(9, content));
+    t.server("250 ok\r\n");
+    t.server("250 ok\r\n");
+    t.server("354 go\r\n");
+    t.take_sent();
+    // Two pieces go out, then the reader finds the file corrupt (before the last piece).
+    for (int i = 0; i < 2; ++i) {
+        REQUIRE(t.needs.size() == 1);
+        const NeedContent need = t.needs.front();
+        t.needs.clear();
+        CHECK(need.offset == static_cast<std::uint64_t>(i) * 100);
+        t.s.on_content(content.substr(need.offset, need.max), false, t.now);
+        t.pump();
+        t.write_pending = false;
+        t.s.on_content_sent(t.now);
+        t.pump();
+    }
+    REQUIRE(t.needs.size() == 1);
+    t.s.on_content_failed("bad_checksum: file checksum mismatch", t.now);
+    t.pump();
+    CHECK(t.closes == 1);
+    CHECK(t.content.find("\r\n.\r\n") == std::string::npos);
+    CHECK(t.take_sent().empty());  // no QUIT: it would be read as content
+    REQUIRE(t.reports.size() == 1);
+    CHECK(t.reports[0].outcome == MessageOutcome::kSoft);
+    CHECK(t.reports[0].reply.enhanced == "4.3.0");
+    CHECK_FALSE(t.reports[0].possible_duplicate);
+    // A piece arriving after that is ignored.
+    t.s.on_content("late", true, t.now);
+    t.pump();
+    CHECK(t.content.find("late") == std::string::npos);
+}
+
+TEST_CASE("pulled content: the data-block timer covers waiting for a piece", "[client_fsm][pull]") {
+    Script t;
+    t.greet();
+    t.take_sent();
+    t.submit(make_pull_tx(3, "hello\r\n"));
+    t.server("250 ok\r\n");
+    t.server("250 ok\r\n");
+    t.now = Millis(1000);
+    t.server("354 go\r\n");
+    REQUIRE(t.needs.size() == 1);
+    REQUIRE(t.s.next_deadline() == Millis(1000) + ClientTimeouts{}.data_block);
+    t.now = *t.s.next_deadline();
+    CHECK(t.on_timeout());
+    CHECK(t.closes == 1);
+    REQUIRE(t.reports.size() == 1);
+    CHECK(t.reports[0].outcome == MessageOutcome::kSoft);
+}
+
+TEST_CASE("pulled content to a server without 8BITMIME: whole content first",
+          "[client_fsm][pull]") {
+    const std::string content = "Subject: t\r\n\r\nCaf\xc3\xa9\r\n";
+    const std::string ehlo_7bit = "250-mx.b.test\r\n250 SIZE 1000000\r\n";
+    SECTION("converted, then sent from memory") {
+        Script t;
+        t.greet(ehlo_7bit);
+        t.take_sent();
+        Transaction tx = make_pull_tx(5, content);
+        tx.eight_bit = true;
+        t.submit(std::move(tx));
+        REQUIRE(t.needs.size() == 1);
+        CHECK(t.needs[0].whole);
+        CHECK(t.take_sent().empty());  // no MAIL FROM before the content is in
+        CHECK_FALSE(t.s.idle());
+        t.needs.clear();
+        t.s.on_whole_content(std::make_shared<const std::string>(content), t.now);
+        t.pump();
+        CHECK(t.take_sent().rfind("MAIL FROM:<s@a.test>", 0) == 0);
+        t.server("250 ok\r\n");
+        t.server("250 ok\r\n");
+        t.server("354 go\r\n");
+        t.flush_content();
+        CHECK(t.needs.empty());
+        CHECK_FALSE(has_8bit(t.content));
+        CHECK(t.content.find("Content-Transfer-Encoding: quoted-printable") != std::string::npos);
+    }
+    SECTION("unreadable: soft, and the connection stays usable") {
+        Script t;
+        t.greet(ehlo_7bit);
+        t.take_sent();
+        t.submit(make_pull_tx(5, content));
+        REQUIRE(t.needs.size() == 1);
+        t.s.on_content_failed("corrupt", t.now);
+        t.pump();
+        REQUIRE(t.reports.size() == 1);
+        CHECK(t.reports[0].outcome == MessageOutcome::kSoft);
+        CHECK_FALSE(t.reports[0].started);
+        CHECK(t.closes == 0);
+        CHECK(t.s.idle());
+    }
 }
