@@ -134,8 +134,13 @@ struct Spool {
         store->commit_batch(batch);
         REQUIRE(batch[0].result.ok());
     }
+    // The message file in either layout: queue/<MID> (flat) or queue/<xx>/<MID> (hashed,
+    // xx = the MID's low byte).
     std::string queue_path(spool::Mid mid) const {
-        return dir.path + "/spool/queue/" + spool::mid_name(mid);
+        const std::string name = spool::mid_name(mid);
+        const std::string flat = dir.path + "/spool/queue/" + name;
+        if (std::filesystem::exists(flat)) return flat;
+        return dir.path + "/spool/queue/" + name.substr(name.size() - 2) + "/" + name;
     }
 };
 
