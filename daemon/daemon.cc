@@ -19,6 +19,7 @@
 #include "daemon/control/cmd_queue.h"
 #include "daemon/control/cmd_status.h"
 #include "daemon/control/cmd_tools.h"
+#include "daemon/delivery/content_budget.h"
 #include "daemon/logs/daemon_log.h"
 #include "daemon/loop/privileges.h"
 #include "daemon/loop/work.h"
@@ -440,6 +441,11 @@ void Daemon::refresh_gauges() {
         state_.dir_fsyncs = st.dir_fsyncs;
     }
     state_.journal_flushes = delivery_->stats().journal_flushes;
+    const delivery::ContentBudget& budget = delivery_->content_budget();
+    state_.content_budget = budget.capacity();
+    state_.content_in_use = budget.in_use();
+    state_.content_peak = budget.peak();
+    state_.content_waiting = budget.waiting();
     if (loop_load_) {
         state_.loop_busy[0] = loop_load_->window().busy(1);
         state_.loop_busy[1] = loop_load_->window().busy(10);

@@ -52,6 +52,11 @@ struct DaemonState {
     uint64_t corrupt_files = 0;  // quarantined by recovery (lifetime of the process)
     // Event loop busy fraction over the last 1 s, 10 s and 60 s (loop_load.h).
     double loop_busy[3] = {0, 0, 0};
+    // Delivery content in memory ([delivery] content_buffer_budget, content_budget.h).
+    uint64_t content_budget = 0;
+    uint64_t content_in_use = 0;
+    uint64_t content_peak = 0;
+    uint64_t content_waiting = 0;  // sessions waiting for budget before their next read
     bool delivery_suspended = false;
     bool listener_suspended = false;
 };

@@ -180,6 +180,15 @@ std::string format_metrics(const MetricsSnapshot& s, const MetricsOptions& optio
                   "Share of the last 10 s the event loop thread spent running callbacks "
                   "(1 = saturated).",
                   s.loop_busy_10s);
+    w.gauge("esad_delivery_content_budget_bytes",
+            "[delivery] content_buffer_budget: the most message content delivery holds in memory.",
+            s.content_budget);
+    w.gauge("esad_delivery_content_bytes",
+            "Message content read from the spool for delivery and not yet sent, all sessions.",
+            s.content_in_use);
+    w.gauge("esad_delivery_content_waiting_sessions",
+            "Delivery sessions waiting for the content budget before their next read.",
+            s.content_waiting);
     w.gauge("esad_delivery_suspended", "1 while delivery is suspended by the operator.",
             s.delivery_suspended);
     w.gauge("esad_listener_suspended", "1 while injection is suspended by the operator.",

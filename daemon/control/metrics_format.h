@@ -61,7 +61,10 @@ struct MetricsSnapshot {
     std::uint64_t spool_free_bytes = 0;
     std::int64_t oldest_message_unix_ms = 0;  // 0: queue empty
     std::uint64_t corrupt_files = 0;
-    double loop_busy_10s = 0;  // event loop busy fraction, last 10 s
+    double loop_busy_10s = 0;           // event loop busy fraction, last 10 s
+    std::uint64_t content_budget = 0;   // [delivery] content_buffer_budget
+    std::uint64_t content_in_use = 0;   // delivery content in memory now
+    std::uint64_t content_waiting = 0;  // sessions waiting for budget
     std::uint64_t log_lines_dropped = 0;
     std::vector<HostSample> hosts;  // every host; format_metrics picks which to expose
 };

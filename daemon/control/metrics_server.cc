@@ -95,6 +95,9 @@ MetricsSnapshot collect_metrics(DaemonState& state, delivery::DeliveryManager* m
     s.oldest_message_unix_ms = state.oldest_message_unix_ms;
     s.corrupt_files = state.corrupt_files;
     s.loop_busy_10s = state.loop_busy[1];
+    s.content_budget = state.content_budget;
+    s.content_in_use = state.content_in_use;
+    s.content_waiting = state.content_waiting;
     s.log_lines_dropped = logs::dropped_log_lines();
     if (!manager) return s;
     queue::Scheduler& sch = manager->scheduler();

@@ -177,6 +177,13 @@ def test_scrape_counters_gauges_and_bounded_hosts():
         assert hosts_in(f, "esad_host_down") == {"dead0.test": 1, "dead1.test": 1, "a.test": 0}
         assert value(f, "esad_host_delivered_recipients_total", host="a.test") == 3
         assert value(f, "esad_host_soft_bounced_events_total", host="dead0.test") >= 1
+        # Delivery content in memory: bounded by the budget, all given back once sent.
+        assert value(f, "esad_delivery_content_budget_bytes") == 64 << 20
+        assert value(f, "esad_delivery_content_bytes") == 0
+        assert value(f, "esad_delivery_content_waiting_sessions") == 0
+        content = d.ctl_json("status")["delivery_content"]
+        assert content["budget_bytes"] == 64 << 20 and content["in_use_bytes"] == 0, content
+        assert 0 < content["peak_bytes"] <= 64 << 20, content
 
         # top_hosts changes on reload: with 0 only the down hosts remain.
         d.write_config(d.extra.format(top=0))

@@ -208,9 +208,12 @@ def spool_messages(state_dir):
 
 
 class SmtpClient:
-    """A raw SMTP client over a socket: send exact bytes, read whole replies."""
+    """A raw SMTP client over a socket: send exact bytes, read whole replies. The default
+    timeout is long: the reply to the final dot waits for a durable commit, which a disk busy
+    with other tests' fsyncs held for 17 s once (a client may wait 10 minutes, RFC 5321
+    4.5.3.2.6); a test that expects silence sets its own, shorter timeout."""
 
-    def __init__(self, port, host="127.0.0.1", timeout=10):
+    def __init__(self, port, host="127.0.0.1", timeout=120):
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.buf = b""
 

@@ -56,6 +56,7 @@ command_timeout = "2m"
 port = 2525
 possible_delivery = true
 rcpt_timeout = "90s"
+content_buffer_budget = 8388608
 data_done_timeout = 1200
 [dns]
 servers = ["127.0.0.1:5353"]
@@ -85,6 +86,7 @@ level = "debug"
     CHECK(c.delivery.port == 2525);
     CHECK(c.delivery.possible_delivery);
     CHECK(c.delivery.rcpt_timeout_s == 90);
+    CHECK(c.delivery.content_buffer_budget == 8ull << 20);
     CHECK(c.delivery.data_done_timeout_s == 1200);
     CHECK(c.delivery.mail_timeout_s == 300);
     CHECK(c.dns.servers == std::vector<std::string>{"127.0.0.1:5353"});
@@ -140,6 +142,8 @@ TEST_CASE("validation errors name the key path and line") {
         {"[web]\nmax_hosts = 0", "web.max_hosts", 2, "between"},
         {"[spool]\nlayout = \"tree\"", "spool.layout", 2, "\"hashed\" or \"flat\""},
         {"[spool]\nlayot = \"flat\"", "spool.layot", 2, "unknown key"},
+        {"[delivery]\ncontent_buffer_budget = 1000", "delivery.content_buffer_budget", 2,
+         "between"},
     };
     for (const auto& c : cases) {
         INFO(c.text);

@@ -104,6 +104,9 @@ TEST_CASE("global gauges carry the snapshot's values") {
     s.spool_below_floor = true;
     s.reloads = 2;
     s.loop_busy_10s = 0.4567;
+    s.content_budget = 64ull << 20;
+    s.content_in_use = 131072;
+    s.content_waiting = 2;
     s.hosts = {host("a.example", 1, true), host("b.example", 2), host("c.example", 3, true)};
     Parsed p = parse(format_metrics(s, {}));
     CHECK(p.samples["esad_info{version=\"0.1.0\",hostname=\"mta.example\"}"] == "1");
@@ -124,6 +127,9 @@ TEST_CASE("global gauges carry the snapshot's values") {
     CHECK(p.samples["esad_spool_mids_available"] == "1");
     CHECK(p.samples["esad_reloads_total"] == "2");
     CHECK(p.samples["esad_event_loop_busy_ratio"] == "0.457");
+    CHECK(p.samples["esad_delivery_content_budget_bytes"] == "67108864");
+    CHECK(p.samples["esad_delivery_content_bytes"] == "131072");
+    CHECK(p.samples["esad_delivery_content_waiting_sessions"] == "2");
     CHECK(p.types["esad_connections_in"] == "gauge");
 }
 
