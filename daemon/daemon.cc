@@ -503,6 +503,10 @@ void Daemon::stop() {
         if (size_t n = loop::close_draining_streams(&loop_))
             spdlog::warn("shutdown: closed {} connections whose peer did not read", n);
     });
+    // The loop's cached time may be seconds old when a long callback delivered the signal
+    // (a busy machine): counted from it, the deadline would pass at once and cut the
+    // sessions still finishing their transaction.
+    uv_update_time(&loop_);
     shutdown_timer_->start(config_.daemon.shutdown_timeout_s * 1000);
     shutdown_timer_->unref();
 }
