@@ -126,16 +126,22 @@ void InjectSession::send(const std::string& text) {
 }
 
 void InjectSession::flush_out() {
-    if (out_.empty() || !tcp_) return;
+    if (out_.empty()) return;
+    write_to_client(std::move(out_));
+    out_.clear();
+}
+
+// Every write, plaintext or TLS records, may be the one that lets a paused session read again.
+void InjectSession::write_to_client(std::string bytes) {
+    if (!tcp_) return;
     std::weak_ptr<InjectSession> weak = weak_from_this();
-    tcp_->write(std::move(out_), [weak] {
+    tcp_->write(std::move(bytes), [weak] {
         auto self = weak.lock();
         if (!self || self->finished_ || !self->reading_paused_) return;
         if (self->tcp_->write_queue_size() > kResumeReplyBytes) return;
         self->reading_paused_ = false;
         self->start_reading();
     });
-    out_.clear();
 }
 
 void InjectSession::apply_backpressure() {
@@ -149,7 +155,7 @@ void InjectSession::apply_backpressure() {
 
 void InjectSession::flush_tls() {
     std::string out = tls_->take_ciphertext();
-    if (!out.empty()) tcp_->write(std::move(out));
+    if (!out.empty()) write_to_client(std::move(out));
 }
 
 void InjectSession::start_tls() {

@@ -63,6 +63,7 @@ class InjectSession : public std::enable_shared_from_this<InjectSession> {
     void send(const std::string& text);
     void flush_out();
     void flush_tls();
+    void write_to_client(std::string bytes);
     void start_reading();
     void apply_backpressure();
     void start_tls();

@@ -378,7 +378,12 @@ TEST_CASE("inject: a client that stops reading its replies is served again once 
         return static_cast<size_t>(std::count(
             c.received.begin() + static_cast<std::ptrdiff_t>(c.consumed), c.received.end(), '\n'));
     };
-    REQUIRE(test::run_until(rig.loop, [&] { return lines() >= replies || c.eof; }));
+    const bool all = test::run_until(rig.loop, [&] { return lines() >= replies || c.eof; });
+    INFO("replies " << lines() << " of " << replies << ", client has "
+                    << (c.tcp ? c.tcp->write_queue_size() : 0) << " bytes unsent, TLS "
+                    << (c.tls ? tls::to_string(c.tls->state()) : "-") << " "
+                    << (c.tls ? c.tls->error() : ""));
+    REQUIRE(all);
     CHECK(lines() == replies);
     CHECK(c.received.find("221 ", c.received.size() - 200) != std::string::npos);
     CHECK(c.wait_closed());

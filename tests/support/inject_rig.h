@@ -134,7 +134,7 @@ struct SmtpScript {
         REQUIRE(run_until(loop, [&] { return status != 1; }));
         REQUIRE(status == 0);
         connected = true;
-        read_again();
+        read_again(false);
     }
 
     void on_read(const char* data, ssize_t n) {
@@ -182,7 +182,10 @@ struct SmtpScript {
         uv_recv_buffer_size(reinterpret_cast<uv_handle_t*>(tcp->tcp()), &size);
         tcp->read_stop();
     }
-    void read_again() {
+    void read_again(bool reset_buffer = true) {
+        // A tiny window would leave the rest to the kernel's persist timer (slow, not stuck).
+        int size = 1 << 20;
+        if (reset_buffer) uv_recv_buffer_size(reinterpret_cast<uv_handle_t*>(tcp->tcp()), &size);
         tcp->read_start([this](const char* data, ssize_t n) { on_read(data, n); });
     }
     // Sends what is queued, then closes (a FIN after the last byte).
