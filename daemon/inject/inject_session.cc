@@ -97,6 +97,11 @@ void InjectSession::on_read(const char* data, ssize_t n) {
         }
         std::string plain = tls_->take_plaintext();
         if (!plain.empty()) feed_plain(plain);
+        if (!finished_ && tls_->state() == tls::Engine::State::kClosed) {
+            // The client's close_notify: TLS is over and nothing may follow in cleartext.
+            env_.mail_log->info(fmt::format("ICID {} TLS closed by the client", icid_));
+            finish();
+        }
         return;
     }
     feed_plain(bytes);
@@ -117,7 +122,11 @@ void InjectSession::start_reading() {
 
 void InjectSession::send(const std::string& text) {
     if (finished_) return;
-    if (tls_ && tls_->state() == tls::Engine::State::kEstablished) {
+    if (tls_) {
+        // After "220 Ready to start TLS" every byte goes through TLS or nowhere: a reply
+        // while the handshake runs, or after TLS failed or closed, is dropped (such a
+        // session is ending).
+        if (tls_->state() != tls::Engine::State::kEstablished) return;
         tls_->write_plaintext(text);
         flush_tls();
     } else {

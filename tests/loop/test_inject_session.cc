@@ -329,6 +329,29 @@ TEST_CASE("inject: STARTTLS, and TLS failing or the client closing at each stage
     CHECK(rig.state.inbound_connections == 0);
 }
 
+TEST_CASE("inject: after the client's close_notify nothing goes out in cleartext") {
+    Pki pki;
+    InjectOptions options;
+    options.tls = pki.server();
+    options.limits.command_timeout = smtp::Millis(300);
+    InjectRig rig(options);
+    SmtpScript c(rig.loop, rig.port);
+    to_starttls(c);
+    c.start_tls(*Pki::client(pki.cert));
+    REQUIRE(c.handshake_done());
+    REQUIRE(starts_with(c.command("EHLO client.test\r\n"), "250"));
+    const size_t before = c.raw.size();
+    // close_notify, but the TCP connection stays open: a session that went on would meet its
+    // command deadline and write "421 4.4.2" in cleartext.
+    c.tls->shutdown();
+    c.flush_tls();
+    CHECK(c.wait_closed());
+    CHECK(c.raw.find("421", before) == std::string::npos);
+    CHECK(c.raw.find("4.4.2", before) == std::string::npos);
+    REQUIRE(rig.settle());
+    CHECK(rig.state.inbound_connections == 0);
+}
+
 TEST_CASE("inject: a TLS handshake that never ends meets its deadline") {
     Pki pki;
     InjectOptions options;

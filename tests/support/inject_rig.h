@@ -122,6 +122,7 @@ struct SmtpScript {
     loop::HandlePtr<loop::Tcp> tcp;
     std::unique_ptr<tls::Engine> tls;
     std::string received;  // plaintext from the server
+    std::string raw;       // every octet as it came off the socket (TLS records included)
     size_t consumed = 0;   // of `received`, returned by reply()
     bool connected = false;
     bool eof = false;
@@ -144,6 +145,7 @@ struct SmtpScript {
             return;
         }
         std::string_view bytes(data, static_cast<size_t>(n));
+        raw.append(bytes);
         if (!tls) {
             received.append(bytes);
             return;
