@@ -41,6 +41,7 @@ struct Harness {
     test::TempDir dir{"delivery_manager"};
     uv_loop_t loop;
     Config config = default_config();
+    std::string tls = "none";  // [destinations.default] tls
     spool::Spool spool;
     DaemonState state;
     std::unique_ptr<logs::MailLog> mail_log = logs::MailLog::disabled();
@@ -61,7 +62,7 @@ struct Harness {
         config.daemon.state_dir = dir.path;
         config.daemon.hostname = "client.test";
         config.bounce_profiles["default"].initial_retry_s = 1;
-        config.destinations["default"].tls = "none";
+        config.destinations["default"].tls = tls;
         spool::SpoolOptions options;
         options.store.state_dir = dir.path;
         spool::RecoveryReport report;
@@ -260,4 +261,23 @@ TEST_CASE("delivery manager: a refused connection marks the host down and releas
     CHECK(h.journal_records().empty());
     CHECK(h.state.counters.uptime(Counter::kSoftBouncedEvents) == 1);
     h.check_slots_released("example.test");
+}
+
+TEST_CASE("delivery manager: a broken STARTTLS and a refused plaintext retry leak no slot") {
+    // Defect 1: the slot moved to current at the greeting; the plaintext retry failed before
+    // a greeting and the slot was released from pending (already 0), so current leaked.
+    Harness h;
+    ScriptedSmtpServer server(&h.loop);
+    server.broken_starttls = true;
+    h.tls = "preferred";
+    h.start("example.test [127.0.0.1]:" + std::to_string(server.port) + "\n");
+    spool::Mid mid = h.submit("sender@client.test", {"a@example.test"});
+    REQUIRE(h.run_until([&] { return !server.listener && h.mgr->session_count() == 0; }));
+    CHECK(h.message_file_exists(mid));  // retried later, not lost
+    CHECK(h.journal_records().empty());
+    h.check_slots_released("example.test");
+    // Defect 8: the host was reached (greeted); the failed reconnect does not make it down.
+    const hosts::HostState* host = h.mgr->hosts().find("example.test");
+    REQUIRE(host);
+    CHECK(host->status() == hosts::HostStatus::kUp);
 }

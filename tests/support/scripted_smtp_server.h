@@ -1,7 +1,7 @@
 // A scripted SMTP server for loop-tier tests, on 127.0.0.1 port 0 on the test's loop: any
 // number of connections; connection i may close at a chosen stage instead of answering
 // (close_at[i]); RCPT replies can be scripted per address (consumed one per attempt, then
-// 250). Counts final dots and the ones answered 250.
+// 250), STARTTLS can be broken. Counts final dots and the ones answered 250.
 #pragma once
 
 #include <catch2/catch.hpp>
@@ -36,6 +36,9 @@ struct ScriptedSmtpServer {
     uint16_t port = 0;
     std::vector<Stage> close_at;
     std::map<std::string, std::vector<std::string>> rcpt_replies;
+    // STARTTLS offered; answered 220 and then plain bytes instead of a handshake, and the
+    // listener closed (the plaintext retry is refused).
+    bool broken_starttls = false;
     int accepted = 0;
     int closed_by_script = 0;
     int dots = 0;                                     // final dots received
@@ -68,8 +71,14 @@ struct ScriptedSmtpServer {
         c->write("220 scripted ESMTP\r\n");
         auto buf = std::make_shared<std::string>();
         auto in_data = std::make_shared<bool>(false);
-        c->read_start([this, c, stop, buf, in_data](const char* data, ssize_t n) {
+        auto tls_phase = std::make_shared<bool>(false);
+        c->read_start([this, c, stop, buf, in_data, tls_phase](const char* data, ssize_t n) {
             if (n < 0) return;
+            if (*tls_phase) {
+                if (listener) c->write("this is not TLS\r\n");
+                listener.reset();
+                return;
+            }
             buf->append(data, static_cast<size_t>(n));
             for (size_t eol; (eol = buf->find("\r\n")) != std::string::npos;) {
                 std::string line = buf->substr(0, eol);
@@ -102,13 +111,21 @@ struct ScriptedSmtpServer {
                         c->write("250 2.1.5 ok\r\n");
                     }
                     if (on_rcpt) on_rcpt(addr);
+                } else if (verb == "STAR" && broken_starttls) {
+                    // Plain bytes once the client's handshake arrives.
+                    c->write("220 2.0.0 ready\r\n");
+                    *tls_phase = true;
+                    buf->clear();
+                    return;
                 } else if (verb == "DATA") {
                     *in_data = true;
                     c->write("354 go ahead\r\n");
                 } else if (verb == "QUIT") {
                     c->write("221 bye\r\n");
                 } else {
-                    c->write(verb == "EHLO" ? "250 scripted\r\n" : "250 2.0.0 ok\r\n");
+                    c->write(verb != "EHLO"    ? "250 2.0.0 ok\r\n"
+                             : broken_starttls ? "250-scripted\r\n250 STARTTLS\r\n"
+                                               : "250 scripted\r\n");
                 }
             }
         });
