@@ -6,10 +6,7 @@
 // regression). Every wait is on an event, bounded only by a generous guard.
 #include <catch2/catch.hpp>
 
-#include <filesystem>
-#include <fstream>
 #include <functional>
-#include <iterator>
 #include <map>
 #include <memory>
 #include <string>
@@ -19,6 +16,7 @@
 #include "daemon/loop/tcp_connect.h"
 #include "tests/support/loopback_listener.h"
 #include "tests/support/scripted_smtp_server.h"
+#include "tests/support/spool_files.h"
 #include "tests/support/temp_dir.h"
 
 using namespace esad;
@@ -111,20 +109,10 @@ struct Harness {
     }
 
     bool message_file_exists(spool::Mid mid) const {
-        const std::string name = spool::mid_name(mid);
-        const std::string queue = dir.path + "/spool/queue/";
-        return std::filesystem::exists(queue + name) ||
-               std::filesystem::exists(queue + name.substr(name.size() - 2) + "/" + name);
+        return test::message_file_exists(dir.path, mid);
     }
-
     std::vector<spool::JournalRecord> journal_records() const {
-        for (const auto& e : std::filesystem::recursive_directory_iterator(dir.path)) {
-            if (e.path().filename() != "journal") continue;
-            std::ifstream in(e.path(), std::ios::binary);
-            std::string bytes((std::istreambuf_iterator<char>(in)), {});
-            return spool::parse_journal(bytes).records;
-        }
-        return {};
+        return test::journal_records(dir.path);
     }
 
     // The connection slots of `domain` and the global total.
