@@ -1,18 +1,23 @@
-// The delivery engine's driver: the queue (queue::Scheduler over hosts::HostTable), one uv
-// timer, outbound SmtpSessions, outcome application, the recipient journal and DSNs.
+// delivery_manager — the delivery engine's coordinator (Postfix's qmgr: it never speaks SMTP
+// and decides no outcome). It owns the queue (queue::Scheduler over hosts::HostTable) and its
+// dispatch timer, routing of picked work, opening a session per new connection and loading
+// each transaction's envelope, and the glue that hands results to the owners:
+//
+//   outcome_policy.h   what a report or a local failure means (pure)
+//   delivery_log.h     the ESA mail-log lines of those decisions (pure)
+//   connection_pool.h  the sessions and their bookkeeping, idle connections per domain
+//   journal_writer.h   final records appended and synced, messages removed after the sync
+//   bouncer.h          DSNs: final bounces held until their DSN is in the spool
 //
 //   mgr.add_message(envelope, size)   from injection (after commit) and from recovery
 //   mgr.kick()                        something changed: ask the scheduler for work soon
 //
 // The scheduler decides what to deliver and when (STYLE §9); sessions report what happened;
-// this file applies reports: final recipients are journaled (append + fsync on a worker,
-// batched like group commit) and a message file is removed only after its last recipient's
-// final record is durable; hard bounces generate an RFC 3464 DSN to the sender (never for
-// the null sender or a DSN), committed to the spool as a new message. Per-recipient ESA mail
-// log lines (Message done / Response / Delayed / pending till / Bounced / Message finished)
-// are written here. Operator commands (delivernow, suspend, delete, bounce) go through here.
-// A connection with nothing left to send is kept open for 2 s; new mail for its domain goes
-// out on it instead of on a new connection.
+// the policy decides what it means and this file applies that: host events to the host
+// state, queue updates to the scheduler, then log lines, counters, DSNs and the journal.
+// Operator commands (delivernow, suspend, delete, bounce) go through here. A connection with
+// nothing left to send is kept open for a moment; new mail for its domain goes out on it
+// instead of on a new connection.
 //
 // Time: the scheduler, host back-off, retries and expiry run on the monotonic clock (an NTP
 // step cannot stall or rush them); wall time is for log lines, display (clock().to_wall())
@@ -33,12 +38,14 @@
 #include "common/config.h"
 #include "daemon/daemon_state.h"
 #include "daemon/delivery/bouncer.h"
+#include "daemon/delivery/connection_pool.h"
+#include "daemon/delivery/journal_writer.h"
+#include "daemon/delivery/outcome_policy.h"
 #include "daemon/delivery/router.h"
 #include "daemon/delivery/smtp_session.h"
 #include "daemon/hosts/host_table.h"
 #include "daemon/inject/committer.h"
 #include "daemon/logs/mail_log.h"
-#include "daemon/loop/graveyard.h"
 #include "daemon/loop/handle.h"
 #include "daemon/queue/scheduler.h"
 #include "daemon/spool/recovery.h"
@@ -74,8 +81,8 @@ class DeliveryManager {
     const ContentBudget& content_budget() const { return *content_budget_; }
     hosts::HostTable& hosts() { return hosts_; }
     uint64_t queued_bytes() const { return queued_bytes_; }
-    const DeliveryStats& stats() const { return stats_; }
-    size_t session_count() const { return sessions_.size(); }
+    DeliveryStats stats() const;
+    size_t session_count() const { return pool_.size(); }
     // Operator: records the finals of deleted/bounced recipients (journal, counters, logs).
     void apply_removal(const queue::RemoveResult& removed, bool bounce);
     // Domain debug: SMTP trace lines of these domains go to the domain debug log.
@@ -89,40 +96,33 @@ class DeliveryManager {
     std::string helo_name() const { return env_.helo_name; }
 
   private:
-    struct Live;  // per-session bookkeeping
+    using SessionId = ConnectionPool::Id;
     void dispatch();
     void handle_pick_side_effects(queue::Pick& pick);
     void start_work(queue::Work work);
     void on_routed(queue::Work work, RouteResult result);
-    void fail_work(const queue::Work& work, queue::Outcome outcome, queue::HardKind kind,
-                   const std::string& enhanced, const std::string& reason, const std::string& code,
-                   const std::string& detail, uint64_t dcid);
+    void open_session(queue::Work work, std::vector<Candidate> candidates, smtp::Transaction tx,
+                      std::shared_ptr<ContentStream> content);
     using TransactionReady = std::function<void(std::optional<smtp::Transaction>,
                                                 std::shared_ptr<ContentStream>, std::string error)>;
     void with_transaction(const queue::Work& work, TransactionReady done);
-    void on_report(SmtpSession& s, const smtp::TransactionReport& report);
-    void on_idle(SmtpSession& s);
-    void submit_on(SmtpSession& s, queue::Work work);
-    void unpark(SmtpSession& s);
+    void on_greeting(SessionId id, SmtpSession& s, const std::string& ip);
+    void on_report(SessionId id, SmtpSession& s, const smtp::TransactionReport& report);
+    void on_idle(SessionId id, SmtpSession& s);
+    void on_closed(SessionId id);
+    void submit_on(SessionId id, queue::Work work);
     void feed_idle(queue::DomainId d);
-    void arm_idle_sweep();
-    void sweep_idle();
-    void close_idle();
-    void on_closed(SmtpSession& s);
-    void record(const queue::ReportResult& result, const std::string& domain);
-    void journal(const std::vector<queue::FinalRecipient>& finals,
-                 const std::vector<spool::Mid>& done);
-    void append_journal(const std::vector<queue::FinalRecipient>& finals,
-                        const std::vector<spool::Mid>& done);
-    void pump_journal();
-    void finish_messages(const std::vector<spool::Mid>& done);
-    void bounce(spool::Mid mid, const std::string& domain, std::vector<BounceInfo> rcpts,
-                bool delay_warning = false);
-    void log_outcomes(const queue::Work& work, const smtp::TransactionReport* report,
-                      const queue::ReportResult& result, uint64_t dcid, const std::string& remote);
+    // The outcome policy's decisions, applied.
+    Attempt attempt(const queue::Work& work, uint64_t dcid, const std::string& remote,
+                    bool greeted) const;
+    void fail_work(const queue::Work& work, const LocalFailure& failure, uint64_t dcid = 0);
+    void apply(const Attempt& attempt, const Verdict& verdict);
+    void carry_out(const FollowUp& follow_up);
+    void bounce(const BounceRequest& request);
     queue::TimeMs now_ms() const;
     const DestinationControl& destination(const std::string& domain) const;
     const BounceProfile& profile(const std::string& domain) const;
+    bool sends_dsn(queue::DomainId d) const;
 
     uv_loop_t* loop_;
     const Clock& clock_;
@@ -139,30 +139,14 @@ class DeliveryManager {
     // [delivery] content_buffer_budget, all sessions (shared with their ContentStreams).
     std::shared_ptr<ContentBudget> content_budget_;
     loop::HandlePtr<loop::Timer> timer_;
-    // Connections with nothing to send, per domain, kept kIdleKeepMs for new work.
-    static constexpr queue::TimeMs kIdleKeepMs = 2000;
-    static constexpr uint64_t kIdleSweepMs = 500;
-    std::unordered_map<queue::DomainId, std::vector<SmtpSession*>> idle_;
-    loop::HandlePtr<loop::Timer> idle_timer_;
-    bool idle_sweep_armed_ = false;
     bool dispatch_scheduled_ = false;
     bool stopping_ = false;
-    std::map<SmtpSession*, std::shared_ptr<SmtpSession>> sessions_;
-    std::map<SmtpSession*, std::unique_ptr<Live>> live_;
-    loop::Graveyard graveyard_{loop_};
+    ConnectionPool pool_;
     std::unordered_map<spool::Mid, uint64_t> sizes_;
     uint64_t queued_bytes_ = 0;
-    // Journal: records are written (one worker write(2)) as soon as they exist, so a process
-    // kill loses none; fsyncs are batched (group commit) by a second worker job that covers
-    // everything written before it started, then removes the messages those records finished.
-    std::vector<spool::JournalRecord> journal_pending_;  // not yet written
-    std::vector<spool::Mid> remove_pending_;             // their messages done with them
-    bool append_in_flight_ = false;
-    uint64_t unsynced_records_ = 0;         // written, not yet covered by a sync
-    std::vector<spool::Mid> sync_removes_;  // removals waiting for that sync
-    bool sync_in_flight_ = false;
+    JournalWriter journal_;
     std::unique_ptr<Bouncer> bouncer_;
-    DeliveryStats stats_;
+    uint64_t dsns_ = 0;
     std::string tls_error_;
 };
 

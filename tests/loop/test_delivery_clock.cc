@@ -9,7 +9,7 @@
 
 #include "daemon/delivery/delivery_manager.h"
 #include "daemon/loop/tcp_connect.h"
-#include "tests/support/loopback_listener.h"
+#include "tests/support/scripted_smtp_server.h"
 #include "tests/support/temp_dir.h"
 
 using namespace esad;
@@ -25,59 +25,6 @@ class SteppedClock : public Clock {
     std::int64_t offset_ms = 0;
 };
 
-// Answers RCPT with 451 the first time and 250 afterwards; counts transactions.
-struct Server {
-    uv_loop_t* loop;
-    loop::HandlePtr<loop::Tcp> listener;
-    std::vector<loop::HandlePtr<loop::Tcp>> conns;
-    uint16_t port = 0;
-    int rcpts = 0;
-    int delivered = 0;
-    std::function<void()> on_first_failure;
-
-    explicit Server(uv_loop_t* l) : loop(l) {
-        listener = test::listen_loopback(loop, &port, [this](int status) {
-            if (status == 0) accept();
-        });
-    }
-
-    void accept() {
-        conns.push_back(loop::Tcp::create(loop));
-        loop::Tcp* c = conns.back().get();
-        REQUIRE(uv_accept(listener->stream(), c->stream()) == 0);
-        c->write("220 scripted ESMTP\r\n");
-        auto buf = std::make_shared<std::string>();
-        auto in_data = std::make_shared<bool>(false);
-        c->read_start([this, c, buf, in_data](const char* data, ssize_t n) {
-            if (n < 0) return;
-            buf->append(data, static_cast<size_t>(n));
-            for (size_t eol; (eol = buf->find("\r\n")) != std::string::npos;) {
-                std::string line = buf->substr(0, eol);
-                buf->erase(0, eol + 2);
-                if (*in_data) {
-                    if (line != ".") continue;
-                    *in_data = false;
-                    ++delivered;
-                    c->write("250 2.0.0 queued\r\n");
-                    continue;
-                }
-                std::string verb = line.substr(0, 4);
-                if (verb == "RCPT" && ++rcpts == 1) {
-                    c->write("451 4.3.0 try again later\r\n");
-                    if (on_first_failure) on_first_failure();
-                } else if (verb == "DATA") {
-                    *in_data = true;
-                    c->write("354 go ahead\r\n");
-                } else if (verb == "QUIT") {
-                    c->write("221 bye\r\n");
-                } else {
-                    c->write(verb == "EHLO" ? "250 scripted\r\n" : "250 2.0.0 ok\r\n");
-                }
-            }
-        });
-    }
-};
-
 }  // namespace
 
 TEST_CASE("delivery: a wall-clock step back does not stall a retry") {
@@ -86,7 +33,8 @@ TEST_CASE("delivery: a wall-clock step back does not stall a retry") {
     uv_loop_init(&loop);
     SteppedClock clock;
     {
-        Server server(&loop);
+        test::ScriptedSmtpServer server(&loop);
+        server.rcpt_replies["rcpt@example.test"] = {"451 4.3.0 try again later"};
         Config config = default_config();
         config.daemon.state_dir = dir.path;
         config.daemon.hostname = "client.test";
@@ -111,7 +59,9 @@ TEST_CASE("delivery: a wall-clock step back does not stall a retry") {
         router.set_routes(std::make_shared<const dns::RouteTable>(std::move(routes.table)));
         delivery::DeliveryManager mgr(&loop, state, *mail_log, spool, committer, router, config,
                                       clock);
-        server.on_first_failure = [&] { clock.offset_ms = -3600 * 1000; };
+        server.on_rcpt = [&](const std::string&) {
+            if (server.rcpts.size() == 1) clock.offset_ms = -3600 * 1000;
+        };
 
         spool::Message m;
         REQUIRE(committer.next_mid(&m.envelope.mid).ok());
@@ -135,7 +85,7 @@ TEST_CASE("delivery: a wall-clock step back does not stall a retry") {
             uv_run(&loop, UV_RUN_ONCE);
         CHECK(committed);
         CHECK_FALSE(timed_out);
-        CHECK(server.rcpts == 2);
+        CHECK(server.rcpts.size() == 2);
         CHECK(server.delivered == 1);
         CHECK(clock.offset_ms == -3600 * 1000);
 
