@@ -393,7 +393,7 @@ void DeliveryManager::on_routed(queue::Work work, RouteResult result) {
 void DeliveryManager::with_transaction(const queue::Work& work, TransactionReady done) {
     // Only the envelope is read here (on a worker; a corrupt file is quarantined there): the
     // content follows piece by piece within the content budget (content_stream.h).
-    ContentStream::Env cenv{loop_, spool_.store.get(), content_budget_};
+    ContentStream::Env cenv{loop_, spool_.store.get(), content_budget_, spool_.recent.get(), soon_};
     ContentStream::open(
         cenv, work.mid,
         [this, work, done = std::move(done)](std::shared_ptr<ContentStream> content,
@@ -868,6 +868,7 @@ void DeliveryManager::pump_journal() {
 void DeliveryManager::finish_messages(const std::vector<spool::Mid>& done) {
     for (spool::Mid mid : done) {
         mail_log_.info(fmt::format("Message finished MID {} done", mid));
+        if (spool_.recent) spool_.recent->erase(mid);
         auto it = sizes_.find(mid);
         if (it != sizes_.end()) {
             queued_bytes_ -= it->second;
