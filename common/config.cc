@@ -523,6 +523,7 @@ ConfigResult load_config_string(const std::string& text, const std::string& orig
         r.read("layout", c.spool.layout);
         if (c.spool.layout != "hashed" && c.spool.layout != "flat")
             r.error("layout", r.line_for("layout"), "expected \"hashed\" or \"flat\"");
+        r.read_int("recent_cache", c.spool.recent_cache, 0, int64_t{1} << 34);
         r.reject_unknown();
     }
     if (const toml::table* t = top.subtable("listener")) {

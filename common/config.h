@@ -32,6 +32,9 @@ struct DaemonConfig {
 // reads what the other wrote, so switching keeps what is queued.
 struct SpoolConfig {
     std::string layout = "hashed";
+    // Recently committed messages kept in memory so that delivery reads them without the
+    // disk (daemon/spool/recent_cache.h); 0 turns it off. Live on reload.
+    uint64_t recent_cache = 8ull << 20;
 };
 
 struct ListenerConfig {

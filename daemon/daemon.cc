@@ -223,6 +223,7 @@ bool Daemon::start(std::string* error) {
         },
         [this, report, status, opened] {
             spool_ = std::move(*opened);
+            spool_.recent = std::make_unique<spool::RecentCache>(config_.spool.recent_cache);
             on_recovered(*status, *report);
         });
 
@@ -554,6 +555,7 @@ nlohmann::json Daemon::reload() {
     // Keep restart-only settings as they are running now, take everything else.
     Config applied = next;
     applied.daemon = config_.daemon;
+    applied.spool.layout = config_.spool.layout;
     applied.daemon.hostname = next.daemon.hostname;  // HELO name and Received: (live)
     applied.listener.address = config_.listener.address;
     applied.listener.tls_cert = config_.listener.tls_cert;
@@ -563,6 +565,7 @@ nlohmann::json Daemon::reload() {
     applied.metrics.address = config_.metrics.address;
     config_ = std::move(applied);
     apply_listener_limits();
+    if (spool_.recent) spool_.recent->set_capacity(config_.spool.recent_cache);
     if (listener_) listener_->set_relay_from(std::move(*relay));
     if (metrics_) metrics_->set_top_hosts(config_.metrics.top_hosts);
     if (router_) {

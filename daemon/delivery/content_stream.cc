@@ -3,6 +3,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "daemon/loop/work.h"
 
 namespace esad::delivery {
@@ -27,6 +29,15 @@ void log_corrupt(spool::Mid mid, const std::string& moved_to, const std::string&
 
 void ContentStream::open(Env env, spool::Mid mid, Opened done) {
     auto stream = std::make_shared<ContentStream>(env, mid);
+    if (env.recent && env.soon) {
+        if (auto message = env.recent->get(mid)) {
+            stream->memory_ = std::move(message);
+            stream->size_ = stream->memory_->content.size();
+            env.soon->post(
+                [stream, done = std::move(done)] { done(stream, spool::LoadStatus::kOk, ""); });
+            return;
+        }
+    }
     struct Result {
         spool::LoadStatus status = spool::LoadStatus::kIoError;
         std::string reason;
@@ -120,28 +131,51 @@ void ContentStream::start_read() {
     request->max = request_.max;
     request->whole = request_.whole;
     auto piece = std::make_shared<Piece>();
+    if (memory_) {
+        read_from_memory(*request, *piece);
+        env_.soon->post([self, request, piece] { self->complete(*request, *piece, ""); });
+        return;
+    }
     auto moved_to = std::make_shared<std::string>();
     loop::queue_work(
         env_.loop,
         [self, request, piece, moved_to] { self->read_on_worker(*request, *piece, *moved_to); },
-        [self, request, piece, moved_to] {
-            self->worker_busy_ = false;
-            if (!piece->ok && !moved_to->empty()) log_corrupt(self->mid_, *moved_to, piece->reason);
-            if (self->dropped_ || self->seq_ != request->seq) {
-                // Superseded (a re-run asked again) or dropped: a granted newer request
-                // waited for this job to finish.
-                if (!self->dropped_ && self->granted_) self->start_read();
-                return;
-            }
-            if (request->whole) {
-                WholeDone done = std::move(self->request_.whole_done);
-                if (!done) return;
-                if (!piece->ok) return done(nullptr, piece->reason);
-                return done(std::make_shared<const std::string>(std::move(piece->data)), "");
-            }
-            PieceDone done = std::move(self->request_.done);
-            if (done) done(std::move(*piece));
-        });
+        [self, request, piece, moved_to] { self->complete(*request, *piece, *moved_to); });
+}
+
+void ContentStream::complete(const Request& request, Piece& piece, const std::string& moved_to) {
+    worker_busy_ = false;
+    if (!piece.ok && !moved_to.empty()) log_corrupt(mid_, moved_to, piece.reason);
+    if (dropped_ || seq_ != request.seq) {
+        // Superseded (a re-run asked again) or dropped: a granted newer request
+        // waited for this job to finish.
+        if (!dropped_ && granted_) start_read();
+        return;
+    }
+    if (request.whole) {
+        WholeDone done = std::move(request_.whole_done);
+        if (!done) return;
+        if (!piece.ok) return done(nullptr, piece.reason);
+        if (memory_)  // no copy: the cached message outlives the caller's use
+            return done(std::shared_ptr<const std::string>(memory_, &memory_->content), "");
+        return done(std::make_shared<const std::string>(std::move(piece.data)), "");
+    }
+    PieceDone done = std::move(request_.done);
+    if (done) done(std::move(piece));
+}
+
+void ContentStream::read_from_memory(const Request& request, Piece& out) const {
+    const std::string& content = memory_->content;
+    out.ok = true;
+    if (request.whole) {
+        out.last = true;  // complete() hands out the cached string itself
+        return;
+    }
+    const std::uint64_t offset = std::min<std::uint64_t>(request.offset, content.size());
+    const std::size_t n =
+        static_cast<std::size_t>(std::min<std::uint64_t>(request.max, content.size() - offset));
+    out.data.assign(content, static_cast<std::size_t>(offset), n);
+    out.last = offset + n == content.size();
 }
 
 void ContentStream::read_on_worker(const Request& request, Piece& out, std::string& moved_to) {

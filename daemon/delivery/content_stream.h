@@ -2,7 +2,10 @@
 // session: the open spool file (spool::ContentReader), the content budget held by the
 // piece in flight, and the quarantine of a file found corrupt (as a corrupt file found at
 // load time always was). Opening and every read run on libuv workers: the loop never waits
-// on the disk. Loop thread only, except inside the worker jobs it queues itself.
+// on the disk. A message still in the spool's recent cache (spool/recent_cache.h) is served
+// from memory instead, with the same budget, and its answers still come on a later loop
+// iteration (Env::soon), never inside the call. Loop thread only, except inside the worker
+// jobs it queues itself.
 //
 //   ContentStream::open(env, mid, [](stream, status, reason) {...});  envelope + trailer
 //   stream->next(offset, max, [](Piece p) {...});  the next piece; waits for budget first
@@ -22,7 +25,9 @@
 #include <string>
 
 #include "daemon/delivery/content_budget.h"
+#include "daemon/loop/soon.h"
 #include "daemon/spool/content_reader.h"
+#include "daemon/spool/recent_cache.h"
 
 namespace esad::delivery {
 
@@ -32,6 +37,8 @@ class ContentStream : public std::enable_shared_from_this<ContentStream> {
         uv_loop_t* loop = nullptr;
         spool::Store* store = nullptr;
         std::shared_ptr<ContentBudget> budget;  // shared: a stream may outlive its manager
+        spool::RecentCache* recent = nullptr;   // optional: messages served from memory
+        std::shared_ptr<loop::Soon> soon;       // required with `recent`
     };
     struct Piece {
         bool ok = false;
@@ -49,7 +56,10 @@ class ContentStream : public std::enable_shared_from_this<ContentStream> {
     ContentStream(Env env, spool::Mid mid) : env_(env), mid_(mid) {}
     ~ContentStream();
 
-    const spool::Envelope& envelope() const { return reader_.envelope(); }
+    const spool::Envelope& envelope() const {
+        return memory_ ? memory_->envelope : reader_.envelope();
+    }
+    bool from_memory() const { return memory_ != nullptr; }
     std::uint64_t content_size() const { return size_; }
     void next(std::uint64_t offset, std::size_t max, PieceDone done);
     void whole(WholeDone done);
@@ -69,10 +79,14 @@ class ContentStream : public std::enable_shared_from_this<ContentStream> {
     void release_budget();
     // Worker thread: reads what `request` asks into `out`; quarantines a corrupt file.
     void read_on_worker(const Request& request, Piece& out, std::string& moved_to);
+    void read_from_memory(const Request& request, Piece& out) const;
+    // Loop thread: hands a finished read to whoever asked for it.
+    void complete(const Request& request, Piece& piece, const std::string& moved_to);
 
     Env env_;
     spool::Mid mid_;
     spool::ContentReader reader_;
+    std::shared_ptr<const spool::Message> memory_;  // from the recent cache, else null
     std::uint64_t size_ = 0;
     Request request_;
     std::uint64_t seq_ = 0;

@@ -263,7 +263,7 @@ void DeliveryManager::open_session(queue::Work work, std::vector<Candidate> cand
 void DeliveryManager::with_transaction(const queue::Work& work, TransactionReady done) {
     // Only the envelope is read here (on a worker; a corrupt file is quarantined there): the
     // content follows piece by piece within the content budget (content_stream.h).
-    ContentStream::Env cenv{loop_, spool_.store.get(), content_budget_};
+    ContentStream::Env cenv{loop_, spool_.store.get(), content_budget_, spool_.recent.get(), soon_};
     ContentStream::open(
         cenv, work.mid,
         [this, work, done = std::move(done)](std::shared_ptr<ContentStream> content,
@@ -384,6 +384,7 @@ void DeliveryManager::carry_out(const FollowUp& f) {
     journal_.append(finals, done);
     bouncer_->kick();
     for (spool::Mid mid : f.done) {
+        if (spool_.recent) spool_.recent->erase(mid);
         auto it = sizes_.find(mid);
         if (it != sizes_.end()) {
             queued_bytes_ -= it->second;

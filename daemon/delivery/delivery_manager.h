@@ -47,6 +47,7 @@
 #include "daemon/inject/committer.h"
 #include "daemon/logs/mail_log.h"
 #include "daemon/loop/handle.h"
+#include "daemon/loop/soon.h"
 #include "daemon/queue/scheduler.h"
 #include "daemon/spool/recovery.h"
 
@@ -138,6 +139,8 @@ class DeliveryManager {
     std::mt19937_64 rng_;
     // [delivery] content_buffer_budget, all sessions (shared with their ContentStreams).
     std::shared_ptr<ContentBudget> content_budget_;
+    // Answers of content streams served from the spool's recent cache (content_stream.h).
+    std::shared_ptr<loop::Soon> soon_ = std::make_shared<loop::Soon>(loop_);
     loop::HandlePtr<loop::Timer> timer_;
     bool dispatch_scheduled_ = false;
     bool stopping_ = false;

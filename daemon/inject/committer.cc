@@ -137,6 +137,8 @@ void Committer::start_batch(std::shared_ptr<Batch> batch) {
                 if (!result.ok())
                     spdlog::error("spool: commit of MID {} failed: {}",
                                   batch->messages[i].message.envelope.mid, result.reason());
+                else if (spool_.recent)  // before done: delivery may ask for it at once
+                    spool_.recent->put(std::move(batch->messages[i].message));
                 batch->done[i](result);
             }
             if (!was_healthy)

@@ -1,15 +1,18 @@
 // Opens an ESA-style transaction log file: <dir>/<name>.current, created with its parent
-// directories (0750), rotated by size to <name>.1.current ... <name>.9.current, written by
-// an spdlog async logger (formatting on the caller's thread, file I/O on spdlog's worker).
-// Lines are written verbatim ("%v") and flushed as they come, so `tail`/`findevent` and
-// operators see them at once.
+// directories (0750), rotated by size to <name>.1.current ... <name>.9.current. Lines are
+// written verbatim ("%v"): formatted on the caller's thread into a buffer in memory, written
+// and flushed by a thread of the log's own, which takes everything that arrived within 5 ms
+// of the first line as one write(2). An idle daemon's lines reach the file within those 5 ms,
+// so `tail`/`findevent` and operators see them at once; under load the mail log costs a
+// write and a wake-up per batch, not per line. A crash loses what was not yet written, as any
+// asynchronous log does (at most the last 5 ms of lines).
 //
 // Overflow: the loop never waits on the disk. When the disk is slower than the logging for
-// long enough to fill the queue (8192 lines), the oldest queued line is dropped to make
-// room (spdlog's overrun_oldest) instead of blocking the loop thread until the writer
-// catches up: a slow or stuck log disk must not stop mail flow (DSK-10). Dropped lines
-// are counted (dropped_log_lines()) and shown in `esactl status` (log_lines_dropped) and
-// the metrics (esad_log_lines_dropped_total), so a gap in a log is never silent.
+// long enough to fill the buffer (8 MiB), new lines are dropped instead of blocking the loop
+// thread until the writer catches up: a slow or stuck log disk must not stop mail flow
+// (DSK-10). Dropped lines are counted (dropped_log_lines()) and shown in `esactl status`
+// (log_lines_dropped) and the metrics (esad_log_lines_dropped_total), so a gap in a log is
+// never silent.
 #pragma once
 
 #include <spdlog/spdlog.h>
@@ -28,7 +31,7 @@ std::shared_ptr<spdlog::logger> open_log_file(const std::string& dir, const std:
                                               const std::string& what, std::string* path,
                                               std::string* error);
 
-// Lines the async log writers dropped since start (every log file shares one queue).
+// Lines the log writers dropped since start, over every log file.
 std::uint64_t dropped_log_lines();
 
 }  // namespace esad::logs

@@ -25,6 +25,7 @@
 #include "daemon/spool/file_util.h"
 #include "daemon/spool/journal.h"
 #include "daemon/spool/mid_allocator.h"
+#include "daemon/spool/recent_cache.h"
 #include "daemon/spool/record_codec.h"
 #include "daemon/spool/store.h"
 
@@ -69,6 +70,7 @@ struct SpoolOptions {
 
 struct Spool {
     std::unique_ptr<Store> store;
+    std::unique_ptr<RecentCache> recent;  // loop thread only; the daemon sets it up
     std::unique_ptr<Journal> journal;
     std::unique_ptr<MidAllocator> mids;
 };

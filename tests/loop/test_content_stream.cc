@@ -2,8 +2,9 @@
 // through SmtpSession to a scripted server on 127.0.0.1, piece by piece (ContentStream,
 // ContentBudget). A 20 MB message arrives byte-identical with the budget never exceeded; a
 // file corrupted in the middle of its content never gets its final dot and is quarantined;
-// sessions sharing a budget of a single piece all finish (no deadlock). Plus the budget's
-// own rules (FIFO, clamping, cancel).
+// sessions sharing a budget of a single piece all finish (no deadlock); a message still in the
+// spool's recent cache goes out from memory, its answers never inside the call. Plus the
+// budget's own rules (FIFO, clamping, cancel).
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
@@ -21,6 +22,7 @@
 #include "daemon/delivery/content_stream.h"
 #include "daemon/delivery/smtp_session.h"
 #include "daemon/smtp/dot_codec.h"
+#include "daemon/spool/recent_cache.h"
 #include "daemon/spool/store.h"
 #include "tests/support/loopback_listener.h"
 #include "tests/support/temp_dir.h"
@@ -154,6 +156,7 @@ struct Harness {
     DaemonState state;
     std::unique_ptr<logs::MailLog> mail_log = logs::MailLog::disabled();
     delivery::SessionEnv env;
+    std::shared_ptr<loop::Soon> soon;
     Harness() {
         uv_loop_init(&loop);
         env.loop = &loop;
@@ -163,15 +166,19 @@ struct Harness {
         env.tls_plain = tls::make_client_context({}, &error);
         env.tls_verify = env.tls_plain;
         env.helo_name = "client.test";
+        soon = std::make_shared<loop::Soon>(&loop);
         env.timeouts = {kLong, kLong, kLong, kLong, kLong, kLong,
                         kLong, kLong, kLong, kLong, kLong, kLong};
     }
-    ~Harness() { CHECK(loop::drain_and_close(&loop) == 0); }
+    ~Harness() {
+        soon.reset();
+        CHECK(loop::drain_and_close(&loop) == 0);
+    }
 
     // Opens `mid` as a ContentStream and delivers it on one session; returns its outcome slot.
     std::shared_ptr<delivery::SmtpSession> deliver(
         spool::Store& store, const std::shared_ptr<delivery::ContentBudget>& budget, uint16_t port,
-        spool::Mid mid, Outcome& out) {
+        spool::Mid mid, Outcome& out, spool::RecentCache* recent = nullptr) {
         std::shared_ptr<delivery::SmtpSession> session;
         delivery::SmtpSession::Callbacks cb;
         cb.on_report = [&out](delivery::SmtpSession&, const smtp::TransactionReport& r) {
@@ -182,7 +189,7 @@ struct Harness {
         session = std::make_shared<delivery::SmtpSession>(
             env, "example.test", std::vector<delivery::Candidate>{{"127.0.0.1", port, "127.0.0.1"}},
             smtp::TlsPolicy::kNone, cb);
-        delivery::ContentStream::Env cenv{&loop, &store, budget};
+        delivery::ContentStream::Env cenv{&loop, &store, budget, recent, soon};
         delivery::ContentStream::open(
             cenv, mid,
             [session, mid](std::shared_ptr<delivery::ContentStream> content,
@@ -200,12 +207,27 @@ struct Harness {
         return session;
     }
 
+    // Runs the loop until done() holds. A prepare handle checks it before every poll and
+    // stops the loop then, so an answer that came from a timer callback (ContentStream's
+    // Soon) does not leave the iteration blocked in poll until the guard fires.
     void run_until(const std::function<bool()>& done) {
         bool timed_out = false;
         auto guard = loop::Timer::create(&loop, [&] { timed_out = true; });
         guard->start(kGuardMs);
+        struct Check {
+            uv_prepare_t prepare;
+            const std::function<bool()>* done;
+        };
+        auto* check = new Check{{}, &done};
+        uv_prepare_init(&loop, &check->prepare);
+        check->prepare.data = check;
+        uv_prepare_start(&check->prepare, [](uv_prepare_t* p) {
+            if ((*static_cast<Check*>(p->data)->done)()) uv_stop(p->loop);
+        });
         while (!done() && !timed_out)
             uv_run(&loop, UV_RUN_ONCE);
+        uv_close(reinterpret_cast<uv_handle_t*>(&check->prepare),
+                 [](uv_handle_t* h) { delete static_cast<Check*>(h->data); });
         REQUIRE_FALSE(timed_out);
     }
 };
@@ -225,19 +247,15 @@ std::string make_content(size_t size) {
     return out;
 }
 
-}  // namespace
-
-TEST_CASE("content stream: a 20 MB message arrives byte-identical within the budget",
-          "[loop][content]") {
-    Spool spool;
-    const std::string content = make_content(20u << 20);
-    spool.commit(1, content);
+// Delivers `mid` on one session within a 1 MiB budget (several pieces in flight) and checks
+// that it arrived byte-identical and the budget was kept and given back.
+void deliver_one(Spool& spool, spool::Mid mid, const std::string& content,
+                 spool::RecentCache* recent = nullptr) {
     Harness h;
     SinkServer sink(&h.loop);
-    auto budget = std::make_shared<delivery::ContentBudget>(
-        1u << 20);  // 8 pieces in flight for a 20 MB message
+    auto budget = std::make_shared<delivery::ContentBudget>(1u << 20);
     Outcome out;
-    auto session = h.deliver(*spool.store, budget, sink.port, 1, out);
+    auto session = h.deliver(*spool.store, budget, sink.port, mid, out, recent);
     h.run_until([&] { return out.closed; });
     REQUIRE(out.reports.size() == 1);
     CHECK(out.reports[0].outcome == smtp::MessageOutcome::kDelivered);
@@ -246,6 +264,16 @@ TEST_CASE("content stream: a 20 MB message arrives byte-identical within the bud
     CHECK(budget->peak() <= budget->capacity());
     CHECK(budget->in_use() == 0);
     session.reset();
+}
+
+}  // namespace
+
+TEST_CASE("content stream: a 20 MB message arrives byte-identical within the budget",
+          "[loop][content]") {
+    Spool spool;
+    const std::string content = make_content(20u << 20);
+    spool.commit(1, content);
+    deliver_one(spool, 1, content);
 }
 
 TEST_CASE("content stream: a file corrupt mid-content never gets its final dot",
@@ -314,6 +342,85 @@ TEST_CASE("content stream: sessions sharing a one-piece budget all finish", "[lo
     CHECK(budget->peak() <= 64 * 1024);
     CHECK(budget->in_use() == 0);
     sessions.clear();
+}
+
+TEST_CASE("content stream: a message in the recent cache goes out from memory", "[loop][content]") {
+    Spool spool;
+    const std::string content = make_content(3u << 20);  // many pieces
+    spool.commit(3, content);
+    spool::RecentCache recent(64u << 20);
+    spool::Message cached;
+    cached.envelope.mid = 3;
+    cached.envelope.sender = "s@client.test";
+    cached.envelope.recipients = {{0, "r@example.test", "example.test"}};
+    cached.content = content;
+    recent.put(std::move(cached));
+    // Without its file the spool cannot serve it: only the cache can.
+    REQUIRE(std::filesystem::remove(spool.queue_path(3)));
+    deliver_one(spool, 3, content, &recent);
+    CHECK(recent.stats().hits == 1);
+}
+
+TEST_CASE("content stream: from memory, every answer comes on a later loop iteration",
+          "[loop][content]") {
+    Spool spool;
+    spool::RecentCache recent(1u << 20);
+    spool::Message cached;
+    cached.envelope.mid = 4;
+    cached.envelope.sender = "s@client.test";
+    cached.content = "Subject: x\r\n\r\n" + std::string(1000, 'b') + "\r\n";
+    const std::string content = cached.content;
+    recent.put(std::move(cached));
+    Harness h;
+    auto budget = std::make_shared<delivery::ContentBudget>(1u << 20);
+    delivery::ContentStream::Env cenv{&h.loop, spool.store.get(), budget, &recent, h.soon};
+
+    std::shared_ptr<delivery::ContentStream> stream;
+    bool opened = false;
+    delivery::ContentStream::open(
+        cenv, 4,
+        [&](std::shared_ptr<delivery::ContentStream> s, spool::LoadStatus st, const std::string&) {
+            CHECK(st == spool::LoadStatus::kOk);
+            stream = std::move(s);
+            opened = true;
+        });
+    CHECK_FALSE(opened);  // not inside open()
+    h.run_until([&] { return opened; });
+    REQUIRE(stream);
+    CHECK(stream->from_memory());
+    CHECK(stream->envelope().sender == "s@client.test");
+    CHECK(stream->content_size() == content.size());
+
+    std::vector<delivery::ContentStream::Piece> pieces;
+    stream->next(0, 600, [&](delivery::ContentStream::Piece p) { pieces.push_back(std::move(p)); });
+    CHECK(pieces.empty());  // not inside next()
+    h.run_until([&] { return pieces.size() == 1; });
+    CHECK(pieces[0].ok);
+    CHECK_FALSE(pieces[0].last);
+    CHECK(pieces[0].data == content.substr(0, 600));
+    stream->next(600, 600,
+                 [&](delivery::ContentStream::Piece p) { pieces.push_back(std::move(p)); });
+    h.run_until([&] { return pieces.size() == 2; });
+    CHECK(pieces[1].last);
+    CHECK(pieces[0].data + pieces[1].data == content);
+
+    std::shared_ptr<const std::string> whole;
+    stream->whole([&](std::shared_ptr<const std::string> w, const std::string&) { whole = w; });
+    CHECK_FALSE(whole);
+    h.run_until([&] { return whole != nullptr; });
+    CHECK(*whole == content);
+    stream->drop();
+    CHECK(budget->in_use() == 0);
+    // A MID the cache does not hold is read from the spool as before.
+    bool missing = false;
+    delivery::ContentStream::open(
+        cenv, 99,
+        [&](std::shared_ptr<delivery::ContentStream> s, spool::LoadStatus st, const std::string&) {
+            CHECK_FALSE(s);
+            CHECK(st == spool::LoadStatus::kMissing);
+            missing = true;
+        });
+    h.run_until([&] { return missing; });
 }
 
 TEST_CASE("content budget: first come, first served; clamped; cancellable", "[content]") {

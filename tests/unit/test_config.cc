@@ -189,6 +189,18 @@ TEST_CASE("[spool]: layout defaults to hashed, flat is accepted, a change needs 
     CHECK(changes[0] == "spool.layout");
 }
 
+TEST_CASE("[spool] recent_cache: 8 MiB by default, 0 turns it off, live on reload") {
+    auto d = load_config_string("", "t.toml");
+    REQUIRE(d.ok());
+    CHECK(d.config->spool.recent_cache == 8ull << 20);
+    auto r = load_config_string("[spool]\nrecent_cache = 0\n", "t.toml");
+    REQUIRE(r.ok());
+    CHECK(r.config->spool.recent_cache == 0);
+    CHECK(restart_only_changes(*d.config, *r.config).empty());
+    auto bad = load_config_string("[spool]\nrecent_cache = -1\n", "t.toml");
+    CHECK_FALSE(bad.ok());
+}
+
 TEST_CASE("TOML syntax errors carry the line") {
     ConfigError e = first_error("[listener]\nmax_recipients = = 3\n");
     CHECK(e.line == 2);
