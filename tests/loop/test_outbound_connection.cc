@@ -12,8 +12,7 @@
 #include <vector>
 
 #include "daemon/delivery/outbound_connection.h"
-#include "tests/support/loopback_listener.h"
-#include "tests/support/test_pki.h"
+#include "tests/support/scripted_peer.h"
 
 using namespace esad;
 using delivery::OutboundConnection;
@@ -23,82 +22,7 @@ namespace {
 
 constexpr uint64_t kGuardMs = 60 * 1000;  // generous: the outcome is expected at once
 
-// A one-connection peer. With `tls`, bytes after "STARTTLS\r\n" go through a server engine.
-struct Peer {
-    uv_loop_t* loop;
-    loop::HandlePtr<loop::Tcp> listener;
-    loop::HandlePtr<loop::Tcp> conn;
-    uint16_t port = 0;
-    std::string raw;    // every octet received, as it came off the wire
-    std::string plain;  // received plaintext (before STARTTLS, then decrypted)
-    std::shared_ptr<tls::ServerContext> tls_ctx;
-    std::unique_ptr<tls::Engine> tls;
-    bool eof = false;
-    std::function<void(Peer&)> on_accepted;
-    std::function<void(Peer&)> on_plain;   // after each read, with `plain` updated
-    std::function<void(Peer&)> on_secure;  // the server handshake completed
-
-    explicit Peer(uv_loop_t* l) : loop(l) {
-        listener = test::listen_loopback(loop, &port, [this](int status) {
-            if (status != 0) return;
-            conn = loop::Tcp::create(loop);
-            REQUIRE(uv_accept(listener->stream(), conn->stream()) == 0);
-            conn->read_start([this](const char* data, ssize_t n) { on_read(data, n); });
-            if (on_accepted) on_accepted(*this);
-        });
-    }
-
-    void on_read(const char* data, ssize_t n) {
-        if (n < 0) {
-            eof = true;
-            conn.reset();
-            return;
-        }
-        std::string_view bytes(data, static_cast<size_t>(n));
-        raw.append(bytes);
-        if (!tls) {
-            plain.append(bytes);
-            if (tls_ctx && plain.find("STARTTLS\r\n") != std::string::npos) {
-                tls = tls::Engine::server(*tls_ctx);
-                send("220 go ahead\r\n");
-            }
-        } else {
-            const bool was = tls->state() == tls::Engine::State::kEstablished;
-            tls->feed_ciphertext(bytes);
-            flush();
-            plain += tls->take_plaintext();
-            if (!was && tls->state() == tls::Engine::State::kEstablished && on_secure)
-                on_secure(*this);
-        }
-        if (conn && on_plain) on_plain(*this);
-    }
-
-    // Plaintext to the client: in the clear, or through the engine once it exists.
-    void send(const std::string& text) {
-        if (!conn) return;
-        if (tls && tls->state() == tls::Engine::State::kEstablished) {
-            tls->write_plaintext(text);
-            flush();
-        } else {
-            conn->write(text);
-        }
-    }
-    void flush() {
-        std::string out = tls->take_ciphertext();
-        if (!out.empty() && conn) conn->write(std::move(out));
-    }
-    void close() {
-        if (conn) conn.release()->close_after_writes();
-        listener.reset();
-    }
-    // An RST, no FIN (SO_LINGER 0), at once.
-    void reset() {
-        linger l{1, 0};
-        setsockopt(conn->fileno(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
-        conn.release()->close();
-        listener.reset();
-    }
-};
+using Peer = test::ScriptedPeer;
 
 struct Owner {
     uv_loop_t* loop;
@@ -177,14 +101,6 @@ struct Owner {
 std::shared_ptr<tls::ClientContext> client_ctx() {
     std::string error;
     auto ctx = tls::make_client_context({}, &error);
-    INFO(error);
-    REQUIRE(ctx);
-    return ctx;
-}
-
-std::shared_ptr<tls::ServerContext> server_ctx() {
-    std::string error;
-    auto ctx = tls::make_server_context(test::pki().cert_a, test::pki().key_a, &error);
     INFO(error);
     REQUIRE(ctx);
     return ctx;
@@ -336,7 +252,7 @@ TEST_CASE("outbound connection: the peer closing at each stage is reported at on
     TestLoop test_loop;
     uv_loop_t& loop = test_loop.loop;
     auto cctx = client_ctx();
-    auto sctx = server_ctx();
+    auto sctx = test::test_server_context();
     SECTION("connected, in plaintext") {
         Peer peer(&loop);
         peer.on_accepted = [](Peer& p) {
@@ -417,7 +333,7 @@ TEST_CASE("outbound connection: after the peer's close_notify nothing goes out i
     TestLoop test_loop;
     uv_loop_t& loop = test_loop.loop;
     auto cctx = client_ctx();
-    auto sctx = server_ctx();
+    auto sctx = test::test_server_context();
     {
         // The server answers EHLO inside TLS and ends the TLS session in the same flight. The
         // owner answers that reply with MAIL FROM: it must not go out, encrypted or not.
