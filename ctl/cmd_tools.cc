@@ -29,6 +29,7 @@
 #include <sstream>
 
 #include "common/host_port.h"
+#include "common/payloads/smtpping.h"
 
 namespace esad::ctl {
 
@@ -325,42 +326,39 @@ std::string stage_label(const std::string& name) {
     return it != kLabels.end() ? it->second : name;
 }
 
-void print_stage(std::ostream& o, const json& s) {
-    const std::string name = s.value("stage", "");
+void print_stage(std::ostream& o, const payloads::SmtppingStage& s) {
+    const std::string& name = s.stage;
     std::ostringstream head;
     head << "  " << std::left << std::setw(10) << stage_label(name);
     if (name == "note")
         head << std::setw(10) << "";
     else
-        head << std::right << std::setw(6) << s.value("ms", 0ull) << " ms  ";
+        head << std::right << std::setw(6) << s.ms << " ms  ";
     const std::string indent(head.str().size(), ' ');
     o << head.str();
     if (name == "connect") {
-        o << s.value("ip", "") << " port " << s.value("port", 0)
-          << (s.value("ok", false) ? " from " : ": ") << s.value("text", "") << "\n";
+        o << s.ip << " port " << s.port << (s.ok ? " from " : ": ") << s.text << "\n";
     } else if (name == "tls") {
-        if (s.value("ok", false))
-            o << s.value("protocol", "") << " " << s.value("cipher", "") << ", certificate "
-              << (s.value("verified", false) ? "verified" : "not verified") << "\n";
+        if (s.ok)
+            o << s.protocol << " " << s.cipher << ", certificate "
+              << (s.verified ? "verified" : "not verified") << "\n";
         else
-            o << s.value("text", "") << "\n";
+            o << s.text << "\n";
     } else if (name == "dns") {
-        o << s.value("text", "") << "\n";
-        for (const auto& c : s.value("candidates", json::array()))
-            o << indent << c.value("ip", "") << " port " << c.value("port", 0) << " ("
-              << c.value("mx", "") << ")\n";
-    } else if (s.contains("reply") && s["reply"].is_array() && !s["reply"].empty()) {
-        const json& lines = s["reply"];
-        o << lines[0].get<std::string>();
-        if ((name == "ehlo" || name == "helo") && lines.size() > 1) {
-            o << " (+" << lines.size() - 1 << " lines)\n";
+        o << s.text << "\n";
+        for (const auto& c : s.candidates)
+            o << indent << c.ip << " port " << c.port << " (" << c.mx << ")\n";
+    } else if (!s.reply.empty()) {
+        o << s.reply[0];
+        if ((name == "ehlo" || name == "helo") && s.reply.size() > 1) {
+            o << " (+" << s.reply.size() - 1 << " lines)\n";
         } else {
             o << "\n";
-            for (size_t i = 1; i < lines.size(); ++i)
-                o << indent << lines[i].get<std::string>() << "\n";
+            for (size_t i = 1; i < s.reply.size(); ++i)
+                o << indent << s.reply[i] << "\n";
         }
     } else {
-        o << s.value("text", "") << "\n";
+        o << s.text << "\n";
     }
 }
 
@@ -404,29 +402,28 @@ int cmd_smtpping(Context& ctx, const std::vector<std::string>& args) {
         const json& d = reply->data;
         std::string event = d.value("event", "");
         std::ostream& o = ctx.out;
+        // --json prints the data lines as the daemon sent them; the text from the payloads.
         if (event == "start") {
             doc["start"] = d;
+            const auto start = d.get<payloads::SmtppingStart>();
             if (!ctx.json) {
-                o << "Starting SMTP test to " << d.value("rcpt", "") << " from "
-                  << d.value("from", "") << "\n";
-                o << "Route: " << d.value("route", "")
-                  << (d.value("host", "").empty() ? "" : " " + d.value("host", ""))
-                  << "   TLS policy: " << d.value("tls_policy", "")
-                  << "   Message-ID: " << d.value("message_id", "") << "\n";
+                o << "Starting SMTP test to " << start.rcpt << " from " << start.from << "\n";
+                o << "Route: " << start.route << (start.host.empty() ? "" : " " + start.host)
+                  << "   TLS policy: " << start.tls_policy << "   Message-ID: " << start.message_id
+                  << "\n";
             }
         } else if (event == "stage") {
             doc["stages"].push_back(d);
-            if (!ctx.json) print_stage(o, d);
+            if (!ctx.json) print_stage(o, d.get<payloads::SmtppingStage>());
         } else if (event == "result") {
             doc["result"] = d;
-            delivered = d.value("delivered", false);
+            const auto result = d.get<payloads::SmtppingResult>();
+            delivered = result.delivered;
             if (!ctx.json) {
-                std::string first;
-                if (d.contains("reply") && d["reply"].is_array() && !d["reply"].empty())
-                    first = d["reply"][0].get<std::string>();
+                const std::string first = result.reply.empty() ? "" : result.reply.front();
                 o << "Result: "
-                  << (delivered ? "delivered" : "not delivered (" + d.value("outcome", "") + ")")
-                  << " in " << d.value("total_ms", 0ull) << " ms: " << first << "\n";
+                  << (delivered ? "delivered" : "not delivered (" + result.outcome + ")") << " in "
+                  << result.total_ms << " ms: " << first << "\n";
                 o << "The test message was not spooled: it was sent once, now, and nothing was "
                      "queued or retried.\n";
             }

@@ -12,6 +12,7 @@
 
 #include "common/escape.h"
 #include "common/host_port.h"
+#include "common/payloads/smtpping.h"
 #include "daemon/delivery/smtp_probe.h"
 #include "daemon/delivery/telnet_relay.h"
 #include "daemon/loop/graveyard.h"
@@ -73,27 +74,31 @@ bool is_ascii(const std::string& s) {
                        [](char c) { return static_cast<unsigned char>(c) < 0x80; });
 }
 
-json lines_json(const std::vector<std::string>& lines) {
-    json out = json::array();
-    for (const auto& l : lines)
-        out.push_back(escape_for_log(l, 1024));
-    return out;
+// A probe stage as the payload, peer text escaped.
+payloads::SmtppingStage stage_payload(const delivery::ProbeStage& s) {
+    payloads::SmtppingStage p;
+    p.stage = s.name;
+    p.ms = s.ms;
+    p.ok = s.ok;
+    p.ip = s.ip;
+    p.port = s.port;
+    p.text = escape_for_log(s.text, 1024);
+    for (const auto& l : s.reply)
+        p.reply.push_back(escape_for_log(l, 1024));
+    if (s.name == "tls" && s.ok) {
+        p.protocol = escape_for_log(s.protocol, 64);
+        p.cipher = escape_for_log(s.cipher, 128);
+        p.verified = s.verified;
+    }
+    return p;
 }
 
-json stage_json(const delivery::ProbeStage& s) {
-    json j = {{"event", "stage"}, {"stage", s.name}, {"ms", s.ms}, {"ok", s.ok}};
-    if (!s.ip.empty()) {
-        j["ip"] = s.ip;
-        j["port"] = s.port;
-    }
-    if (!s.text.empty()) j["text"] = escape_for_log(s.text, 1024);
-    if (!s.reply.empty()) j["reply"] = lines_json(s.reply);
-    if (s.name == "tls" && s.ok) {
-        j["protocol"] = escape_for_log(s.protocol, 64);
-        j["cipher"] = escape_for_log(s.cipher, 128);
-        j["verified"] = s.verified;
-    }
-    return j;
+// A result without a transaction: `why` says what stopped the probe before one ran.
+payloads::SmtppingResult not_sent(const std::string& why) {
+    payloads::SmtppingResult r;
+    r.outcome = "not-sent";
+    r.reply = {why};
+    return r;
 }
 
 // Owns the running telnet sessions and probes. Handlers reach it through a shared_ptr;
@@ -143,7 +148,7 @@ class ToolSessions : public std::enable_shared_from_this<ToolSessions> {
     void resolve(const std::string& host,
                  std::function<void(std::vector<std::string>, std::string)> done);
     void start_probe(uint64_t id, std::vector<delivery::Candidate> candidates);
-    void end_probe(uint64_t id, const json& result);
+    void end_probe(uint64_t id, payloads::SmtppingResult result);
     void retire_telnet(const std::string& token);
     void retire_probe(uint64_t id);
     void watch();
@@ -440,15 +445,8 @@ void ToolSessions::smtpping(const Request& req, std::shared_ptr<Responder> r) {
     arm_watch();
     spdlog::info("smtpping: {} from {} via {} requested by an operator", escape_for_log(rcpt, 200),
                  escape_for_log(from, 200), route == "host" ? host : route);
-    r->stream({{"event", "start"},
-               {"rcpt", rcpt},
-               {"from", from},
-               {"domain", domain},
-               {"route", route},
-               {"host", host},
-               {"tls_policy", std::string(smtp::to_string(policy))},
-               {"message_id", message_id},
-               {"spooled", false}});
+    r->stream(payloads::SmtppingStart{rcpt, from, domain, route, host,
+                                      std::string(smtp::to_string(policy)), message_id});
 
     std::weak_ptr<ToolSessions> weak = weak_from_this();
     uint64_t t0 = uv_now(env_.loop);
@@ -458,19 +456,16 @@ void ToolSessions::smtpping(const Request& req, std::shared_ptr<Responder> r) {
         if (!self) return;
         auto it = self->probes_.find(id);
         if (it == self->probes_.end()) return;
-        json cands = json::array();
+        payloads::SmtppingStage dns;
+        dns.stage = "dns";
+        dns.ms = uv_now(self->env_.loop) - t0;
+        dns.ok = ok;
+        dns.text = text;
         for (const auto& c : candidates)
-            cands.push_back({{"ip", c.ip}, {"port", c.port}, {"mx", c.mx_name}});
-        it->second.responder->stream({{"event", "stage"},
-                                      {"stage", "dns"},
-                                      {"ms", uv_now(self->env_.loop) - t0},
-                                      {"ok", ok},
-                                      {"text", text},
-                                      {"candidates", cands}});
+            dns.candidates.push_back({c.ip, c.port, c.mx_name});
+        it->second.responder->stream(dns);
         if (!ok) {
-            self->end_probe(
-                id,
-                {{"delivered", false}, {"outcome", "not-sent"}, {"reply", json::array({text})}});
+            self->end_probe(id, not_sent(text));
             return;
         }
         self->start_probe(id, std::move(candidates));
@@ -522,31 +517,26 @@ void ToolSessions::start_probe(uint64_t id, std::vector<delivery::Candidate> can
                             &t.data_init, &t.data_block, &t.data_done, &t.rset, &t.quit})
         *m = std::min(*m, kProbeStepTimeout);
     if (!tls_plain_ || !tls_verify_) {
-        end_probe(id, {{"delivered", false},
-                       {"outcome", "not-sent"},
-                       {"reply", json::array({"no TLS client context (see the daemon log)"})}});
+        end_probe(id, not_sent("no TLS client context (see the daemon log)"));
         return;
     }
     Probe& p = probes_.at(id);
     std::shared_ptr<Responder> r = p.responder;
     std::weak_ptr<ToolSessions> weak = weak_from_this();
     delivery::SmtpProbe::Callbacks cb;
-    cb.on_stage = [r](const delivery::ProbeStage& s) { r->stream(stage_json(s)); };
+    cb.on_stage = [r](const delivery::ProbeStage& s) { r->stream(stage_payload(s)); };
     cb.on_done = [weak, id](const delivery::ProbeResult& res) {
         auto self = weak.lock();
         if (!self) return;
+        payloads::SmtppingResult result;
+        result.delivered = res.delivered;
+        result.outcome = res.outcome;
         // The reply as the peer sent it ("550 5.1.1 ..."); a local failure has no code.
-        json reply = json::array();
         for (const auto& l : res.reply.lines)
-            reply.push_back(escape_for_log(
+            result.reply.push_back(escape_for_log(
                 res.reply.code != 0 ? std::to_string(res.reply.code) + " " + l : l, 1024));
-        self->end_probe(id, {{"delivered", res.delivered},
-                             {"outcome", res.outcome},
-                             {"code", res.reply.code},
-                             {"enhanced", res.reply.enhanced},
-                             {"reply", reply},
-                             {"tls", res.tls},
-                             {"ip", res.ip}});
+        result.transaction = {res.reply.code, res.reply.enhanced, res.tls, res.ip};
+        self->end_probe(id, std::move(result));
     };
     p.probe = std::make_shared<delivery::SmtpProbe>(
         penv, std::move(candidates), probe_policy_.at(id), probe_tx_.at(id), std::move(cb));
@@ -554,20 +544,14 @@ void ToolSessions::start_probe(uint64_t id, std::vector<delivery::Candidate> can
     probe->start();
 }
 
-void ToolSessions::end_probe(uint64_t id, const json& result) {
+void ToolSessions::end_probe(uint64_t id, payloads::SmtppingResult result) {
     auto it = probes_.find(id);
     if (it == probes_.end()) return;
-    json j = result;
-    j["event"] = "result";
-    j["total_ms"] = uv_now(env_.loop) - it->second.started_at;
-    j["spooled"] = false;
-    it->second.responder->stream(j);
+    result.total_ms = uv_now(env_.loop) - it->second.started_at;
+    it->second.responder->stream(result);
     it->second.responder->end();
-    std::string first = result.contains("reply") && !result["reply"].empty()
-                            ? result["reply"][0].get<std::string>()
-                            : std::string();
-    spdlog::info("smtpping: {}: {} {}", escape_for_log(it->second.rcpt, 200),
-                 result.value("outcome", "?"), first);
+    spdlog::info("smtpping: {}: {} {}", escape_for_log(it->second.rcpt, 200), result.outcome,
+                 result.reply.empty() ? std::string() : result.reply.front());
     retire_probe(id);
 }
 

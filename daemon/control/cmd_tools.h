@@ -17,6 +17,8 @@
 //                   starttls, tls, mail, rcpt, data, final, rset, quit, note (smtp_probe.h)
 //                  {"event":"result","delivered","outcome","code","enhanced","reply","tls",
 //                   "ip","total_ms","spooled":false}
+//                The smtpping data lines are typed in common/payloads/smtpping.h (shared with
+//                esactl).
 //
 // The daemon connects from the delivery source address ([delivery] source_address); telnet's
 // default port and smtpping's route are delivery's ([delivery] port, smtproutes, MX through

@@ -5,7 +5,6 @@
 #include <cctype>
 
 #include "common/ascii.h"
-#include "daemon/loop/tcp_connect.h"
 
 namespace esad::delivery {
 
@@ -16,12 +15,9 @@ std::string capitalized(std::string text) {
     return text;
 }
 
-// "EHLO esad.test" → "ehlo"; "[123 octets of content, final dot]" / "." → "final".
-std::string stage_of_command(const std::string& cmd) {
-    if (cmd == "." || (cmd.rfind("[", 0) == 0 && cmd.find("final dot") != std::string::npos))
-        return "final";
-    if (cmd.rfind("[", 0) == 0) return "";  // an intermediate content chunk: no reply
-    return ascii_lowercase(std::string_view(cmd).substr(0, cmd.find(' ')));
+// The stage a reply belongs to: the verb of the command it answers, "." = the final dot.
+std::string stage_of_verb(const std::string& verb) {
+    return verb == "." ? std::string("final") : ascii_lowercase(verb);
 }
 
 bool preferred(smtp::TlsPolicy policy) {
@@ -48,18 +44,10 @@ SmtpProbe::SmtpProbe(ProbeEnv env, std::vector<Candidate> candidates, smtp::TlsP
 
 SmtpProbe::~SmtpProbe() {
     done_ = true;
-    timer_.reset();
-    tcp_.reset();
+    conn_.reset();
 }
 
 void SmtpProbe::start() {
-    std::weak_ptr<SmtpProbe> weak = weak_from_this();
-    timer_ = loop::Timer::create(env_.loop, [weak] {
-        auto self = weak.lock();
-        if (!self || self->done_ || !self->fsm_) return;
-        self->fsm_->on_timeout(smtp::Millis(self->now()));
-        self->run_actions();
-    });
     if (candidates_.empty()) {
         finish();
         return;
@@ -70,129 +58,72 @@ void SmtpProbe::start() {
 void SmtpProbe::cancel() {
     done_ = true;
     cb_ = {};
-    timer_.reset();
-    tcp_.reset();
+    conn_.reset();
 }
 
 void SmtpProbe::connect() {
-    ++attempt_;
     smtp::ClientConfig config;
     config.helo_name = env_.helo_name;
     config.mx_name = candidate().mx_name;
     config.tls = plain_retry_ ? smtp::TlsPolicy::kNone : policy_;
     config.timeouts = env_.timeouts;
     fsm_ = std::make_unique<smtp::ClientSession>(config);
-    tls_.reset();
-    sent_.clear();
-    reply_.clear();
-    connected_ = false;
+    sent_at_.clear();
     connect_reported_ = false;
-    banner_seen_ = false;
     quit_asked_ = false;
     connect_at_ = last_reply_at_ = now();
     fsm_->submit(tx_, smtp::Millis(now()));
     fsm_->start(smtp::Millis(now()));
 
-    tcp_ = loop::Tcp::create(env_.loop);
-    std::weak_ptr<SmtpProbe> weak = weak_from_this();
-    uint64_t attempt = attempt_;
-    std::string error;
-    bool started = loop::tcp_connect(
-        *tcp_, candidate().ip, candidate().port, env_.source_address,
-        [weak, attempt](int status) {
-            auto self = weak.lock();
-            if (self && self->attempt_ == attempt) self->on_connect(status);
-        },
-        &error);
-    if (!started) {
-        tcp_.reset();
-        connect_reported_ = true;
-        emit(connect_stage(0, false, capitalized(error)));
-        if (done_) return;
-        fsm_->on_disconnected(smtp::Millis(now()), error);
-        run_actions();
-        return;
-    }
-    arm_timer();
+    conn_ = OutboundConnection::create(env_.loop, callbacks_for(shared_from_this()));
+    conn_->connect(candidate().ip, candidate().port, env_.source_address);
+    arm_deadline(*conn_, *fsm_);
 }
 
-void SmtpProbe::on_connect(int status) {
-    if (done_ || !fsm_ || fsm_->closed() || status == UV_ECANCELED) return;
-    auto self = shared_from_this();
-    connect_reported_ = true;
-    if (status != 0) {
-        emit(connect_stage(now() - connect_at_, false, capitalized(uv_strerror(status))));
-        if (done_) return;
-        fsm_->on_disconnected(smtp::Millis(now()), uv_strerror(status));
-        run_actions();
-        return;
-    }
-    connected_ = true;
-    uv_tcp_nodelay(tcp_->tcp(), 1);
-    last_reply_at_ = now();
-    emit(connect_stage(now() - connect_at_, true, loop::local_address(*tcp_)));
+void SmtpProbe::on_data(std::string_view bytes) {
     if (done_) return;
-    std::weak_ptr<SmtpProbe> weak = weak_from_this();
-    tcp_->read_start([weak](const char* data, ssize_t n) {
-        if (auto p = weak.lock()) p->on_read(data, n);
-    });
+    fsm_->on_bytes(bytes, smtp::Millis(now()));
+    run_actions();
+}
+
+void SmtpProbe::on_connected(const std::string& local) {
+    if (done_) return;
+    connect_reported_ = true;
+    last_reply_at_ = now();
+    emit(connect_stage(now() - connect_at_, true, local));
+    if (done_) return;
     fsm_->on_connected(smtp::Millis(now()));
     run_actions();
 }
 
-void SmtpProbe::on_read(const char* data, ssize_t n) {
-    if (done_ || !fsm_ || fsm_->closed()) return;
-    auto self = shared_from_this();
-    smtp::Millis t(now());
-    if (n < 0) {
-        fsm_->on_disconnected(t, n == UV_EOF ? "EOF" : uv_strerror(static_cast<int>(n)));
-        run_actions();
-        return;
-    }
-    std::string_view bytes(data, static_cast<size_t>(n));
-    if (!tls_) {
-        fsm_->on_bytes(bytes, t);
-        run_actions();
-        return;
-    }
-    bool was_established = tls_->state() == tls::Engine::State::kEstablished;
-    tls_->feed_ciphertext(bytes);
-    std::string out = tls_->take_ciphertext();
-    if (!out.empty() && tcp_) tcp_->write(std::move(out));
-    if (was_established && tls_->state() != tls::Engine::State::kEstablished) {
-        // As in delivery: a bad record or the peer's close_notify after the handshake ends
-        // the connection; nothing may follow in cleartext.
-        std::string plain = tls_->take_plaintext();
-        if (!plain.empty()) fsm_->on_bytes(plain, t);
-        lose_tls_session();
-        return;
-    }
-    if (tls_->state() == tls::Engine::State::kFailed) {
-        fsm_->on_tls_failed(tls_->error(), t);
-        run_actions();
-        return;
-    }
-    if (!was_established && tls_->state() == tls::Engine::State::kEstablished) {
-        ProbeStage s = make_stage("tls", now() - tls_at_, true, tls_->verify_result());
-        s.protocol = tls_->protocol();
-        s.cipher = tls_->cipher();
-        s.verified = tls_->verified();
-        last_reply_at_ = now();
-        emit(std::move(s));
+void SmtpProbe::on_tls(const tls::Engine& engine) {
+    if (done_) return;
+    ProbeStage s = make_stage("tls", now() - tls_at_, true, engine.verify_result());
+    s.protocol = engine.protocol();
+    s.cipher = engine.cipher();
+    s.verified = engine.verified();
+    last_reply_at_ = now();
+    emit(std::move(s));
+    if (done_) return;
+    fsm_->on_tls_established(smtp::Millis(now()), engine.verified());
+    run_actions();
+}
+
+void SmtpProbe::on_failed(const OutboundConnection::Failure& failure) {
+    if (done_) return;
+    using Kind = OutboundConnection::Failure::Kind;
+    if (failure.kind == Kind::kAddress || failure.kind == Kind::kBind ||
+        failure.kind == Kind::kConnect) {
+        connect_reported_ = true;
+        emit(connect_stage(now() - connect_at_, false, capitalized(failure.detail)));
         if (done_) return;
-        fsm_->on_tls_established(t, tls_->verified());
-        run_actions();
-        if (done_ || !fsm_ || fsm_->closed() || !tls_) return;
     }
-    std::string plain = tls_->take_plaintext();
-    if (!plain.empty()) {
-        fsm_->on_bytes(plain, t);
-        run_actions();
-    }
+    tell_fsm(*fsm_, failure, smtp::Millis(now()));
+    run_actions();
 }
 
 void SmtpProbe::write(std::string bytes, bool content) {
-    if (!tcp_ || !connected_) return;
+    if (!conn_) return;
     std::function<void()> done;
     if (content) {
         std::weak_ptr<SmtpProbe> weak = weak_from_this();
@@ -203,18 +134,7 @@ void SmtpProbe::write(std::string bytes, bool content) {
             self->run_actions();
         };
     }
-    if (tls_) {
-        // Once STARTTLS was answered, every byte goes through the engine or nowhere: a
-        // failed or closed engine ends the connection (run_actions() reports it).
-        if (tls_->state() != tls::Engine::State::kEstablished) {
-            tls_lost_ = true;
-            return;
-        }
-        tls_->write_plaintext(bytes);
-        tcp_->write(tls_->take_ciphertext(), std::move(done));
-    } else {
-        tcp_->write(std::move(bytes), std::move(done));
-    }
+    conn_->write(std::move(bytes), std::move(done));
 }
 
 void SmtpProbe::run_actions() {
@@ -230,10 +150,9 @@ void SmtpProbe::run_actions() {
             // Only required-verify lets a failed check abort the handshake: a stricter
             // policy never ends up with less protection (plaintext) than `preferred`.
             const auto& ctx = st->enforce ? env_.tls_verify : env_.tls_plain;
-            tls_ = tls::Engine::client(*ctx, st->sni, st->verify ? st->sni : "");
             tls_at_ = now();
-            std::string out = tls_->take_ciphertext();
-            if (!out.empty() && tcp_) tcp_->write(std::move(out));
+            sent_at_.clear();  // nothing sent before the switch is answered inside TLS
+            if (conn_) conn_->start_tls(*ctx, st->sni, st->verify ? st->sni : "");
         } else if (std::holds_alternative<smtp::CloseConnection>(action)) {
             close_connection();
         } else if (auto* r = std::get_if<smtp::TransactionReport>(&action)) {
@@ -264,19 +183,21 @@ void SmtpProbe::run_actions() {
                                            "negotiated: " +
                                                tf->reason
                                          : "TLS failed: " + tf->reason));
-        } else if (auto* tr = std::get_if<smtp::ClientTrace>(&action)) {
-            on_trace(tr->line);
+        } else if (auto* cs = std::get_if<smtp::CommandSent>(&action)) {
+            on_command(*cs);
+        } else if (auto* rr = std::get_if<smtp::ReplyReceived>(&action)) {
+            on_reply(std::move(*rr));
         }
     }
     if (done_) return;
-    if (tls_lost_ && !fsm_->closed()) return lose_tls_session();
     if (report_ && !quit_asked_ && !fsm_->closed()) {
         quit_asked_ = true;
         fsm_->quit(smtp::Millis(now()));
         run_actions();
         return;
     }
-    if (fsm_->closed() && !tcp_) {
+    if (fsm_->closed()) close_connection();  // CloseConnection is emitted once; be sure
+    if (fsm_->closed() && !conn_) {
         if (pending_next_ || pending_plain_) {
             if (pending_next_) ++index_;
             if (pending_plain_) plain_retry_ = true;
@@ -288,72 +209,36 @@ void SmtpProbe::run_actions() {
         finish();
         return;
     }
-    arm_timer();
+    if (conn_) arm_deadline(*conn_, *fsm_);
 }
 
-void SmtpProbe::lose_tls_session() {
-    tls_lost_ = false;
-    std::string why = tls_->error();
-    if (why.empty())
-        why = tls_->state() == tls::Engine::State::kClosed ? "closed by the peer" : "failed";
-    fsm_->on_disconnected(smtp::Millis(now()), "TLS session " + why);
-    run_actions();
+void SmtpProbe::on_command(const smtp::CommandSent&) {
+    sent_at_.push_back(now());
 }
 
-void SmtpProbe::on_trace(const std::string& line) {
-    if (line.rfind("> ", 0) == 0) {
-        std::string stage = stage_of_command(line.substr(2));
-        if (!stage.empty()) sent_.push_back({stage, now()});
-        return;
-    }
-    if (line.rfind("< ", 0) != 0) return;
-    std::string text = line.substr(2);
-    reply_.push_back(text);
-    // "250-..." continues; "250 ..." ends; "... (n more lines)" ends a cut reply.
-    bool complete = text.rfind("...", 0) == 0 || text.size() < 4 || text[3] != '-';
-    if (!complete) return;
+void SmtpProbe::on_reply(smtp::ReplyReceived reply) {
     ProbeStage s;
     uint64_t since = last_reply_at_;
-    if (!banner_seen_) {
-        banner_seen_ = true;
+    if (reply.greeting) {
         s.name = "banner";
-    } else if (!sent_.empty()) {
-        s.name = sent_.front().stage;
-        since = std::max(since, sent_.front().at);
-        sent_.pop_front();
+    } else if (!reply.answers.empty() && !sent_at_.empty()) {
+        s.name = stage_of_verb(reply.answers);
+        since = std::max(since, sent_at_.front());
+        sent_at_.pop_front();
     } else {
         s.name = "reply";  // unsolicited
     }
     s.ms = now() - since;
-    s.ok = !reply_.front().empty() && (reply_.front()[0] == '2' || reply_.front()[0] == '3');
-    s.reply = std::move(reply_);
-    reply_.clear();
+    s.ok = reply.code >= 200 && reply.code < 400;
+    s.reply = std::move(reply.lines);
     last_reply_at_ = now();
     emit(std::move(s));
 }
 
-void SmtpProbe::arm_timer() {
-    if (!timer_ || !fsm_ || fsm_->closed()) return;
-    std::optional<smtp::Millis> deadline = fsm_->next_deadline();
-    if (!deadline) {
-        timer_->stop();
-        return;
-    }
-    uint64_t at = static_cast<uint64_t>(deadline->count());
-    uint64_t t = now();
-    timer_->start(at > t ? at - t : 0);
-}
-
 void SmtpProbe::close_connection() {
-    if (!tcp_) return;
-    if (tls_ && tls_->state() == tls::Engine::State::kEstablished) {
-        tls_->shutdown();
-        std::string out = tls_->take_ciphertext();
-        if (!out.empty()) tcp_->write(std::move(out));
-    }
-    loop::Tcp* raw = tcp_.release();
-    raw->close_after_writes();
-    connected_ = false;
+    if (!conn_) return;
+    conn_->close();  // graceful; a no-op when the connection already failed
+    conn_.reset();
 }
 
 ProbeStage SmtpProbe::connect_stage(uint64_t ms, bool ok, std::string text) const {
@@ -370,7 +255,6 @@ void SmtpProbe::emit(ProbeStage stage) {
 void SmtpProbe::finish() {
     if (done_) return;
     done_ = true;
-    timer_.reset();
     ProbeResult result;
     result.ip = candidates_.empty() ? std::string() : candidate().ip;
     if (report_) {

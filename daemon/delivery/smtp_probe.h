@@ -1,7 +1,7 @@
 // SmtpProbe: the daemon's side of `esactl smtpping` — one test transaction driven through the
-// delivery path (the pure smtp::ClientSession over TCP, STARTTLS through a tls::Engine, the
-// destination's TLS policy), reporting every stage with its latency instead of touching the
-// queue: nothing is spooled, journaled, counted or retried, and no mail log line is written.
+// delivery path (the pure smtp::ClientSession over an OutboundConnection, the destination's
+// TLS policy), reporting every stage with its latency instead of touching the queue: nothing
+// is spooled, journaled, counted or retried, and no mail log line is written.
 //
 //   auto probe = std::make_shared<SmtpProbe>(env, candidates, policy, tx, callbacks);
 //   probe->start();     // candidates in order, as delivery walks them
@@ -10,16 +10,17 @@
 // Stages (on_stage, in order; ms from the start of the wait to its end, uv_now clock):
 //   "connect"   TCP connect to ip:port (ok=false: the error; the next candidate follows)
 //   "banner" "ehlo" "helo" "starttls" "mail" "rcpt" "data" "final" "rset" "quit"
-//               one per SMTP reply, matched in order to the command it answers (pipelined
-//               commands are timed from the previous reply); reply = the reply's lines
+//               one per SMTP reply, named by the command it answers (the FSM's ReplyReceived
+//               event; pipelined commands are timed from the previous reply); reply = the
+//               reply's lines
 //   "tls"       the handshake: protocol, cipher, certificate verified (ok=false: why)
 //   "note"      a delivery rule that changed the course (next candidate, TLS retried
 //               without TLS after a broken opportunistic handshake)
-// Stages come from the FSM's ClientTrace lines ("> COMMAND", "< reply line"), so they show
-// exactly what was sent and received. on_done runs once, last, after the connection closed,
-// with the transaction's report (or a local failure when no transaction ran).
-// As in delivery (smtp_session.h), once the server answered STARTTLS no byte is written in
-// cleartext on that connection: a TLS engine that fails or closes later is a lost connection.
+// Stages come from the FSM's CommandSent/ReplyReceived events, so they show exactly what was
+// sent and received. on_done runs once, last, after the connection closed, with the
+// transaction's report (or a local failure when no transaction ran). As in delivery, the
+// connection (outbound_connection.h) never lets a byte out in cleartext once the server
+// answered STARTTLS.
 #pragma once
 
 #include <uv.h>
@@ -32,11 +33,10 @@
 #include <string>
 #include <vector>
 
+#include "daemon/delivery/outbound_connection.h"
 #include "daemon/delivery/smtp_session.h"
-#include "daemon/loop/handle.h"
 #include "daemon/smtp/client_fsm.h"
 #include "daemon/tls/tls_context.h"
-#include "daemon/tls/tls_engine.h"
 
 namespace esad::delivery {
 
@@ -84,22 +84,20 @@ class SmtpProbe : public std::enable_shared_from_this<SmtpProbe> {
     void cancel();
 
   private:
-    struct Sent {
-        std::string stage;
-        uint64_t at = 0;
-    };
+    template <typename Owner>
+    friend OutboundConnection::Callbacks callbacks_for(const std::shared_ptr<Owner>& owner);
     const Candidate& candidate() const { return candidates_[index_]; }
     uint64_t now() const { return uv_now(env_.loop); }
     void connect();
-    void on_connect(int status);
-    void on_read(const char* data, ssize_t n);
+    void on_connected(const std::string& local);
+    void on_data(std::string_view bytes);
+    void on_tls(const tls::Engine& engine);
+    void on_failed(const OutboundConnection::Failure& failure);
     void run_actions();
-    void on_trace(const std::string& line);
+    void on_command(const smtp::CommandSent& command);
+    void on_reply(smtp::ReplyReceived reply);
     void write(std::string bytes, bool content);
-    void arm_timer();
     void close_connection();
-    // The TLS engine failed or closed after the handshake: the connection is lost.
-    void lose_tls_session();
     ProbeStage connect_stage(uint64_t ms, bool ok, std::string text) const;
     void emit(ProbeStage stage);
     void finish();
@@ -111,25 +109,18 @@ class SmtpProbe : public std::enable_shared_from_this<SmtpProbe> {
     smtp::Transaction tx_;
     Callbacks cb_;
     std::unique_ptr<smtp::ClientSession> fsm_;
-    std::unique_ptr<tls::Engine> tls_;
-    loop::HandlePtr<loop::Tcp> tcp_;
-    loop::HandlePtr<loop::Timer> timer_;
+    std::shared_ptr<OutboundConnection> conn_;
     std::optional<smtp::TransactionReport> report_;
-    std::deque<Sent> sent_;           // commands waiting for their reply, in order
-    std::vector<std::string> reply_;  // lines of the reply being read
-    uint64_t attempt_ = 0;
+    std::deque<uint64_t> sent_at_;  // when the commands waiting for their reply went out
     uint64_t connect_at_ = 0;
     uint64_t last_reply_at_ = 0;
     uint64_t tls_at_ = 0;
-    bool connected_ = false;
     bool plain_retry_ = false;
     bool pending_next_ = false;
     bool pending_plain_ = false;
     bool quit_asked_ = false;
     bool connect_reported_ = false;
-    bool banner_seen_ = false;
     bool done_ = false;
-    bool tls_lost_ = false;  // a write found the TLS engine no longer established
 };
 
 }  // namespace esad::delivery

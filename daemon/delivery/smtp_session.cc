@@ -5,7 +5,6 @@
 #include <spdlog/spdlog.h>
 
 #include "common/escape.h"
-#include "daemon/loop/tcp_connect.h"
 
 namespace esad::delivery {
 
@@ -46,13 +45,6 @@ SmtpSession::~SmtpSession() = default;
 void SmtpSession::start(smtp::Transaction first, std::shared_ptr<ContentStream> content) {
     if (content) contents_.emplace_back(first.mid, std::move(content));
     retry_tx_ = std::move(first);
-    std::weak_ptr<SmtpSession> weak = weak_from_this();
-    timer_ = loop::Timer::create(env_.loop, [weak] {
-        if (auto self = weak.lock()) {
-            if (self->fsm_) self->fsm_->on_timeout(self->now());
-            self->run_actions();
-        }
-    });
     connect();
 }
 
@@ -65,101 +57,69 @@ void SmtpSession::connect() {
     config.tls = tls_retry_plain_ ? smtp::TlsPolicy::kNone : policy_;
     config.timeouts = env_.timeouts;
     fsm_ = std::make_unique<smtp::ClientSession>(config);
-    tls_.reset();
     greeted_ = false;
     fsm_->submit(*retry_tx_, now());
     fsm_->start(now());
 
-    // The source address is bound before connecting; a bind that fails (an address not on
-    // this host) fails this candidate now instead of connecting from another interface.
-    tcp_ = loop::Tcp::create(env_.loop);
-    std::weak_ptr<SmtpSession> weak = weak_from_this();
-    std::string error;
-    if (!loop::tcp_connect(
-            *tcp_, candidate().ip, candidate().port, env_.source_address,
-            [weak](int status) {
-                if (auto self = weak.lock()) self->on_connect(status);
-            },
-            &error)) {
-        fsm_->on_disconnected(now(), error);
-        run_actions();
-        return;
-    }
-    arm_timer();
+    conn_ = OutboundConnection::create(env_.loop, callbacks_for(shared_from_this()));
+    conn_->connect(candidate().ip, candidate().port, env_.source_address);
+    run_actions();
 }
 
-void SmtpSession::on_connect(int status) {
-    if (closed_ || !fsm_ || fsm_->closed()) return;
-    if (status == UV_ECANCELED) return;
-    if (status != 0) {
-        fsm_->on_disconnected(now(), uv_strerror(status));
-        run_actions();
-        return;
-    }
-    connected_ = true;
+void SmtpSession::on_connected(const std::string& local) {
+    counted_ = true;
     ++env_.state->outbound_connections;
-    uv_tcp_nodelay(tcp_->tcp(), 1);
-    std::string src = loop::local_address(*tcp_);
-    env_.mail_log->info(fmt::format("New SMTP DCID {} interface {} address {} port {}", dcid_, src,
-                                    candidate().ip, candidate().port));
-    std::weak_ptr<SmtpSession> weak = weak_from_this();
-    int rc = tcp_->read_start([weak](const char* data, ssize_t n) {
-        if (auto self = weak.lock()) self->on_read(data, n);
-    });
-    if (rc != 0) {
-        fsm_->on_disconnected(now(), uv_strerror(rc));
-        run_actions();
-        return;
-    }
+    env_.mail_log->info(fmt::format("New SMTP DCID {} interface {} address {} port {}", dcid_,
+                                    local, candidate().ip, candidate().port));
     fsm_->on_connected(now());
     run_actions();
 }
 
-void SmtpSession::on_read(const char* data, ssize_t n) {
-    if (!fsm_ || fsm_->closed()) return;
-    if (n < 0) {
-        fsm_->on_disconnected(now(), n == UV_EOF ? "EOF" : uv_strerror(static_cast<int>(n)));
-        run_actions();
-        return;
-    }
-    std::string_view bytes(data, static_cast<size_t>(n));
-    if (!tls_) {
-        fsm_->on_bytes(bytes, now());
-        run_actions();
-        return;
-    }
-    bool was_established = tls_->state() == tls::Engine::State::kEstablished;
-    tls_->feed_ciphertext(bytes);
-    std::string out = tls_->take_ciphertext();
-    if (!out.empty()) tcp_->write(std::move(out));
-    if (was_established && tls_->state() != tls::Engine::State::kEstablished) {
-        // A bad record or the peer's close_notify after the handshake: the TLS session is
-        // over, and so is the connection (nothing may follow in cleartext).
-        std::string plain = tls_->take_plaintext();
-        if (!plain.empty()) fsm_->on_bytes(plain, now());
-        lose_tls_session();
-        return;
-    }
-    if (tls_->state() == tls::Engine::State::kFailed) {
-        fsm_->on_tls_failed(tls_->error(), now());
-        run_actions();
-        return;
-    }
-    if (!was_established && tls_->state() == tls::Engine::State::kEstablished) {
-        env_.mail_log->info(fmt::format("DCID {} TLS success protocol {} cipher {}", dcid_,
-                                        tls_->protocol(), tls_->cipher()));
-        fsm_->on_tls_established(now(), tls_->verified());
-        run_actions();
-    }
-    std::string plain = tls_->take_plaintext();
-    if (!plain.empty() && fsm_ && !fsm_->closed()) {
-        fsm_->on_bytes(plain, now());
-        run_actions();
+void SmtpSession::on_tls(const tls::Engine& engine) {
+    env_.mail_log->info(fmt::format("DCID {} TLS success protocol {} cipher {}", dcid_,
+                                    engine.protocol(), engine.cipher()));
+    fsm_->on_tls_established(now(), engine.verified());
+    run_actions();
+}
+
+void SmtpSession::on_data(std::string_view bytes) {
+    fsm_->on_bytes(bytes, now());
+    run_actions();
+}
+
+void SmtpSession::on_failed(const OutboundConnection::Failure& failure) {
+    tell_fsm(*fsm_, failure, now());
+    run_actions();
+}
+
+void tell_fsm(smtp::ClientSession& fsm, const OutboundConnection::Failure& failure,
+              smtp::Millis now) {
+    using Kind = OutboundConnection::Failure::Kind;
+    switch (failure.kind) {
+        case Kind::kTlsHandshake:
+            fsm.on_tls_failed(failure.detail, now);
+            break;
+        case Kind::kDeadline:
+            // The connection's deadline is the FSM's own (arm_deadline): it acts on it.
+            if (!fsm.on_timeout(now)) fsm.on_disconnected(now, failure.detail);
+            break;
+        default:
+            fsm.on_disconnected(now, failure.detail);
+            break;
     }
 }
 
+void arm_deadline(OutboundConnection& conn, const smtp::ClientSession& fsm) {
+    if (fsm.closed()) return;
+    std::optional<smtp::Millis> deadline = fsm.next_deadline();
+    if (deadline)
+        conn.set_deadline(static_cast<uint64_t>(deadline->count()));
+    else
+        conn.clear_deadline();
+}
+
 void SmtpSession::write(std::string bytes, bool content) {
-    if (!tcp_ || !connected_) return;
+    if (!conn_) return;
     std::function<void()> done;
     if (content) {
         std::weak_ptr<SmtpSession> weak = weak_from_this();
@@ -170,19 +130,7 @@ void SmtpSession::write(std::string bytes, bool content) {
             self->run_actions();
         };
     }
-    if (tls_) {
-        // Once STARTTLS was answered, every byte goes through the engine or nowhere: a
-        // failed or closed engine ends the connection (run_actions() reports it).
-        if (tls_->state() != tls::Engine::State::kEstablished) {
-            tls_lost_ = true;
-            return;
-        }
-        tls_->write_plaintext(bytes);
-        std::string out = tls_->take_ciphertext();
-        tcp_->write(std::move(out), std::move(done));
-    } else {
-        tcp_->write(std::move(bytes), std::move(done));
-    }
+    conn_->write(std::move(bytes), std::move(done));
 }
 
 void SmtpSession::run_actions() {
@@ -201,10 +149,9 @@ void SmtpSession::run_actions() {
             // Only required-verify lets a failed check abort the handshake: a stricter
             // policy never ends up with less protection (plaintext) than `preferred`.
             const auto& ctx = st->enforce ? env_.tls_verify : env_.tls_plain;
-            tls_ = tls::Engine::client(*ctx, st->sni, st->verify ? st->sni : "");
-            if (env_.keylog) tls_->set_keylog(env_.keylog(domain_));
-            std::string out = tls_->take_ciphertext();
-            if (!out.empty() && tcp_) tcp_->write(std::move(out));
+            if (conn_)
+                conn_->start_tls(*ctx, st->sni, st->verify ? st->sni : "",
+                                 env_.keylog ? env_.keylog(domain_) : nullptr);
         } else if (std::holds_alternative<smtp::CloseConnection>(action)) {
             close_connection();
         } else if (auto* ts = std::get_if<smtp::TransactionStarted>(&action)) {
@@ -252,39 +199,29 @@ void SmtpSession::run_actions() {
         }
     }
     if (rerun) return run_actions();
-    if (tls_lost_ && fsm_ && !fsm_->closed()) return lose_tls_session();
     if (fsm_ && !greeted_ && fsm_->greeting_received()) {
         greeted_ = true;
         if (cb_.on_greeting) cb_.on_greeting(*this, candidate().ip);
     }
     if (closed_) return;
-    if ((pending_next_ || pending_plain_) && fsm_->closed() && !tcp_) {
+    if (fsm_->closed()) close_connection();  // CloseConnection is emitted once; be sure
+    if ((pending_next_ || pending_plain_) && fsm_->closed() && !conn_) {
         if (pending_next_) ++index_;
         if (pending_plain_) tls_retry_plain_ = true;
         pending_next_ = pending_plain_ = false;
         connect();
         return;
     }
-    if (fsm_->closed() && !tcp_) {
+    if (fsm_->closed() && !conn_) {
         closed_ = true;
         for (auto& [mid, content] : contents_)
             content->drop();
         contents_.clear();
-        timer_.reset();
         if (cb_.on_closed) cb_.on_closed(*this);
         return;
     }
     if (fsm_->idle() && cb_.on_idle) cb_.on_idle(*this);
-    arm_timer();
-}
-
-void SmtpSession::lose_tls_session() {
-    tls_lost_ = false;
-    std::string why = tls_->error();
-    if (why.empty())
-        why = tls_->state() == tls::Engine::State::kClosed ? "closed by the peer" : "failed";
-    fsm_->on_disconnected(now(), "TLS session " + why);
-    run_actions();
+    if (conn_ && fsm_) arm_deadline(*conn_, *fsm_);
 }
 
 bool SmtpSession::submit(smtp::Transaction tx, std::shared_ptr<ContentStream> content) {
@@ -363,29 +300,12 @@ void SmtpSession::abort() {
     run_actions();
 }
 
-void SmtpSession::arm_timer() {
-    if (!timer_ || !fsm_ || fsm_->closed()) return;
-    std::optional<smtp::Millis> deadline = fsm_->next_deadline();
-    if (!deadline) {
-        timer_->stop();
-        return;
-    }
-    uint64_t now_ms = uv_now(env_.loop);
-    uint64_t at = static_cast<uint64_t>(deadline->count());
-    timer_->start(at > now_ms ? at - now_ms : 0);
-}
-
 void SmtpSession::close_connection() {
-    if (!tcp_) return;
-    if (tls_ && tls_->state() == tls::Engine::State::kEstablished) {
-        tls_->shutdown();
-        std::string out = tls_->take_ciphertext();
-        if (!out.empty()) tcp_->write(std::move(out));
-    }
-    loop::Tcp* raw = tcp_.release();
-    raw->close_after_writes();
-    if (connected_) {
-        connected_ = false;
+    if (!conn_) return;
+    conn_->close();  // graceful; a no-op when the connection already failed
+    conn_.reset();
+    if (counted_) {
+        counted_ = false;
         --env_.state->outbound_connections;
         env_.mail_log->info(fmt::format("DCID {} close", dcid_));
     }

@@ -1,5 +1,6 @@
-// One outbound delivery connection: the pure smtp::ClientSession driven over a uv TCP handle,
-// with STARTTLS through a memory-BIO tls::Engine.
+// One outbound delivery session: the pure smtp::ClientSession driven over an
+// OutboundConnection (outbound_connection.h: socket, source address, stage deadline, STARTTLS
+// through a memory-BIO tls::Engine, failures typed and at once).
 //
 // The session walks its candidate list (MX preference order, from the Router): a candidate
 // that fails before a greeting (refused, unreachable, timeout, 421/554 banner) is logged as a
@@ -7,8 +8,9 @@
 // last one fails does the report reach the manager (host not reached → the host goes down).
 // A broken opportunistic TLS handshake is retried once on the same address without TLS;
 // a verification result never is (preferred-verify encrypts to an unverified peer). Once
-// the server answered STARTTLS, no byte is ever written in cleartext on that connection: a
-// TLS engine that fails or closes later is a lost connection.
+// the server answered STARTTLS, no byte is ever written in cleartext on that connection
+// (the connection enforces it): a TLS session that fails or closes later is a lost
+// connection.
 // Reports go to the manager, which applies them to the queue (STYLE §1: this file never
 // decides retry policy). Every action of the FSM is executed in order; mail log lines for
 // connections (New SMTP DCID, TLS, Delivery start, DCID close, Connection Error) are written
@@ -17,17 +19,17 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/config.h"
 #include "daemon/daemon_state.h"
 #include "daemon/delivery/content_stream.h"
+#include "daemon/delivery/outbound_connection.h"
 #include "daemon/logs/mail_log.h"
-#include "daemon/loop/handle.h"
 #include "daemon/smtp/client_fsm.h"
 #include "daemon/tls/tls_context.h"
-#include "daemon/tls/tls_engine.h"
 
 namespace esad::delivery {
 
@@ -40,6 +42,13 @@ struct Candidate {
 // The client FSM's stage deadlines from [delivery] (greeting, MAIL, RCPT, DATA, data block,
 // final dot); the other stages keep ClientTimeouts' defaults.
 smtp::ClientTimeouts client_timeouts(const DeliveryConfig& config);
+
+// The SMTP side of an OutboundConnection (delivery and smtpping): a connection failure as
+// the FSM's event (a handshake failure, its own timeout, or a lost connection), and the
+// FSM's next deadline as the connection's.
+void tell_fsm(smtp::ClientSession& fsm, const OutboundConnection::Failure& failure,
+              smtp::Millis now);
+void arm_deadline(OutboundConnection& conn, const smtp::ClientSession& fsm);
 
 struct SessionEnv {
     uv_loop_t* loop = nullptr;
@@ -86,12 +95,16 @@ class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
     const std::string& current_ip() const { return candidate().ip; }
 
   private:
+    template <typename Owner>
+    friend OutboundConnection::Callbacks callbacks_for(const std::shared_ptr<Owner>& owner);
     const Candidate& candidate() const { return candidates_[index_]; }
     void connect();
-    void on_connect(int status);
-    void on_read(const char* data, ssize_t n);
+    void on_connected(const std::string& local);
+    void on_data(std::string_view bytes);
+    void on_tls(const tls::Engine& engine);
+    // The connection failed (it is closed): the FSM hears it as what it is.
+    void on_failed(const OutboundConnection::Failure& failure);
     void run_actions();
-    void arm_timer();
     void write(std::string bytes, bool content);
     // NeedContent: the piece (or the whole content) from the transaction's ContentStream.
     // False when the FSM was answered at once (no content source).
@@ -99,8 +112,6 @@ class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
     std::shared_ptr<ContentStream> content_of(uint64_t mid) const;
     void drop_content(uint64_t mid);
     void close_connection();
-    // The TLS engine failed or closed after the handshake: the connection is lost.
-    void lose_tls_session();
     smtp::Millis now() const { return smtp::Millis(uv_now(env_.loop)); }
 
     SessionEnv& env_;
@@ -110,9 +121,7 @@ class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
     smtp::TlsPolicy policy_;
     Callbacks cb_;
     std::unique_ptr<smtp::ClientSession> fsm_;
-    std::unique_ptr<tls::Engine> tls_;
-    loop::HandlePtr<loop::Tcp> tcp_;
-    loop::HandlePtr<loop::Timer> timer_;
+    std::shared_ptr<OutboundConnection> conn_;
     std::optional<smtp::Transaction> retry_tx_;  // the transaction to re-run on the next candidate
     // The content streams of the submitted transactions (at most two: current and waiting),
     // kept across a re-run on the next candidate until the transaction is reported.
@@ -125,8 +134,7 @@ class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
     bool pending_next_ = false;   // this candidate failed before a greeting: try the next
     bool pending_plain_ = false;  // opportunistic TLS broke the stream: once more without it
     bool closed_ = false;
-    bool connected_ = false;
-    bool tls_lost_ = false;  // a write found the TLS engine no longer established
+    bool counted_ = false;  // connected: counted in outbound_connections until closed
 };
 
 }  // namespace esad::delivery

@@ -3,8 +3,6 @@
 
 #include <cctype>
 
-#include "daemon/loop/tcp_connect.h"
-
 namespace esad::delivery {
 
 namespace {
@@ -53,81 +51,65 @@ TelnetRelay::TelnetRelay(uv_loop_t* loop, std::vector<std::string> ips, uint16_t
       cb_(std::move(callbacks)) {}
 
 TelnetRelay::~TelnetRelay() {
-    // No callbacks from here: the owner is going away. The handles close themselves.
+    // No callbacks from here: the owner is going away. The connection closes itself.
     closed_ = true;
-    timer_.reset();
-    tcp_.reset();
+    conn_.reset();
 }
 
 void TelnetRelay::start() {
-    std::weak_ptr<TelnetRelay> weak = weak_from_this();
-    timer_ = loop::Timer::create(loop_, [weak] {
-        if (auto self = weak.lock()) self->on_timer();
-    });
     try_next();
 }
 
 void TelnetRelay::try_next() {
-    while (!closed_) {
-        if (index_ >= ips_.size()) {
-            finish("Unable to connect to remote host: " +
-                   (last_error_.empty() ? std::string("no address") : last_error_));
-            return;
-        }
-        const std::string ip = ips_[index_++];
-        if (cb_.on_trying) cb_.on_trying(ip);
-        if (closed_) return;
-        tcp_ = loop::Tcp::create(loop_);
-        std::weak_ptr<TelnetRelay> weak = weak_from_this();
-        size_t attempt = index_;
-        std::string error;
-        bool started = loop::tcp_connect(
-            *tcp_, ip, port_, source_,
-            [weak, attempt](int status) {
-                auto self = weak.lock();
-                if (self && self->index_ == attempt) self->on_connect(status);
-            },
-            &error);
-        if (started) {
-            timer_->start(limits_.connect_ms);
-            return;
-        }
-        tcp_.reset();
-        last_error_ = capitalized(error);
-        if (cb_.on_connect_failed) cb_.on_connect_failed(ip, last_error_);
-    }
-}
-
-void TelnetRelay::on_connect(int status) {
-    if (closed_ || connected_ || status == UV_ECANCELED) return;
-    auto self = shared_from_this();
-    const std::string& ip = ips_[index_ - 1];
-    if (status != 0) {
-        tcp_.reset();
-        last_error_ = capitalized(uv_strerror(status));
-        if (cb_.on_connect_failed) cb_.on_connect_failed(ip, last_error_);
-        try_next();
+    if (closed_) return;
+    if (index_ >= ips_.size()) {
+        finish("Unable to connect to remote host: " +
+               (last_error_.empty() ? std::string("no address") : last_error_));
         return;
     }
-    connected_ = true;
-    std::weak_ptr<TelnetRelay> weak = weak_from_this();
-    tcp_->read_start([weak](const char* data, ssize_t n) {
-        if (auto s = weak.lock()) s->on_read(data, n);
-    });
-    arm_idle();
-    if (cb_.on_connected) cb_.on_connected(ip, loop::local_address(*tcp_));
+    const std::string& ip = ips_[index_++];
+    if (cb_.on_trying) cb_.on_trying(ip);
+    if (closed_) return;
+    conn_ = OutboundConnection::create(loop_, callbacks_for(shared_from_this()));
+    conn_->connect(ip, port_, source_);
+    conn_->set_deadline(uv_now(loop_) + limits_.connect_ms);
 }
 
-void TelnetRelay::on_read(const char* data, ssize_t n) {
+void TelnetRelay::on_connected(const std::string& local) {
     if (closed_) return;
     auto self = shared_from_this();
-    if (n < 0) {
-        finish(n == UV_EOF ? "Connection closed by foreign host."
-                           : "Connection closed: " + capitalized(uv_strerror(static_cast<int>(n))));
-        return;
+    connected_ = true;
+    arm_idle();
+    if (cb_.on_connected) cb_.on_connected(ips_[index_ - 1], local);
+}
+
+void TelnetRelay::on_failed(const OutboundConnection::Failure& failure) {
+    if (closed_) return;
+    auto self = shared_from_this();
+    using Kind = OutboundConnection::Failure::Kind;
+    conn_.reset();
+    if (connected_) {
+        switch (failure.kind) {
+            case Kind::kEof:
+                return finish("Connection closed by foreign host.");
+            case Kind::kDeadline:
+                return finish("Connection closed: idle for " +
+                              std::to_string(limits_.idle_ms / 1000) + " s");
+            default:
+                return finish("Connection closed: " + capitalized(failure.detail));
+        }
     }
-    received_ += static_cast<uint64_t>(n);
-    buffer_.append(data, static_cast<size_t>(n));
+    last_error_ = failure.kind == Kind::kDeadline ? std::string("Connection timed out")
+                                                  : capitalized(failure.detail);
+    if (cb_.on_connect_failed) cb_.on_connect_failed(ips_[index_ - 1], last_error_);
+    try_next();
+}
+
+void TelnetRelay::on_data(std::string_view bytes) {
+    if (closed_) return;
+    auto self = shared_from_this();
+    received_ += bytes.size();
+    buffer_.append(bytes);
     if (received_ > limits_.max_received) {
         finish("Connection closed: more than " + std::to_string(limits_.max_received) +
                " octets received");
@@ -153,10 +135,13 @@ bool TelnetRelay::send_line(std::string_view line, std::string* error) {
         *error = "more than " + std::to_string(limits_.max_sent) + " octets sent in this session";
         return false;
     }
-    sent_ += line.size() + 2;
     std::string bytes(line);
     bytes += "\r\n";
-    tcp_->write(std::move(bytes));
+    if (!conn_ || !conn_->write(std::move(bytes))) {
+        *error = "not connected";
+        return false;
+    }
+    sent_ += line.size() + 2;
     arm_idle();
     return true;
 }
@@ -165,31 +150,16 @@ void TelnetRelay::close(const std::string& reason) {
     finish(reason);
 }
 
-void TelnetRelay::on_timer() {
-    if (closed_) return;
-    auto self = shared_from_this();
-    if (connected_) {
-        finish("Connection closed: idle for " + std::to_string(limits_.idle_ms / 1000) + " s");
-        return;
-    }
-    tcp_.reset();  // the pending connect completes with UV_ECANCELED, ignored
-    last_error_ = "Connection timed out";
-    if (cb_.on_connect_failed) cb_.on_connect_failed(ips_[index_ - 1], last_error_);
-    try_next();
-}
-
 void TelnetRelay::arm_idle() {
-    if (timer_) timer_->start(limits_.idle_ms);
+    if (conn_) conn_->set_deadline(uv_now(loop_) + limits_.idle_ms);
 }
 
 void TelnetRelay::finish(const std::string& reason) {
     if (closed_) return;
     closed_ = true;
-    timer_.reset();
-    if (tcp_) {
-        // Let a last line the operator sent reach the peer before the close.
-        loop::Tcp* raw = tcp_.release();
-        raw->close_after_writes();
+    if (conn_) {
+        conn_->close();  // a last line the operator sent still reaches the peer
+        conn_.reset();
     }
     Callbacks cb = std::move(cb_);
     cb_ = {};

@@ -1,5 +1,6 @@
 // TelnetRelay: the daemon's side of `esactl telnet` — a raw TCP connection to a remote
-// host from the delivery source address, relaying lines both ways (esa-reference §7.2).
+// host from the delivery source address (an OutboundConnection, as delivery's), relaying
+// lines both ways (esa-reference §7.2).
 //
 //   auto relay = std::make_shared<TelnetRelay>(loop, ips, 25, source, TelnetLimits{}, callbacks);
 //   relay->start();                 // tries each IP in order, like telnet(1)
@@ -27,7 +28,7 @@
 #include <string_view>
 #include <vector>
 
-#include "daemon/loop/handle.h"
+#include "daemon/delivery/outbound_connection.h"
 
 namespace esad::delivery {
 
@@ -60,12 +61,14 @@ class TelnetRelay : public std::enable_shared_from_this<TelnetRelay> {
     bool closed() const { return closed_; }
 
   private:
+    template <typename Owner>
+    friend OutboundConnection::Callbacks callbacks_for(const std::shared_ptr<Owner>& owner);
     void try_next();
-    void on_connect(int status);
-    void on_read(const char* data, ssize_t n);
-    void on_timer();
+    void on_connected(const std::string& local);
+    void on_data(std::string_view bytes);
+    void on_tls(const tls::Engine&) {}  // never starts TLS
+    void on_failed(const OutboundConnection::Failure& failure);
     void arm_idle();
-    void flush_lines(bool all);
     void finish(const std::string& reason);
 
     uv_loop_t* loop_;
@@ -75,8 +78,7 @@ class TelnetRelay : public std::enable_shared_from_this<TelnetRelay> {
     std::string source_;
     TelnetLimits limits_;
     Callbacks cb_;
-    loop::HandlePtr<loop::Tcp> tcp_;
-    loop::HandlePtr<loop::Timer> timer_;
+    std::shared_ptr<OutboundConnection> conn_;
     std::string buffer_;
     std::string last_error_;
     uint64_t received_ = 0;

@@ -110,6 +110,9 @@ class Stream : public HandleBase {
     // the next loop iteration at the earliest), and later writes return the same error.
     int write(std::string data, std::function<void()> done = nullptr);
     size_t write_queue_size() const { return pending_write_bytes_; }
+    // The first write error (a uv error code), 0 while every write succeeded: tells a failed
+    // write from a read error when the read callback reports n < 0.
+    int write_error() const { return failed_; }
     int read_start(ReadCallback cb);
     void read_stop();
     int listen(int backlog, ConnectionCallback cb);

@@ -23,7 +23,11 @@ bool is_ip_literal(const std::string& text) {
 }
 
 bool tcp_connect(Tcp& tcp, const std::string& ip, uint16_t port, const std::string& source,
-                 std::function<void(int status)> done, std::string* error) {
+                 std::function<void(int status)> done, std::string* error,
+                 ConnectStartError* kind) {
+    ConnectStartError ignored;
+    if (!kind) kind = &ignored;
+    *kind = ConnectStartError::kAddress;
     sockaddr_storage addr{};
     if (!make_sockaddr(ip, port, &addr)) {
         *error = "bad address " + ip;
@@ -37,6 +41,7 @@ bool tcp_connect(Tcp& tcp, const std::string& ip, uint16_t port, const std::stri
         }
         int rc = uv_tcp_bind(tcp.tcp(), reinterpret_cast<sockaddr*>(&src), 0);
         if (rc != 0) {
+            *kind = ConnectStartError::kBind;
             *error = "cannot bind source address " + source + ": " + uv_strerror(rc);
             return false;
         }
@@ -52,6 +57,7 @@ bool tcp_connect(Tcp& tcp, const std::string& ip, uint16_t port, const std::stri
                             });
     if (rc != 0) {
         delete req;
+        *kind = ConnectStartError::kConnect;
         *error = uv_strerror(rc);
         return false;
     }

@@ -4,7 +4,7 @@
 //   auto tcp = loop::Tcp::create(loop);
 //   std::string err;
 //   if (!loop::tcp_connect(*tcp, "192.0.2.1", 25, source, [weak](int status) { ... }, &err))
-//       ... err: "bad address x", "cannot bind source address 10.0.0.1: ..."
+//       ... err: "bad address x", "cannot bind source address 10.0.0.1: ..." (and *kind)
 //
 // `done` runs exactly once when the connect completes (status 0 or a uv error, UV_ECANCELED
 // when the handle was closed first); never from inside tcp_connect(). It must hold only weak
@@ -24,8 +24,13 @@ bool make_sockaddr(const std::string& ip, uint16_t port, sockaddr_storage* out);
 // True when `text` is an IPv4 or IPv6 literal.
 bool is_ip_literal(const std::string& text);
 
+// Why tcp_connect() could not start: an address that is not an IP literal, a source
+// address that cannot be bound, or libuv refusing the connect.
+enum class ConnectStartError { kAddress, kBind, kConnect };
+
 bool tcp_connect(Tcp& tcp, const std::string& ip, uint16_t port, const std::string& source,
-                 std::function<void(int status)> done, std::string* error);
+                 std::function<void(int status)> done, std::string* error,
+                 ConnectStartError* kind = nullptr);
 
 // The local address of a connected handle ("127.0.0.1"), "?" when unknown.
 std::string local_address(Tcp& tcp);

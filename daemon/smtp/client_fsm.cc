@@ -447,6 +447,7 @@ void ClientSession::enter(ClientState next, Millis now) {
             break;
         case ClientState::kTlsHandshake:
             parser_.reset();
+            awaiting_.clear();  // nothing sent before the switch is answered inside TLS
             trace("TLS handshake with sni " + sanitize_text(config_.mx_name, 255));
             actions_.push_back(StartTlsHandshake{config_.mx_name, tls_verify(config_.tls),
                                                  config_.tls == TlsPolicy::kRequiredVerify});
@@ -903,8 +904,12 @@ void ClientSession::send_chunk(std::string_view raw, bool last, Millis now) {
         chunk.last = true;
         cur.final_dot_sent = true;
     }
-    trace("> [" + std::to_string(chunk.bytes.size()) + " octets of content" +
-          (chunk.last ? ", final dot]" : "]"));
+    const std::string text = "[" + std::to_string(chunk.bytes.size()) + " octets of content" +
+                             (chunk.last ? ", final dot]" : "]");
+    if (chunk.last)
+        command_sent(text);
+    else
+        trace("> " + text);
     cur.awaiting_write = true;
     wait_start_ = now;  // the data-block timer runs per chunk
     actions_.push_back(std::move(chunk));
@@ -1006,18 +1011,29 @@ void ClientSession::finish_current() {
 // ---- output helpers -----------------------------------------------------------------------
 
 void ClientSession::send_command(std::string_view line) {
-    trace("> " + sanitize_text(line));
+    command_sent(line);
     actions_.push_back(SendCommands{std::string(line) + "\r\n"});
 }
 
 void ClientSession::send_batch(const std::vector<std::string>& lines) {
     SendCommands batch;
     for (const auto& line : lines) {
-        trace("> " + sanitize_text(line));
+        command_sent(line);
         batch.bytes += line;
         batch.bytes += "\r\n";
     }
     actions_.push_back(std::move(batch));
+}
+
+void ClientSession::command_sent(std::string_view line) {
+    // "[n octets of content, final dot]" and "." (the dot for a 354 without recipients) both
+    // end the content.
+    const bool dot = line == "." || line.substr(0, 1) == "[";
+    std::string verb = dot ? std::string(".") : sanitize_text(line.substr(0, line.find(' ')), 16);
+    std::string text = sanitize_text(line);
+    trace("> " + text);
+    awaiting_.push_back(verb);
+    actions_.push_back(CommandSent{std::move(verb), std::move(text)});
 }
 
 void ClientSession::trace(std::string line) {
@@ -1025,15 +1041,25 @@ void ClientSession::trace(std::string line) {
 }
 
 void ClientSession::trace_reply(const Response& reply) {
+    ReplyReceived event;
+    event.code = reply.code;
+    event.greeting = state_ == ClientState::kBanner;
+    if (!event.greeting && !awaiting_.empty()) {
+        event.answers = std::move(awaiting_.front());
+        awaiting_.pop_front();
+    }
     const std::size_t n = std::min(reply.lines.size(), kMaxReportLines);
     for (std::size_t i = 0; i < n; ++i) {
         const bool last = i + 1 == reply.lines.size();
-        trace("< " + std::to_string(reply.code) + (last ? " " : "-") +
-              sanitize_text(reply.lines[i]));
+        event.lines.push_back(std::to_string(reply.code) + (last ? " " : "-") +
+                              sanitize_text(reply.lines[i]));
     }
     if (reply.lines.size() > n) {
-        trace("< ... (" + std::to_string(reply.lines.size() - n) + " more lines)");
+        event.lines.push_back("... (" + std::to_string(reply.lines.size() - n) + " more lines)");
     }
+    for (const auto& line : event.lines)
+        trace("< " + line);
+    actions_.push_back(std::move(event));
 }
 
 }  // namespace esad::smtp

@@ -65,6 +65,17 @@
 //   ClientTrace{line}     one line per state transition, command sent and reply line
 //                         received, printable and bounded (kMaxReportLine, kMaxReportLines
 //                         lines per reply): for the domain-debug log.
+//   CommandSent{verb, text}   a command that waits for a reply goes out (in the SendCommands
+//                         right after it or, for the final dot, the last SendContent): verb
+//                         "EHLO", "MAIL", "RCPT", "DATA", ... or "." for the end of content;
+//                         text the line as traced. Intermediate content chunks are not
+//                         commands.
+//   ReplyReceived{code, lines, answers, greeting}   a complete reply: lines as traced
+//                         ("250-first", "250 last", bounded like the trace, a cut reply ends
+//                         with "... (n more lines)"); answers = the verb of the command it
+//                         answers, matched in order (pipelining), "" for the greeting
+//                         (greeting = true) or an unsolicited reply. For tools that show
+//                         the dialogue by stage (smtpping) without reading the trace text.
 //
 // Rules:
 //   * EHLO; a 5xx to EHLO (not 421) falls back to HELO (no extensions, REQ-5321-23).
@@ -107,6 +118,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -259,9 +271,19 @@ struct TlsFailed {
 struct ClientTrace {
     std::string line;
 };
-using ClientAction =
-    std::variant<SendCommands, SendContent, NeedContent, StartTlsHandshake, CloseConnection,
-                 TransactionStarted, TransactionReport, TlsFailed, ClientTrace>;
+struct CommandSent {
+    std::string verb;  // upper case as sent ("MAIL"); "." for the final dot
+    std::string text;  // "MAIL FROM:<a@b.test> SIZE=10", "[12 octets of content, final dot]"
+};
+struct ReplyReceived {
+    int code = 0;
+    std::vector<std::string> lines;  // "250-first", "250 last" (sanitized, bounded)
+    std::string answers;             // the command's verb; "" for the greeting or unsolicited
+    bool greeting = false;
+};
+using ClientAction = std::variant<SendCommands, SendContent, NeedContent, StartTlsHandshake,
+                                  CloseConnection, TransactionStarted, TransactionReport, TlsFailed,
+                                  ClientTrace, CommandSent, ReplyReceived>;
 
 class ClientSession {
   public:
@@ -344,6 +366,8 @@ class ClientSession {
     void send_next_chunk(Millis now);
     void send_chunk(std::string_view raw, bool last, Millis now);
     void trace(std::string line);
+    // A command that waits for a reply: traced and queued (awaiting_) for ReplyReceived.
+    void command_sent(std::string_view line);
     void trace_reply(const Response& reply);
 
     // Reports the current transaction (once): undecided recipients get `outcome`.
@@ -377,6 +401,7 @@ class ClientSession {
     Millis wait_start_{0};
     std::optional<Current> current_;
     std::optional<Transaction> pending_;
+    std::deque<std::string> awaiting_;  // verbs of the commands sent and not yet answered
     std::size_t reported_count_ = 0;
     std::size_t stale_content_writes_ = 0;  // completions owed to finished transactions
 };

@@ -1,8 +1,10 @@
 // SmtpSession on a real loop against a scripted SMTP server on 127.0.0.1 (same loop): the
-// server closes at each stage, resets the connection under a pending write, and the source
-// address cannot be bound. Every failure must reach the owner at once: the stage timeouts
-// are set to ten minutes, so an outcome that arrives within the test's bound came from the
-// failure itself, not from a timer.
+// server closes at each stage (mid-content included), resets the connection under a pending
+// write, TLS breaks at each stage (handshake, before the EHLO inside TLS, mid-content), and
+// the source address cannot be bound. The report the session gives its owner must say what
+// happened: outcome, host reached or not, MAIL sent or not, possible duplicate. Every failure must
+// reach the owner at once: the stage timeouts are set to ten minutes, so an outcome that arrives
+// within the test's bound came from the failure itself, not from a timer.
 #include <sys/socket.h>
 #include <catch2/catch.hpp>
 
@@ -14,6 +16,7 @@
 #include "daemon/delivery/smtp_session.h"
 #include "daemon/loop/tcp_connect.h"
 #include "tests/support/loopback_listener.h"
+#include "tests/support/scripted_peer.h"
 
 using namespace esad;
 
@@ -22,7 +25,18 @@ namespace {
 constexpr smtp::Millis kLong{10 * 60 * 1000};
 constexpr uint64_t kGuardMs = 60 * 1000;  // generous: the outcome is expected at once
 
-enum class Stage { kGreeting, kEhlo, kStartTls, kTlsHandshake, kMail, kRcpt, kData, kDot, kNone };
+enum class Stage {
+    kGreeting,
+    kEhlo,
+    kStartTls,
+    kTlsHandshake,
+    kMail,
+    kRcpt,
+    kData,
+    kContent,
+    kDot,
+    kNone
+};
 
 const char* name(Stage s) {
     switch (s) {
@@ -40,6 +54,8 @@ const char* name(Stage s) {
             return "RCPT";
         case Stage::kData:
             return "DATA";
+        case Stage::kContent:
+            return "mid-content";
         case Stage::kDot:
             return "final dot";
         case Stage::kNone:
@@ -103,6 +119,7 @@ struct ScriptedServer {
 
     void on_line(const std::string& line) {
         if (in_data) {
+            if (at == Stage::kContent) return stop();  // at the first line of content
             if (line == ".") {
                 in_data = false;
                 ++delivered;
@@ -146,20 +163,29 @@ struct Outcome {
     bool timed_out = false;
 };
 
-smtp::Transaction transaction(uint64_t mid) {
+// `body_lines` lines of 64 octets after the header: 0 for a small message; enough for the
+// content to outlast the socket buffers when the server must see it mid-way.
+smtp::Transaction transaction(uint64_t mid, size_t body_lines = 0) {
     smtp::Transaction tx;
     tx.mid = mid;
     tx.sender = "sender@client.test";
     tx.recipients.push_back({0, "rcpt@example.test"});
-    tx.content = std::make_shared<const std::string>("Subject: t\r\n\r\nhello\r\n");
+    std::string content = "Subject: t\r\n\r\nhello\r\n";
+    for (size_t i = 0; i < body_lines; ++i)
+        content += std::string(62, 'c') + "\r\n";
+    tx.content = std::make_shared<const std::string>(std::move(content));
     return tx;
 }
+
+// Big enough (16 MiB) that the client is still sending when the server reacts mid-content.
+constexpr size_t kBigBody = 16 * 1024 * 1024 / 64;
 
 // Runs one session for one message to 127.0.0.1:port until it closed (or the guard fired).
 // `on_idle` runs each time the connection is ready for another transaction.
 Outcome run_session(uv_loop_t* loop, uint16_t port, smtp::TlsPolicy policy,
                     const std::string& source = "",
-                    std::function<void(delivery::SmtpSession&)> on_idle = nullptr) {
+                    std::function<void(delivery::SmtpSession&)> on_idle = nullptr,
+                    size_t body_lines = 0) {
     DaemonState state;
     auto mail_log = logs::MailLog::disabled();
     delivery::SessionEnv env;
@@ -196,7 +222,7 @@ Outcome run_session(uv_loop_t* loop, uint16_t port, smtp::TlsPolicy policy,
         session->abort();
     });
     guard->start(kGuardMs);
-    session->start(transaction(7));
+    session->start(transaction(7, body_lines));
     while (!out.closed)
         uv_run(loop, UV_RUN_ONCE);
     guard.reset();
@@ -204,27 +230,158 @@ Outcome run_session(uv_loop_t* loop, uint16_t port, smtp::TlsPolicy policy,
     return out;
 }
 
+// The one report of a session that failed: soft for the message and its recipient, with
+// `enhanced` as the reason, at once (not from the guard).
+const smtp::TransactionReport& soft_report(const Outcome& out, const char* enhanced) {
+    CHECK_FALSE(out.timed_out);
+    REQUIRE(out.reports == 1);
+    const smtp::TransactionReport& r = *out.report;
+    CHECK(r.outcome == smtp::MessageOutcome::kSoft);
+    REQUIRE(r.recipients.size() == 1);
+    CHECK(r.recipients[0].outcome == smtp::RecipientOutcome::kSoft);
+    CHECK(r.reply.enhanced == enhanced);
+    return r;
+}
+
 }  // namespace
 
 TEST_CASE("smtp session: the server closing at each stage is reported at once") {
     uv_loop_t loop;
     uv_loop_init(&loop);
-    for (Stage stage : {Stage::kGreeting, Stage::kEhlo, Stage::kStartTls, Stage::kTlsHandshake,
-                        Stage::kMail, Stage::kRcpt, Stage::kData, Stage::kDot}) {
-        INFO("the server closes at " << name(stage));
-        ScriptedServer server(&loop, stage);
+    struct Expect {
+        Stage stage;
+        const char* enhanced;
+        bool reached;  // the host outcome: greeted (and TLS negotiated when required)
+        bool started;  // MAIL FROM was sent
+    };
+    for (const Expect& e :
+         {Expect{Stage::kGreeting, "4.4.2", false, false},
+          Expect{Stage::kEhlo, "4.4.2", true, false},
+          Expect{Stage::kStartTls, "4.4.2", true, false},
+          Expect{Stage::kTlsHandshake, "4.7.5", false, false},
+          Expect{Stage::kMail, "4.4.2", true, true}, Expect{Stage::kRcpt, "4.4.2", true, true},
+          Expect{Stage::kData, "4.4.2", true, true}, Expect{Stage::kContent, "4.4.2", true, true},
+          Expect{Stage::kDot, "4.4.2", true, true}}) {
+        INFO("the server closes at " << name(e.stage));
+        ScriptedServer server(&loop, e.stage);
         // Required TLS for the TLS stages: no second, plaintext attempt to script.
-        const bool tls = stage == Stage::kStartTls || stage == Stage::kTlsHandshake;
+        const bool tls = e.stage == Stage::kStartTls || e.stage == Stage::kTlsHandshake;
         Outcome out = run_session(&loop, server.port,
-                                  tls ? smtp::TlsPolicy::kRequired : smtp::TlsPolicy::kNone);
-        CHECK_FALSE(out.timed_out);
-        REQUIRE(out.report);
-        CHECK(out.report->outcome == smtp::MessageOutcome::kSoft);
-        REQUIRE(out.report->recipients.size() == 1);
-        CHECK(out.report->recipients[0].outcome == smtp::RecipientOutcome::kSoft);
+                                  tls ? smtp::TlsPolicy::kRequired : smtp::TlsPolicy::kNone, "",
+                                  nullptr, e.stage == Stage::kContent ? kBigBody : 0);
+        const smtp::TransactionReport& r = soft_report(out, e.enhanced);
+        CHECK((r.host == smtp::HostOutcome::kReached) == e.reached);
+        CHECK(r.started == e.started);
         // After the final dot was sent, a lost reply means the message may have arrived.
-        CHECK(out.report->possible_duplicate == (stage == Stage::kDot));
+        CHECK(r.possible_duplicate == (e.stage == Stage::kDot));
         CHECK(server.accepted == 1);
+        CHECK(server.delivered == (e.stage == Stage::kDot ? 1 : 0));
+    }
+    CHECK(loop::drain_and_close(&loop) == 0);
+}
+
+namespace {
+
+// Where TLS breaks: the server's answer to the ClientHello is plaintext; the server ends the
+// TLS session (close_notify) right after the handshake, before the EHLO inside TLS is
+// answered; the server sends a bad record while the content comes in.
+enum class TlsBreak { kHandshake, kBeforeEhlo, kMidContent };
+
+// An SMTP server with STARTTLS over a ScriptedPeer.
+struct TlsSmtpServer {
+    test::ScriptedPeer peer;
+    TlsBreak at;
+    size_t consumed = 0;       // of peer.plain
+    size_t raw_at_switch = 0;  // raw octets received up to the STARTTLS line
+    size_t content_seen = 0;
+    bool in_data = false;
+    bool handshake_started = false;
+    bool broken = false;
+
+    TlsSmtpServer(uv_loop_t* loop, TlsBreak where) : peer(loop), at(where) {
+        if (at != TlsBreak::kHandshake) peer.tls_ctx = test::test_server_context();
+        peer.on_accepted = [](test::ScriptedPeer& p) { p.send("220 scripted ESMTP\r\n"); };
+        peer.on_plain = [this](test::ScriptedPeer& p) { on_plain(p); };
+        peer.on_secure = [this](test::ScriptedPeer& p) {
+            if (at != TlsBreak::kBeforeEhlo) return;
+            broken = true;
+            p.tls->shutdown();
+            p.flush();
+        };
+    }
+
+    void on_plain(test::ScriptedPeer& p) {
+        if (handshake_started && !broken) {
+            broken = true;  // the ClientHello: answered in plaintext
+            p.conn->write("250 this is plaintext where a ServerHello belongs\r\n");
+            return;
+        }
+        for (size_t eol; p.conn && (eol = p.plain.find("\r\n", consumed)) != std::string::npos;) {
+            std::string line = p.plain.substr(consumed, eol - consumed);
+            consumed = eol + 2;
+            if (in_data) {
+                content_seen += line.size() + 2;
+                if (at == TlsBreak::kMidContent && !broken && content_seen > 64 * 1024) {
+                    broken = true;
+                    p.conn->write(std::string(64, '\x17'));  // not a TLS record
+                }
+                continue;
+            }
+            std::string verb = line.substr(0, 4);
+            if (verb == "EHLO") {
+                p.send(p.tls ? "250-scripted\r\n250 SIZE\r\n" : "250-scripted\r\n250 STARTTLS\r\n");
+            } else if (verb == "STAR") {
+                raw_at_switch = p.raw.size();
+                if (at == TlsBreak::kHandshake) {
+                    p.send("220 2.0.0 go ahead\r\n");
+                    handshake_started = true;
+                }  // else the peer answered it and runs the handshake
+            } else if (verb == "MAIL" || verb == "RCPT") {
+                p.send("250 ok\r\n");
+            } else if (verb == "DATA") {
+                in_data = true;
+                p.send("354 go ahead\r\n");
+            } else {
+                p.send("502 5.5.2 what\r\n");
+            }
+        }
+    }
+};
+
+}  // namespace
+
+TEST_CASE("smtp session: TLS failing at each stage is reported at once, nothing in cleartext") {
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct Expect {
+        TlsBreak at;
+        const char* name;
+        const char* enhanced;
+        const char* detail;  // in the report's reply
+        bool started;
+    };
+    for (const Expect& e :
+         {Expect{TlsBreak::kHandshake, "handshake", "4.7.5", "TLS", false},
+          Expect{TlsBreak::kBeforeEhlo, "after the handshake, before EHLO", "4.4.2",
+                 "TLS session closed by the peer", false},
+          Expect{TlsBreak::kMidContent, "mid-content", "4.4.2", "TLS session", true}}) {
+        INFO("TLS breaks " << e.name);
+        TlsSmtpServer server(&loop, e.at);
+        Outcome out = run_session(&loop, server.peer.port, smtp::TlsPolicy::kRequired, "", nullptr,
+                                  e.at == TlsBreak::kMidContent ? kBigBody : 0);
+        CHECK(server.broken);
+        const smtp::TransactionReport& r = soft_report(out, e.enhanced);
+        REQUIRE_FALSE(r.reply.lines.empty());
+        CHECK_THAT(r.reply.lines[0], Catch::Contains(e.detail));
+        CHECK(r.started == e.started);
+        CHECK_FALSE(r.possible_duplicate);
+        // Let the rest of what the client sent arrive: nothing after STARTTLS was in the clear.
+        while (server.peer.conn)
+            uv_run(&loop, UV_RUN_ONCE);
+        REQUIRE(server.raw_at_switch > 0);
+        const std::string after = server.peer.raw.substr(server.raw_at_switch);
+        for (const char* clear : {"EHLO", "MAIL", "RCPT", "DATA", "QUIT", "cccccccc"})
+            CHECK(after.find(clear) == std::string::npos);
     }
     CHECK(loop::drain_and_close(&loop) == 0);
 }

@@ -4,19 +4,12 @@
 #include <catch2/catch.hpp>
 
 #include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
-#include <openssl/x509v3.h>
-#include <unistd.h>
 
-#include <cstdio>
-#include <cstdlib>
 #include <string>
 
 #include "daemon/tls/tls_context.h"
 #include "daemon/tls/tls_engine.h"
-#include "tests/support/self_signed.h"
+#include "tests/support/test_pki.h"
 
 using esad::tls::ClientContext;
 using esad::tls::ClientOptions;
@@ -27,35 +20,7 @@ using State = Engine::State;
 
 namespace {
 
-// Two unrelated self-signed identities: "a" is mx.test, "b" is other.test.
-struct Pki {
-    std::string dir;
-    std::string key_a, cert_a, key_b, cert_b;
-    bool ok = false;
-
-    Pki() {
-        char tmpl[] = "/tmp/esad_tls_test.XXXXXX";
-        if (!mkdtemp(tmpl)) return;
-        dir = tmpl;
-        key_a = dir + "/a.key";
-        cert_a = dir + "/a.pem";
-        key_b = dir + "/b.key";
-        cert_b = dir + "/b.pem";
-        ok = esad::test::write_self_signed("mx.test", key_a, cert_a) &&
-             esad::test::write_self_signed("other.test", key_b, cert_b);
-    }
-    ~Pki() {
-        for (const auto& f : {key_a, cert_a, key_b, cert_b})
-            unlink(f.c_str());
-        if (!dir.empty()) rmdir(dir.c_str());
-    }
-};
-
-const Pki& pki() {
-    static Pki p;
-    REQUIRE(p.ok);
-    return p;
-}
+using esad::test::pki;
 
 std::shared_ptr<ServerContext> server_ctx() {
     std::string err;

@@ -66,6 +66,8 @@ struct Script {
     std::vector<StartTlsHandshake> handshakes;
     std::vector<NeedContent> needs;  // pulled content asked for
     std::vector<std::string> trace;
+    std::vector<CommandSent> commands;
+    std::vector<ReplyReceived> replies;
     int closes = 0;
     bool write_pending = false;  // a SendContent waits for on_content_sent
     bool last_chunk = false;
@@ -99,6 +101,8 @@ struct Script {
                                REQUIRE(t.line.size() <= kMaxReportLine + 64);
                                trace.push_back(t.line);
                            },
+                           [&](CommandSent& c) { commands.push_back(c); },
+                           [&](ReplyReceived& r) { replies.push_back(r); },
                        },
                        a);
         }
@@ -235,6 +239,60 @@ TEST_CASE("happy path with PIPELINING: MAIL, RCPTs and DATA in one write", "[cli
     CHECK(t.reports[0].outcome == MessageOutcome::kDelivered);
     CHECK(rcpt(t.reports[0], 0).outcome == RecipientOutcome::kDelivered);
     CHECK(rcpt(t.reports[0], 1).outcome == RecipientOutcome::kDelivered);
+}
+
+TEST_CASE("command and reply events: each reply names the command it answers", "[client_fsm]") {
+    // smtpping shows the dialogue by stage from these events, not from the trace text.
+    for (bool pipelining : {false, true}) {
+        INFO("pipelining " << pipelining);
+        Script t;
+        t.submit(make_tx(3, {"a@b.test", "bad@b.test"}));
+        t.greet(pipelining ? kEhloPipe : "250-mx.b.test\r\n250-one\r\n250 two\r\n");
+        if (pipelining) {
+            t.server("250 ok\r\n550 5.1.1 unknown\r\n250 ok\r\n354 go\r\n");
+        } else {
+            t.server("250 ok\r\n");
+            t.server("550 5.1.1 unknown\r\n");
+            t.server("250 ok\r\n");
+            t.server("354 go\r\n");
+        }
+        t.flush_content();
+        t.server("250 2.0.0 queued\r\n");
+        std::vector<std::string> verbs;
+        for (const auto& c : t.commands)
+            verbs.push_back(c.verb);
+        CHECK(verbs == std::vector<std::string>{"EHLO", "MAIL", "RCPT", "RCPT", "DATA", "."});
+        CHECK(t.commands[2].text == "RCPT TO:<a@b.test>");
+        CHECK(t.commands[5].text.find("final dot]") != std::string::npos);
+        REQUIRE(t.replies.size() == 7);
+        CHECK(t.replies[0].greeting);
+        CHECK(t.replies[0].answers.empty());
+        CHECK(t.replies[0].lines == std::vector<std::string>{"220 mx.b.test ESMTP"});
+        std::vector<std::string> answers;
+        for (size_t i = 1; i < t.replies.size(); ++i) {
+            CHECK_FALSE(t.replies[i].greeting);
+            answers.push_back(t.replies[i].answers);
+        }
+        CHECK(answers == std::vector<std::string>{"EHLO", "MAIL", "RCPT", "RCPT", "DATA", "."});
+        CHECK(t.replies[3].code == 550);
+        CHECK(t.replies[3].lines == std::vector<std::string>{"550 5.1.1 unknown"});
+        if (!pipelining)
+            CHECK(t.replies[1].lines ==
+                  std::vector<std::string>{"250-mx.b.test", "250-one", "250 two"});
+    }
+}
+
+TEST_CASE("reply events after STARTTLS: the 220 answers STARTTLS, EHLO follows inside TLS",
+          "[client_fsm][tls]") {
+    Script t(make_config(TlsPolicy::kRequired));
+    t.greet("250-mx.b.test\r\n250 STARTTLS\r\n");
+    t.server("220 2.0.0 go ahead\r\n");
+    t.s.on_tls_established(t.now);
+    t.pump();
+    t.server("250 mx.b.test\r\n");
+    REQUIRE(t.replies.size() == 4);
+    CHECK(t.replies[2].answers == "STARTTLS");
+    CHECK(t.replies[3].answers == "EHLO");
 }
 
 TEST_CASE("EHLO refused: HELO fallback without extensions", "[client_fsm]") {
