@@ -8,11 +8,15 @@
 #include <iosfwd>
 #include <nlohmann/json.hpp>
 
+#include "common/payloads/status.h"
+
 namespace esad::ctl {
 
 // cmd_status.cc
-void render_status(std::ostream& out, const nlohmann::json& d);
-void render_version(std::ostream& out, const nlohmann::json& d);
+void render_status(std::ostream& out, const payloads::StatusReply& d);
+void render_version(std::ostream& out, const payloads::VersionReply& d);
+void render_resetcounters(std::ostream& out, const payloads::ResetCountersReply& d);
+void render_reload(std::ostream& out, const payloads::ReloadReply& d);
 
 // cmd_queue.cc
 void render_tophosts(std::ostream& out, const nlohmann::json& d);

@@ -15,6 +15,8 @@
 #include <set>
 #include <sstream>
 
+#include "common/payloads/status.h"
+
 namespace esad::ctl {
 
 namespace {
@@ -234,11 +236,11 @@ std::vector<std::string> completions(const std::vector<std::string>& words_befor
 }
 
 int run_shell(Context& ctx) {
-    json version;
+    payloads::VersionReply version;
     int rc = call_daemon(ctx, "version", json::object(), &version);
     if (rc != kExitOk) return rc;
     if (isatty(STDIN_FILENO) != 1) return run_script(ctx);
-    return run_prompt(ctx, version.value("hostname", "esad"));
+    return run_prompt(ctx, version.hostname);
 }
 
 }  // namespace esad::ctl
