@@ -15,6 +15,7 @@
 #include <set>
 #include <sstream>
 
+#include "common/payloads/queue.h"
 #include "common/payloads/status.h"
 
 namespace esad::ctl {
@@ -80,11 +81,12 @@ char** complete(const char* text, int start, int) {
 std::vector<std::string> known_domains(Context& ctx) {
     std::ostringstream sink;
     Context quiet{ctx.socket_path, ctx.timeout_s, false, sink, sink};
-    json d;
+    payloads::TophostsReply d;
     std::vector<std::string> out;
-    if (call_daemon(quiet, "tophosts", {{"limit", 1000}}, &d) != kExitOk) return out;
-    for (const auto& h : d.value("hosts", json::array())) {
-        std::string name = h.value("host", "");
+    if (call_daemon(quiet, "tophosts", payloads::TophostsArgs{.limit = 1000}, &d) != kExitOk)
+        return out;
+    for (const auto& h : d.hosts) {
+        const std::string& name = h.host;
         if (!name.empty() && name.rfind("the.", 0) != 0) out.push_back(name);
     }
     return out;

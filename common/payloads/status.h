@@ -119,21 +119,21 @@ struct StatusGauges {
 
 struct StatusReply {
     using PayloadTag = void;
-    std::string version, hostname;
+    std::string version{}, hostname{};
     int64_t status_as_of = 0, up_since = 0, uptime_seconds = 0;
-    std::optional<int64_t> last_counter_reset;  // null: never
-    std::string system_status;
-    std::map<std::string, CounterValues> counters;  // by CounterInfo::key
-    CurrentIds current_ids;
-    std::optional<int64_t> oldest_message_age;  // seconds; null: no messages
-    std::string listener;
+    std::optional<int64_t> last_counter_reset{};  // null: never
+    std::string system_status{};
+    std::map<std::string, CounterValues> counters{};  // by CounterInfo::key
+    CurrentIds current_ids{};
+    std::optional<int64_t> oldest_message_age{};  // seconds; null: no messages
+    std::string listener{};
     uint64_t corrupt_files = 0;
-    EventLoopBusy event_loop;
+    EventLoopBusy event_loop{};
     uint64_t log_lines_dropped = 0;
-    DeliveryContent delivery_content;
-    SpoolStatus spool;
-    StatusGauges gauges;
-    std::optional<std::map<std::string, RateValues>> rates;  // with `detail` only
+    DeliveryContent delivery_content{};
+    SpoolStatus spool{};
+    StatusGauges gauges{};
+    std::optional<std::map<std::string, RateValues>> rates{};  // with `detail` only
     template <class V, class S>
     static void fields(V& v, S& x) {
         v("version", x.version);
@@ -159,7 +159,7 @@ struct StatusReply {
 
 struct VersionReply {
     using PayloadTag = void;
-    std::string version, hostname;
+    std::string version{}, hostname{};
     int64_t protocol = 0;
     template <class V, class S>
     static void fields(V& v, S& x) {
@@ -182,8 +182,8 @@ struct ResetCountersReply {
 // does not load is an error reply (bad_config), not this.
 struct ReloadReply {
     using PayloadTag = void;
-    std::string config;
-    std::vector<std::string> restart_required;
+    std::string config{};
+    std::vector<std::string> restart_required{};
     template <class V, class S>
     static void fields(V& v, S& x) {
         v("config", x.config);

@@ -31,14 +31,6 @@ std::string golden_path(const std::string& name) {
 
 void check_golden_text(const std::string& name, const std::string& text);
 
-void check_golden(const std::string& name, void (*render)(std::ostream&, const json&),
-                  const json& data) {
-    use_utc();
-    std::ostringstream out;
-    render(out, data);
-    check_golden_text(name, out.str());
-}
-
 // `data` is the reply as the daemon sends it; the renderer gets it parsed into its payload.
 template <class T>
 void check_golden(const std::string& name, void (*render)(std::ostream&, const T&),
@@ -146,6 +138,9 @@ TEST_CASE("tophosts: '*' on down hosts, thousands separators", "[ctl][render]") 
               {"total_hosts", 5},
               {"hosts",
                {{{"host", "big.example.com"},
+                 {"host_unicode", ""},
+                 {"status", "down"},
+                 {"last_activity", nullptr},
                  {"down", true},
                  {"active_recipients", 1234567},
                  {"connections_out", 0},
@@ -153,6 +148,9 @@ TEST_CASE("tophosts: '*' on down hosts, thousands separators", "[ctl][render]") 
                  {"soft_bounced", 182000},
                  {"hard_bounced", 12}},
                 {{"host", "small.test"},
+                 {"host_unicode", ""},
+                 {"status", "up"},
+                 {"last_activity", nullptr},
                  {"down", false},
                  {"active_recipients", 3},
                  {"connections_out", 1},
@@ -160,6 +158,9 @@ TEST_CASE("tophosts: '*' on down hosts, thousands separators", "[ctl][render]") 
                  {"soft_bounced", 0},
                  {"hard_bounced", 0}},
                 {{"host", "the.encryption.queue"},
+                 {"host_unicode", ""},
+                 {"status", "unknown"},
+                 {"last_activity", nullptr},
                  {"down", false},
                  {"active_recipients", 0},
                  {"connections_out", 0},
@@ -172,6 +173,7 @@ TEST_CASE("tophosts: '*' on down hosts, thousands separators", "[ctl][render]") 
 TEST_CASE("hoststatus: a down host with routes, MX, addresses and errors", "[ctl][render]") {
     json d = {
         {"host", "dst.test"},
+        {"host_unicode", ""},
         {"status_as_of", kNow},
         {"status", "down"},
         {"retry_at", kNow + 60},
@@ -212,17 +214,19 @@ TEST_CASE("hoststatus: a down host with routes, MX, addresses and errors", "[ctl
 
 TEST_CASE("hoststatus: an up host with nothing cached", "[ctl][render]") {
     json d = {{"host", "new.test"},
+              {"host_unicode", ""},
               {"status_as_of", kNow},
               {"status", "up"},
               {"retry_at", nullptr},
-              {"counters", json::object()},
-              {"gauges", json::object()},
+              {"counters", json(esad::payloads::HostCounters{})},
+              {"gauges", json(esad::payloads::HostGauges{})},
               {"oldest_message", nullptr},
               {"last_activity", nullptr},
               {"suspended", false},
               {"routes", json::array()},
               {"ordered_ips", json::array()},
               {"mx_records", json::array()},
+              {"ips", json::array()},
               {"last_5xx_error", {{"text", ""}, {"at", nullptr}}},
               {"last_soft_error", {{"text", "421 4.7.0 try later"}, {"at", kNow}}}};
     check_golden("hoststatus_up", render_hoststatus, d);
@@ -329,14 +333,19 @@ TEST_CASE("showmessage: envelope, recipients, headers", "[ctl][render]") {
 TEST_CASE("deleterecipients / bouncerecipients result lines (esa-reference §5.2, §5.3)",
           "[ctl][render]") {
     check_golden("delete", render_removal,
-                 {{"recipients", 1000000}, {"messages", 10000}, {"bounced", false}});
-    check_golden("delete_none", render_removal,
-                 {{"recipients", 0}, {"messages", 0}, {"bounced", false}});
+                 {{"recipients", 1000000},
+                  {"messages", 10000},
+                  {"bounced", false},
+                  {"delivery_suspended", false}});
+    check_golden(
+        "delete_none", render_removal,
+        {{"recipients", 0}, {"messages", 0}, {"bounced", false}, {"delivery_suspended", false}});
     check_golden(
         "bounce_suspended", render_removal,
         {{"recipients", 3}, {"messages", 1}, {"bounced", true}, {"delivery_suspended", true}});
-    check_golden("bounce_none", render_removal,
-                 {{"recipients", 0}, {"messages", 0}, {"bounced", true}});
+    check_golden(
+        "bounce_none", render_removal,
+        {{"recipients", 0}, {"messages", 0}, {"bounced", true}, {"delivery_suspended", false}});
 }
 
 TEST_CASE("redirectrecipients", "[ctl][render]") {
