@@ -336,7 +336,8 @@ def test_malformed_reply_is_reported_exit_1():
                "tophosts": {"status_as_of": 1, "sort": "active_rcpts", "total_hosts": 1,
                             "hosts": [{"host": "a.test", "active_recipients": "many"}]},
                "hoststatus": {"host": "a.test"},
-               "dig": {"name": "a.test", "answers": 5}}
+               "dig": {"name": "a.test", "type": "A", "status": "ok", "from_cache": False,
+                       "error": "", "answers": 5}}
     tmp = tempfile.mkdtemp()
     path = os.path.join(tmp, "fake.sock")
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -359,7 +360,7 @@ def test_malformed_reply_is_reported_exit_1():
     t = threading.Thread(target=serve, daemon=True)
     t.start()
     try:
-        for args, field in ((["status"], "status_as_of"), (["version"], "protocol"),
+        for args, field in ((["status"], "hostname: missing"), (["version"], "protocol"),
                             (["tophosts"], "hosts[0]"), (["hoststatus", "a.test"], "host_unicode"),
                             (["dig", "a.test"], "answers")):
             r = subprocess.run([ESACTL, "--socket", path, *args], capture_output=True, text=True,
