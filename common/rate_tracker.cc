@@ -53,17 +53,13 @@ uint64_t RateTracker::per_hour(Counter c, int64_t window_s) const {
     return events * 3600 / static_cast<uint64_t>(window_s);
 }
 
-nlohmann::json rates_json(const RateTracker& tracker) {
-    nlohmann::json out = nlohmann::json::object();
+std::map<std::string, payloads::RateValues> rates_of(const RateTracker& tracker) {
+    std::map<std::string, payloads::RateValues> out;
     for (Counter c : RateTracker::kRateCounters)
-        out[std::string(counter_info(c).key)] = {{"1m", tracker.per_hour(c, 60)},
-                                                 {"5m", tracker.per_hour(c, 300)},
-                                                 {"15m", tracker.per_hour(c, 900)}};
+        out[std::string(counter_info(c).key)] = {.per_1m = tracker.per_hour(c, 60),
+                                                 .per_5m = tracker.per_hour(c, 300),
+                                                 .per_15m = tracker.per_hour(c, 900)};
     return out;
-}
-
-void add_rates(nlohmann::json& status, const RateTracker& tracker) {
-    status["rates"] = rates_json(tracker);
 }
 
 }  // namespace esad

@@ -16,10 +16,12 @@
 
 #include <array>
 #include <cstdint>
-#include <nlohmann/json.hpp>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "common/counters.h"
+#include "common/payloads/status.h"
 
 namespace esad {
 
@@ -57,9 +59,7 @@ class RateTracker {
 };
 
 // {"messages_received": {"1m": n, "5m": n, "15m": n}, ...} for the kRateCounters, keyed by
-// their counter JSON keys: the `rates` object of `status` with `detail`.
-nlohmann::json rates_json(const RateTracker& tracker);
-// Adds `rates` to a status reply object.
-void add_rates(nlohmann::json& status, const RateTracker& tracker);
+// their counter JSON keys: the `rates` of `status` with `detail`.
+std::map<std::string, payloads::RateValues> rates_of(const RateTracker& tracker);
 
 }  // namespace esad

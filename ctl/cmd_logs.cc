@@ -386,15 +386,16 @@ std::string hostrate_row(const json& row) {
            rjust(num(row, "soft_bounced_events_delta"), 11) + "\n";
 }
 
-void render_rates(std::ostream& out, const json& status) {
-    if (!status.contains("rates") || !status["rates"].is_object()) return;
-    const json& rates = status["rates"];
+void render_rates(std::ostream& out, const payloads::StatusReply& status) {
+    if (!status.rates) return;
+    const auto& rates = *status.rates;
     out << pad_label("Rates (Events Per Hour):", 0, 31) << "   1-Minute  5-Minutes  15-Minutes\n";
     for (Counter c : RateTracker::kRateCounters) {
         const CounterInfo& info = counter_info(c);
-        const json& r = rates.value(std::string(info.key), json::object());
-        out << pad_label(std::string(info.label), 4, 31) << num_field(r.value("1m", 0ull), 11)
-            << num_field(r.value("5m", 0ull), 11) << num_field(r.value("15m", 0ull), 12) << "\n";
+        auto it = rates.find(std::string(info.key));
+        payloads::RateValues r = it == rates.end() ? payloads::RateValues{} : it->second;
+        out << pad_label(std::string(info.label), 4, 31) << num_field(r.per_1m, 11)
+            << num_field(r.per_5m, 11) << num_field(r.per_15m, 12) << "\n";
     }
     out << "\n";
 }

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "common/payloads/status.h"
 #include "ctl/commands.h"
 
 namespace esad::ctl {
@@ -15,7 +16,7 @@ std::vector<Command> log_commands();
 
 // Prints the "Rates (Events Per Hour):" block of `status detail` followed by a blank line
 // when `status` carries `rates`; prints nothing otherwise.
-void render_rates(std::ostream& out, const nlohmann::json& status);
+void render_rates(std::ostream& out, const payloads::StatusReply& status);
 
 // Row layouts of the streaming commands (esa-reference §4.3, §4.4).
 std::string rate_header();

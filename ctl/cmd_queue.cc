@@ -28,20 +28,8 @@ std::string pad(std::string s, size_t width) {
     return s;
 }
 
-std::string time_or(const json& v, const char* none) {
-    return v.is_number() ? esa_time(v.get<std::time_t>()) : std::string(none);
-}
-
-uint64_t u64(const json& j, const char* key) {
-    return j.contains(key) && j[key].is_number() ? j[key].get<uint64_t>() : 0;
-}
-
-int print_or_json(Context& ctx, const json& data, void (*render)(std::ostream&, const json&)) {
-    if (ctx.json)
-        ctx.out << data.dump(2) << "\n";
-    else
-        render(ctx.out, data);
-    return kExitOk;
+std::string time_or(const std::optional<int64_t>& v, const char* none) {
+    return v ? esa_time(*v) : std::string(none);
 }
 
 int usage(Context& ctx, const std::string& text) {
@@ -50,13 +38,14 @@ int usage(Context& ctx, const std::string& text) {
 }
 
 // Reads "host DOMAIN" / "sender ADDR" / "all" into selector args.
-bool selector_args(const std::vector<std::string>& args, size_t from, json* out) {
+bool selector_args(const std::vector<std::string>& args, size_t from, payloads::SelectorArgs* out) {
     if (args.size() <= from || args[from] == "all") {
-        *out = {{"by", "all"}};
+        out->by = "all";
         return args.size() <= from + 1;
     }
     if ((args[from] == "host" || args[from] == "sender") && args.size() == from + 2) {
-        *out = {{"by", args[from]}, {"value", args[from + 1]}};
+        out->by = args[from];
+        out->value = args[from + 1];
         return true;
     }
     return false;
@@ -75,147 +64,130 @@ void counter_line(std::ostream& o, const char* label, int indent, uint64_t v) {
 
 // Text that came from a peer (envelope, HELO, headers, remote replies) reaches the
 // operator's terminal only escaped: no escape sequences, no forged lines.
-std::string peer_text(const json& obj, const char* key) {
-    return escape_for_log(obj.value(key, ""), 4096);
+std::string peer_text(const std::string& text) {
+    return escape_for_log(text, 4096);
 }
 
 }  // namespace
 
 // --- renderers ----------------------------------------------------------------------------
 
-void render_tophosts(std::ostream& o, const json& d) {
-    o << "\nStatus as of: " << esa_time(d.value("status_as_of", 0ll)) << "\n";
+void render_tophosts(std::ostream& o, const payloads::TophostsReply& d) {
+    o << "\nStatus as of: " << esa_time(d.status_as_of) << "\n";
     o << "Hosts marked with '*' were down as of the last delivery attempt.\n\n";
     o << "                                        Active   Conn.   Deliv.   Soft      Hard\n";
     o << "#   Recipient Host                      Recip.   Out     Recip.   Bounced   Bounced\n";
     int rank = 0;
-    for (const auto& h : d.value("hosts", json::array())) {
+    for (const auto& h : d.hosts) {
         ++rank;
-        std::string num = std::to_string(rank) + (h.value("down", false) ? "*" : "");
-        o << pad(num, 4) << pad(h.value("host", ""), 36)
-          << pad(thousands(u64(h, "active_recipients")), 9)
-          << pad(thousands(u64(h, "connections_out")), 8)
-          << pad(thousands(u64(h, "delivered_recipients")), 9)
-          << pad(thousands(u64(h, "soft_bounced")), 10) << thousands(u64(h, "hard_bounced"))
-          << "\n";
+        std::string num = std::to_string(rank) + (h.down ? "*" : "");
+        o << pad(num, 4) << pad(h.host, 36) << pad(thousands(h.active_recipients), 9)
+          << pad(thousands(h.connections_out), 8) << pad(thousands(h.delivered_recipients), 9)
+          << pad(thousands(h.soft_bounced), 10) << thousands(h.hard_bounced) << "\n";
         // An internationalized host: its U-label form on a line of its own (columns stay).
-        if (const std::string u = h.value("host_unicode", ""); !u.empty())
-            o << "    (" << u << ")\n";
+        if (!h.host_unicode.empty()) o << "    (" << h.host_unicode << ")\n";
     }
 }
 
-void render_hoststatus(std::ostream& o, const json& d) {
-    const json& c = d["counters"];
-    const json& g = d["gauges"];
-    o << "\nHost mail status for: '" << d.value("host", "") << "'";
-    if (const std::string u = d.value("host_unicode", ""); !u.empty()) o << " (" << u << ")";
+void render_hoststatus(std::ostream& o, const payloads::HoststatusReply& d) {
+    const payloads::HostCounters& c = d.counters;
+    const payloads::HostGauges& g = d.gauges;
+    o << "\nHost mail status for: '" << d.host << "'";
+    if (!d.host_unicode.empty()) o << " (" << d.host_unicode << ")";
     o << "\n";
-    o << "Status as of:         " << esa_time(d.value("status_as_of", 0ll)) << "\n";
-    o << "Host up/down:         " << d.value("status", "unknown") << "\n\n";
+    o << "Status as of:         " << esa_time(d.status_as_of) << "\n";
+    o << "Host up/down:         " << d.status << "\n\n";
     o << "Counters:\n  Queue\n";
-    counter_line(o, "Soft Bounced Events", 4, u64(c, "soft_bounced_events"));
+    counter_line(o, "Soft Bounced Events", 4, c.soft_bounced_events);
     o << "  Completion\n";
-    counter_line(o, "Completed Recipients", 4, u64(c, "completed_recipients"));
-    counter_line(o, "Hard Bounced Recipients", 6, u64(c, "hard_bounced_recipients"));
-    counter_line(o, "DNS Hard Bounces", 8, u64(c, "dns_hard_bounces"));
-    counter_line(o, "5XX Hard Bounces", 8, u64(c, "5xx_hard_bounces"));
-    counter_line(o, "Filter Hard Bounces", 8, u64(c, "filter_hard_bounces"));
-    counter_line(o, "Expired Hard Bounces", 8, u64(c, "expired_hard_bounces"));
-    counter_line(o, "Other Hard Bounces", 8, u64(c, "other_hard_bounces"));
-    counter_line(o, "Delivered Recipients", 6, u64(c, "delivered_recipients"));
-    counter_line(o, "Deleted Recipients", 6, u64(c, "deleted_recipients"));
+    counter_line(o, "Completed Recipients", 4, c.completed_recipients);
+    counter_line(o, "Hard Bounced Recipients", 6, c.hard_bounced_recipients);
+    counter_line(o, "DNS Hard Bounces", 8, c.dns_hard_bounces);
+    counter_line(o, "5XX Hard Bounces", 8, c.fivexx_hard_bounces);
+    counter_line(o, "Filter Hard Bounces", 8, c.filter_hard_bounces);
+    counter_line(o, "Expired Hard Bounces", 8, c.expired_hard_bounces);
+    counter_line(o, "Other Hard Bounces", 8, c.other_hard_bounces);
+    counter_line(o, "Delivered Recipients", 6, c.delivered_recipients);
+    counter_line(o, "Deleted Recipients", 6, c.deleted_recipients);
     o << "\nGauges:\n  Queue\n";
-    counter_line(o, "Active Recipients", 4, u64(g, "active_recipients"));
-    counter_line(o, "Unattempted Recipients", 6, u64(g, "unattempted_recipients"));
-    counter_line(o, "Attempted Recipients", 6, u64(g, "attempted_recipients"));
+    counter_line(o, "Active Recipients", 4, g.active_recipients);
+    counter_line(o, "Unattempted Recipients", 6, g.unattempted_recipients);
+    counter_line(o, "Attempted Recipients", 6, g.attempted_recipients);
     o << "  Connections\n";
-    counter_line(o, "Current Outbound Connections", 4, u64(g, "current_outbound_connections"));
-    counter_line(o, "Pending Outbound Connections", 4, u64(g, "pending_outbound_connections"));
-    o << "\n"
-      << pad("Oldest Message", 40) << time_or(d.value("oldest_message", json()), "No Messages")
-      << "\n";
-    o << pad("Last Activity", 40) << time_or(d.value("last_activity", json()), "Never") << "\n";
-    if (d.value("status", "") == "down" && d.value("retry_at", json()).is_number())
-        o << pad("Next Host Retry", 40) << esa_time(d["retry_at"].get<std::time_t>()) << "\n";
-    if (d.value("suspended", false)) o << pad("Delivery", 40) << "suspended\n";
-    const json routes = d.value("routes", json::array());
+    counter_line(o, "Current Outbound Connections", 4, g.current_outbound_connections);
+    counter_line(o, "Pending Outbound Connections", 4, g.pending_outbound_connections);
+    o << "\n" << pad("Oldest Message", 40) << time_or(d.oldest_message, "No Messages") << "\n";
+    o << pad("Last Activity", 40) << time_or(d.last_activity, "Never") << "\n";
+    if (d.status == "down" && d.retry_at)
+        o << pad("Next Host Retry", 40) << esa_time(*d.retry_at) << "\n";
+    if (d.suspended) o << pad("Delivery", 40) << "suspended\n";
     o << "\nSMTP routes for this host:\n";
-    if (routes.empty()) o << "    (none: MX lookup)\n";
-    for (const auto& r : routes)
-        o << "    " << r.get<std::string>() << "\n";
-    const json ips = d.value("ordered_ips", json::array());
+    if (d.routes.empty()) o << "    (none: MX lookup)\n";
+    for (const auto& r : d.routes)
+        o << "    " << r << "\n";
     o << "\nOrdered IP addresses:\n";
-    if (ips.empty())
+    if (d.ordered_ips.empty())
         o << "    (none cached)\n";
     else
         o << "    Host                                IP                                       "
              "Expires\n";
-    for (const auto& ip : ips)
-        o << "    " << pad(ip.value("host", ""), 36) << pad(ip.value("ip", ""), 41)
-          << esa_time(ip.value("expires_at", 0ll)) << "\n";
-    const json mxs = d.value("mx_records", json::array());
+    for (const auto& ip : d.ordered_ips)
+        o << "    " << pad(ip.host, 36) << pad(ip.ip, 41) << esa_time(ip.expires_at) << "\n";
     o << "\nMX Records:\n";
-    if (mxs.empty())
+    if (d.mx_records.empty())
         o << "    (none cached)\n";
     else
         o << "    Preference  TTL       Hostname\n";
-    for (const auto& mx : mxs)
-        o << "    " << pad(std::to_string(mx.value("preference", 0)), 12)
-          << pad(human_duration(u64(mx, "ttl")), 10) << mx.value("host", "") << "\n";
-    for (const char* key : {"last_5xx_error", "last_soft_error"}) {
-        const json e = d.value(key, json::object());
-        o << "\n"
-          << (std::string(key) == "last_5xx_error" ? "Last 5XX Error:" : "Last Soft Error:")
-          << "\n";
-        if (e.value("text", "").empty()) {
+    for (const auto& mx : d.mx_records)
+        o << "    " << pad(std::to_string(mx.preference), 12) << pad(human_duration(mx.ttl), 10)
+          << mx.host << "\n";
+    for (const auto* e : {&d.last_5xx_error, &d.last_soft_error}) {
+        o << "\n" << (e == &d.last_5xx_error ? "Last 5XX Error:" : "Last Soft Error:") << "\n";
+        if (e->text.empty()) {
             o << "    (none)\n";
             continue;
         }
-        o << "----------\n"
-          << e.value("text", "") << "\n(at " << time_or(e.value("at", json()), "?")
-          << ")\n----------\n";
+        o << "----------\n" << e->text << "\n(at " << time_or(e->at, "?") << ")\n----------\n";
     }
 }
 
-void render_delivernow(std::ostream& o, const json& d) {
-    o << thousands(u64(d, "recipients")) << " recipients scheduled for immediate delivery ("
-      << d.value("target", "all") << ").\n";
+void render_delivernow(std::ostream& o, const payloads::DelivernowReply& d) {
+    o << thousands(d.recipients) << " recipients scheduled for immediate delivery (" << d.target
+      << ").\n";
 }
 
-void render_suspenddel(std::ostream& o, const json& d) {
-    bool suspend = d.value("suspended", false);
-    for (const auto& x : d.value("domains", json::array()))
-        o << "Mail delivery " << (suspend ? "suspended" : "resumed") << " for "
-          << x.get<std::string>() << ".\n";
-    for (const auto& x : d.value("unknown", json::array()))
-        o << "No record of host: " << x.get<std::string>() << "\n";
+void render_suspenddel(std::ostream& o, const payloads::SuspendDelReply& d) {
+    for (const auto& x : d.domains)
+        o << "Mail delivery " << (d.suspended ? "suspended" : "resumed") << " for " << x << ".\n";
+    for (const auto& x : d.unknown)
+        o << "No record of host: " << x << "\n";
 }
 
-void render_suspend(std::ostream& o, const json& d) {
-    o << "Receiving suspended for Listener " << d.value("listener", "") << ".\n";
+void render_suspend(std::ostream& o, const payloads::SuspendReply& d) {
+    o << "Receiving suspended for Listener " << d.listener << ".\n";
     o << "Mail delivery suspended.\n";
 }
 
-void render_resume(std::ostream& o, const json& d) {
-    if (d.value("receiving_resumed", false))
-        o << "Receiving resumed for Listener " << d.value("listener", "") << ".\n";
+void render_resume(std::ostream& o, const payloads::ResumeReply& d) {
+    if (d.receiving_resumed)
+        o << "Receiving resumed for Listener " << d.listener << ".\n";
     else
         o << "No listeners were resumed.\n";
-    if (d.value("delivery_resumed", false))
+    if (d.delivery_resumed)
         o << "Mail delivery resumed.\n";
     else
         o << "Mail delivery was not suspended.\n";
 }
 
-void render_workqueue(std::ostream& o, const json& d) {
-    o << "Status: " << d.value("status", "") << "\n";
-    o << "Messages: " << thousands(u64(d, "messages")) << "\n";
+void render_workqueue(std::ostream& o, const payloads::WorkqueueReply& d) {
+    o << "Status: " << d.status << "\n";
+    o << "Messages: " << thousands(d.messages) << "\n";
 }
 
-void render_showrecipients(std::ostream& o, const json& d) {
-    uint64_t total = u64(d, "total");
-    int64_t offset = d.value("offset", 0ll);
-    const json rows = d.value("recipients", json::array());
+void render_showrecipients(std::ostream& o, const payloads::ShowRecipientsReply& d) {
+    uint64_t total = d.total;
+    int64_t offset = d.offset;
+    const auto& rows = d.recipients;
     if (total == 0) {
         o << "There are no messages in the delivery queue matching that request.\n";
         return;
@@ -225,45 +197,44 @@ void render_showrecipients(std::ostream& o, const json& d) {
     o << pad("MID", 10) << pad("RID", 5) << pad("Age", 12) << pad("State", 11) << pad("Tries", 6)
       << pad("Recipient Host", 26) << pad("Sender", 30) << "Recipient\n";
     for (const auto& r : rows)
-        o << pad(std::to_string(u64(r, "mid")), 10) << pad(std::to_string(u64(r, "rid")), 5)
-          << pad(human_duration(u64(r, "age_seconds")), 12) << pad(r.value("state", ""), 11)
-          << pad(std::to_string(u64(r, "attempts")), 6) << pad(r.value("host", ""), 26)
-          << pad(std::string("<").append(peer_text(r, "sender")).append(">"), 30) << "<"
-          << peer_text(r, "recipient") << ">\n";
+        o << pad(std::to_string(r.mid), 10) << pad(std::to_string(r.rid), 5)
+          << pad(human_duration(static_cast<uint64_t>(std::max<int64_t>(0, r.age_seconds))), 12)
+          << pad(r.state, 11) << pad(std::to_string(r.attempts), 6) << pad(r.host, 26)
+          << pad(std::string("<").append(peer_text(r.sender)).append(">"), 30) << "<"
+          << peer_text(r.recipient) << ">\n";
     int64_t next = offset + static_cast<int64_t>(rows.size());
     if (next < static_cast<int64_t>(total)) o << "\n(more: --offset " << next << ")\n";
 }
 
-void render_showmessage(std::ostream& o, const json& d) {
+void render_showmessage(std::ostream& o, const payloads::ShowMessageReply& d) {
     auto field = [&](const char* label, const std::string& value) {
         o << pad_label(label, 0, 16) << value << "\n";
     };
-    field("MID:", std::to_string(u64(d, "mid")));
-    field("Received:", time_or(d.value("received", json()), "?"));
-    field("Envelope From:", "<" + peer_text(d, "sender") + ">");
-    if (d.contains("icid"))
-        field("Injected:", "ICID " + std::to_string(u64(d, "icid")) + " from " +
-                               peer_text(d, "client_ip") + " (HELO " + peer_text(d, "client_helo") +
-                               ")");
-    if (d.contains("size")) field("Size:", thousands(u64(d, "size")) + " bytes");
+    field("MID:", std::to_string(d.mid));
+    field("Received:", time_or(d.received, "?"));
+    field("Envelope From:", "<" + peer_text(d.sender) + ">");
+    if (d.icid)
+        field("Injected:", "ICID " + std::to_string(*d.icid) + " from " +
+                               peer_text(d.client_ip.value_or("")) + " (HELO " +
+                               peer_text(d.client_helo.value_or("")) + ")");
+    if (d.size) field("Size:", thousands(*d.size) + " bytes");
     o << "\nRecipients:\n";
     o << "    " << pad("RID", 5) << pad("State", 11) << pad("Tries", 6) << pad("Next Attempt", 30)
       << "Recipient\n";
-    for (const auto& r : d.value("recipients", json::array())) {
-        std::string next = time_or(r.value("next_attempt", json()), "-");
-        if (r.value("suspended", false) && r.value("state", "") != "completed")
-            next = "(delivery suspended)";
-        o << "    " << pad(std::to_string(u64(r, "rid")), 5) << pad(r.value("state", ""), 11)
-          << pad(std::to_string(u64(r, "attempts")), 6) << pad(next, 30) << "<"
-          << peer_text(r, "recipient") << ">\n";
-        std::string err = peer_text(r, "last_error");
-        if (r.value("state", "") != "completed" && r.value("attempts", 0) > 0 && !err.empty())
-            o << "          host " << peer_text(r, "host") << " ("
-              << r.value("host_status", "unknown") << "), last error: " << err << "\n";
+    for (const auto& r : d.recipients) {
+        std::string next = time_or(r.next_attempt, "-");
+        if (r.suspended && r.state != "completed") next = "(delivery suspended)";
+        o << "    " << pad(std::to_string(r.rid), 5) << pad(r.state, 11)
+          << pad(std::to_string(r.attempts), 6) << pad(next, 30) << "<" << peer_text(r.recipient)
+          << ">\n";
+        std::string err = peer_text(r.last_error);
+        if (r.state != "completed" && r.attempts > 0 && !err.empty())
+            o << "          host " << peer_text(r.host) << " (" << r.host_status
+              << "), last error: " << err << "\n";
     }
     o << "\nHeaders:\n";
-    if (d.value("headers", json()).is_string()) {
-        std::istringstream lines(d["headers"].get<std::string>());
+    if (d.headers) {
+        std::istringstream lines(*d.headers);
         std::string line;
         while (std::getline(lines, line)) {
             if (!line.empty() && line.back() == '\r') line.pop_back();
@@ -273,45 +244,42 @@ void render_showmessage(std::ostream& o, const json& d) {
             o << "    " << escape_for_log(line, 4096) << "\n";
         }
     } else {
-        o << "    (not available: " << d.value("headers_error", "unknown reason") << ")\n";
+        o << "    (not available: " << d.headers_error.value_or("unknown reason") << ")\n";
     }
 }
 
-void render_removal(std::ostream& o, const json& d) {
-    bool bounce = d.value("bounced", false);
-    uint64_t n = u64(d, "recipients");
+void render_removal(std::ostream& o, const payloads::RemovalReply& d) {
+    bool bounce = d.bounced;
+    uint64_t n = d.recipients;
     if (n == 0) {
         o << (bounce ? "No messages bounced.\n" : "No recipients deleted.\n");
         return;
     }
     o << thousands(n) << " recipients " << (bounce ? "bounced" : "deleted") << ".\n";
-    if (bounce && d.value("delivery_suspended", false))
+    if (bounce && d.delivery_suspended)
         o << "Delivery is currently suspended: the bounce messages will be sent when it is "
              "resumed.\n";
 }
 
-void render_redirect(std::ostream& o, const json& d) {
-    if (d.value("redirect", json()).is_null()) {
+void render_redirect(std::ostream& o, const payloads::RedirectReply& d) {
+    if (!d.redirect) {
         o << "Redirect cleared: mail is routed normally again.\n";
         return;
     }
-    o << "All mail is now redirected to " << d.value("redirect", "") << ".\n";
-    o << thousands(u64(d, "recipients")) << " recipients scheduled for immediate delivery.\n";
+    o << "All mail is now redirected to " << *d.redirect << ".\n";
+    o << thousands(d.recipients) << " recipients scheduled for immediate delivery.\n";
 }
 
-void render_dig(std::ostream& o, const json& d) {
-    std::string qname = d.value("name", "");
+void render_dig(std::ostream& o, const payloads::DigReply& d) {
+    std::string qname = d.name;
     if (!qname.empty() && qname.back() != '.') qname += ".";
-    o << ";; ->>HEADER<<- status: " << d.value("status", "")
-      << (d.value("from_cache", false) ? " (cached)" : "") << "\n;; QUESTION SECTION:\n;"
-      << pad(qname, 27) << " IN " << d.value("type", "") << "\n";
-    const json answers = d.value("answers", json::array());
-    if (!answers.empty()) o << "\n;; ANSWER SECTION:\n";
-    for (const auto& a : answers)
-        o << pad(a.value("name", ""), 28) << pad(std::to_string(u64(a, "ttl")), 7)
-          << pad(a.value("class", "IN"), 4) << pad(a.value("type", ""), 6) << a.value("data", "")
-          << "\n";
-    if (!d.value("error", "").empty()) o << ";; " << d.value("error", "") << "\n";
+    o << ";; ->>HEADER<<- status: " << d.status << (d.from_cache ? " (cached)" : "")
+      << "\n;; QUESTION SECTION:\n;" << pad(qname, 27) << " IN " << d.type << "\n";
+    if (!d.answers.empty()) o << "\n;; ANSWER SECTION:\n";
+    for (const auto& a : d.answers)
+        o << pad(a.name, 28) << pad(std::to_string(a.ttl), 7) << pad(a.dns_class, 4)
+          << pad(a.type, 6) << a.data << "\n";
+    if (!d.error.empty()) o << ";; " << d.error << "\n";
 }
 
 // --- commands -----------------------------------------------------------------------------
@@ -324,12 +292,12 @@ constexpr const char* kShowrecipientsUsage =
     "showrecipients [host DOMAIN|sender ADDR|all] [--offset N] [--limit N]";
 
 int cmd_tophosts(Context& ctx, const std::vector<std::string>& args) {
-    json req = json::object();
+    payloads::TophostsArgs req;
     std::vector<std::string> rest;
     for (size_t i = 0; i < args.size(); ++i) {
         if (args[i] == "--limit" && i + 1 < args.size()) {
             try {
-                req["limit"] = std::stoll(args[++i]);
+                req.limit = std::stoll(args[++i]);
             } catch (...) {
                 return usage(ctx, kTophostsUsage);
             }
@@ -338,44 +306,36 @@ int cmd_tophosts(Context& ctx, const std::vector<std::string>& args) {
         }
     }
     if (rest.size() > 1) return usage(ctx, kTophostsUsage);
-    if (!rest.empty()) req["sort"] = rest[0];
-    json d;
-    int rc = call_daemon(ctx, "tophosts", req, &d);
-    if (rc != kExitOk) return rc;
-    return print_or_json(ctx, d, render_tophosts);
+    if (!rest.empty()) req.sort = rest[0];
+    return show_reply(ctx, "tophosts", req, render_tophosts);
 }
 
 int cmd_hoststatus(Context& ctx, const std::vector<std::string>& args) {
     if (args.size() != 1) return usage(ctx, "hoststatus DOMAIN");
-    json d;
-    int rc = call_daemon(ctx, "hoststatus", {{"domain", args[0]}}, &d);
-    if (rc != kExitOk) return rc;
-    return print_or_json(ctx, d, render_hoststatus);
+    return show_reply(ctx, "hoststatus", payloads::HoststatusArgs{.domain = args[0]},
+                      render_hoststatus);
 }
 
 int cmd_delivernow(Context& ctx, const std::vector<std::string>& args) {
     if (args.size() > 1) return usage(ctx, "delivernow [all|DOMAIN]");
-    std::string target = args.empty() ? "all" : args[0];
-    json d;
-    int rc = call_daemon(ctx, "delivernow", {{"target", target}}, &d);
-    if (rc != kExitOk) return rc;
-    return print_or_json(ctx, d, render_delivernow);
+    payloads::DelivernowArgs req;
+    if (!args.empty()) req.target = args[0];
+    return show_reply(ctx, "delivernow", req, render_delivernow);
 }
 
 int suspend_resume(Context& ctx, const std::vector<std::string>& args, bool suspend) {
-    json domains = json::array();
+    payloads::SuspendDelArgs req{.domains = {}};
     for (const auto& a : args) {
         std::stringstream ss(a);
         std::string item;
         while (std::getline(ss, item, ','))
-            if (!item.empty()) domains.push_back(item);
+            if (!item.empty()) req.domains.push_back(item);
     }
-    if (domains.empty()) domains.push_back("ALL");
-    json d;
-    int rc = call_daemon(ctx, suspend ? "suspenddel" : "resumedel", {{"domains", domains}}, &d);
+    if (req.domains.empty()) req.domains.push_back("ALL");
+    payloads::SuspendDelReply d;
+    int rc = show_reply(ctx, suspend ? "suspenddel" : "resumedel", req, render_suspenddel, &d);
     if (rc != kExitOk) return rc;
-    print_or_json(ctx, d, render_suspenddel);
-    return d.value("unknown", json::array()).empty() ? kExitOk : kExitFailed;
+    return d.unknown.empty() ? kExitOk : kExitFailed;
 }
 
 int cmd_suspenddel(Context& ctx, const std::vector<std::string>& args) {
@@ -387,32 +347,23 @@ int cmd_resumedel(Context& ctx, const std::vector<std::string>& args) {
 
 int cmd_suspend(Context& ctx, const std::vector<std::string>& args) {
     if (!args.empty()) return usage(ctx, "suspend");
-    json d;
-    int rc = call_daemon(ctx, "suspend", json::object(), &d);
-    if (rc != kExitOk) return rc;
-    return print_or_json(ctx, d, render_suspend);
+    return show_reply(ctx, "suspend", json::object(), render_suspend);
 }
 
 int cmd_resume(Context& ctx, const std::vector<std::string>& args) {
     if (!args.empty()) return usage(ctx, "resume");
-    json d;
-    int rc = call_daemon(ctx, "resume", json::object(), &d);
-    if (rc != kExitOk) return rc;
-    return print_or_json(ctx, d, render_resume);
+    return show_reply(ctx, "resume", json::object(), render_resume);
 }
 
 int cmd_workqueue(Context& ctx, const std::vector<std::string>& args) {
     if (args.size() > 1 || (args.size() == 1 && args[0] != "status"))
         return usage(ctx, "workqueue [status]");
-    json d;
-    int rc = call_daemon(ctx, "workqueue", {{"action", "status"}}, &d);
-    if (rc != kExitOk) return rc;
-    return print_or_json(ctx, d, render_workqueue);
+    return show_reply(ctx, "workqueue", payloads::WorkqueueArgs{}, render_workqueue);
 }
 
 int cmd_showrecipients(Context& ctx, const std::vector<std::string>& args) {
     std::vector<std::string> rest;
-    json req;
+    payloads::SelectorArgs req;
     int64_t offset = 0, limit = 100;
     for (size_t i = 0; i < args.size(); ++i) {
         if ((args[i] == "--offset" || args[i] == "--limit") && i + 1 < args.size()) {
@@ -427,12 +378,9 @@ int cmd_showrecipients(Context& ctx, const std::vector<std::string>& args) {
         }
     }
     if (!selector_args(rest, 0, &req)) return usage(ctx, kShowrecipientsUsage);
-    req["offset"] = offset;
-    req["limit"] = limit;
-    json d;
-    int rc = call_daemon(ctx, "showrecipients", req, &d);
-    if (rc != kExitOk) return rc;
-    return print_or_json(ctx, d, render_showrecipients);
+    req.offset = offset;
+    req.limit = limit;
+    return show_reply(ctx, "showrecipients", req, render_showrecipients);
 }
 
 int cmd_showmessage(Context& ctx, const std::vector<std::string>& args) {
@@ -440,10 +388,8 @@ int cmd_showmessage(Context& ctx, const std::vector<std::string>& args) {
     if (args.size() != 1 || args[0].find_first_not_of("0123456789") != std::string::npos ||
         args[0].size() > 19 || (mid = std::stoull(args[0])) == 0)
         return usage(ctx, "showmessage MID");
-    json d;
-    int rc = call_daemon(ctx, "showmessage", {{"mid", mid}}, &d);
-    if (rc != kExitOk) return rc;
-    return print_or_json(ctx, d, render_showmessage);
+    return show_reply(ctx, "showmessage", payloads::ShowMessageArgs{.mid = mid},
+                      render_showmessage);
 }
 
 int remover(Context& ctx, const std::vector<std::string>& args, bool bounce) {
@@ -456,7 +402,7 @@ int remover(Context& ctx, const std::vector<std::string>& args, bool bounce) {
         else
             rest.push_back(a);
     }
-    json req;
+    payloads::SelectorArgs req;
     if (rest.empty() || !selector_args(rest, 0, &req))
         return usage(ctx, std::string(name) + " [--yes] host DOMAIN|sender ADDR|all");
     if (!yes && !ctx.json &&
@@ -465,10 +411,7 @@ int remover(Context& ctx, const std::vector<std::string>& args, bool bounce) {
         ctx.out << "Cancelled.\n";
         return kExitFailed;
     }
-    json d;
-    int rc = call_daemon(ctx, name, req, &d);
-    if (rc != kExitOk) return rc;
-    return print_or_json(ctx, d, render_removal);
+    return show_reply(ctx, name, req, render_removal);
 }
 
 int cmd_deleterecipients(Context& ctx, const std::vector<std::string>& args) {
@@ -489,16 +432,17 @@ int cmd_redirectrecipients(Context& ctx, const std::vector<std::string>& args) {
             rest.push_back(a);
     }
     if (rest.size() != 1 || rest[0].empty() || rest[0][0] == '-') return usage(ctx, kUsage);
-    json req = rest[0] == "clear" ? json{{"clear", true}} : json{{"host", rest[0]}};
+    payloads::RedirectArgs req;
+    if (rest[0] == "clear")
+        req.clear = true;
+    else
+        req.host = rest[0];
     if (rest[0] != "clear" && !yes && !ctx.json &&
         !confirm(ctx, "Are you sure you want to redirect all mail to " + rest[0] + "?")) {
         ctx.out << "Cancelled.\n";
         return kExitFailed;
     }
-    json d;
-    int rc = call_daemon(ctx, "redirectrecipients", req, &d);
-    if (rc != kExitOk) return rc;
-    return print_or_json(ctx, d, render_redirect);
+    return show_reply(ctx, "redirectrecipients", req, render_redirect);
 }
 
 int cmd_dig(Context& ctx, const std::vector<std::string>& args) {
@@ -519,11 +463,12 @@ int cmd_dig(Context& ctx, const std::vector<std::string>& args) {
     } else {
         return usage(ctx, "dig [--no-cache] [mx|a|aaaa|txt|ptr] NAME");
     }
-    json d;
-    int rc = call_daemon(ctx, "dig", {{"type", type}, {"name", name}, {"no_cache", no_cache}}, &d);
+    payloads::DigReply d;
+    int rc =
+        show_reply(ctx, "dig", payloads::DigArgs{.type = type, .name = name, .no_cache = no_cache},
+                   render_dig, &d);
     if (rc != kExitOk) return rc;
-    print_or_json(ctx, d, render_dig);
-    std::string status = d.value("status", "");
+    const std::string& status = d.status;
     // Exit 0 only with an answer: NODATA (the name exists, no record of the type) is no answer
     // for a script asking "does this domain have an MX?".
     return status == "ok" ? kExitOk : kExitFailed;

@@ -17,13 +17,14 @@ namespace {
 constexpr size_t kLabelWidth = 31;
 constexpr size_t kNumWidth = 11;
 
-void counter_row(std::ostream& out, const json& counters, Counter c) {
+void counter_row(std::ostream& out, const std::map<std::string, payloads::CounterValues>& counters,
+                 Counter c) {
     const CounterInfo& info = counter_info(c);
-    const json& v = counters.value(std::string(info.key), json::object());
+    auto it = counters.find(std::string(info.key));
+    payloads::CounterValues v = it == counters.end() ? payloads::CounterValues{} : it->second;
     out << pad_label(std::string(info.label), info.indent * 2, kLabelWidth)
-        << num_field(v.value("reset", 0ull), kNumWidth)
-        << num_field(v.value("uptime", 0ull), kNumWidth)
-        << num_field(v.value("lifetime", 0ull), kNumWidth) << "\n";
+        << num_field(v.reset, kNumWidth) << num_field(v.uptime, kNumWidth)
+        << num_field(v.lifetime, kNumWidth) << "\n";
 }
 
 void heading(std::ostream& out, const char* text, int indent) {
@@ -32,22 +33,19 @@ void heading(std::ostream& out, const char* text, int indent) {
 
 }  // namespace
 
-void render_status(std::ostream& out, const json& d) {
-    auto t = [&](const char* key) { return static_cast<std::time_t>(d.value(key, 0ll)); };
-    out << pad_label("Status as of:", 0, kLabelWidth) << esa_time(t("status_as_of")) << "\n";
-    out << pad_label("Up since:", 0, kLabelWidth) << esa_time(t("up_since")) << " ("
-        << human_duration(d.value("uptime_seconds", 0ull)) << ")\n";
+void render_status(std::ostream& out, const payloads::StatusReply& d) {
+    out << pad_label("Status as of:", 0, kLabelWidth) << esa_time(d.status_as_of) << "\n";
+    out << pad_label("Up since:", 0, kLabelWidth) << esa_time(d.up_since) << " ("
+        << human_duration(static_cast<uint64_t>(std::max<int64_t>(0, d.uptime_seconds))) << ")\n";
     out << pad_label("Last counter reset:", 0, kLabelWidth)
-        << (d["last_counter_reset"].is_null() ? std::string("Never")
-                                              : esa_time(t("last_counter_reset")))
-        << "\n";
-    out << pad_label("System status:", 0, kLabelWidth) << d.value("system_status", "") << "\n";
+        << (d.last_counter_reset ? esa_time(*d.last_counter_reset) : std::string("Never")) << "\n";
+    out << pad_label("System status:", 0, kLabelWidth) << d.system_status << "\n";
     std::string oldest = "No Messages";
-    if (d.contains("oldest_message_age") && !d["oldest_message_age"].is_null())
-        oldest = human_duration(d["oldest_message_age"].get<uint64_t>());
+    if (d.oldest_message_age)
+        oldest = human_duration(static_cast<uint64_t>(std::max<int64_t>(0, *d.oldest_message_age)));
     out << pad_label("Oldest Message:", 0, kLabelWidth) << oldest << "\n\n";
 
-    const json& c = d["counters"];
+    const auto& c = d.counters;
     out << pad_label("Counters:", 0, kLabelWidth - 1) << "      Reset     Uptime   Lifetime\n";
     heading(out, "Receiving", 1);
     counter_row(out, c, Counter::kMessagesReceived);
@@ -65,41 +63,48 @@ void render_status(std::ostream& out, const json& d) {
           Counter::kOtherHardBounces, Counter::kDeliveredRecipients, Counter::kDeletedRecipients})
         counter_row(out, c, k);
     heading(out, "Current IDs", 1);
-    const json& ids = d["current_ids"];
-    out << pad_label("Message ID (MID)", 4, kLabelWidth)
-        << num_field(ids.value("mid", 0ull), kNumWidth) << "\n";
-    out << pad_label("Injection Conn. ID (ICID)", 4, kLabelWidth)
-        << num_field(ids.value("icid", 0ull), kNumWidth) << "\n";
-    out << pad_label("Delivery Conn. ID (DCID)", 4, kLabelWidth)
-        << num_field(ids.value("dcid", 0ull), kNumWidth) << "\n\n";
+    const payloads::CurrentIds& ids = d.current_ids;
+    out << pad_label("Message ID (MID)", 4, kLabelWidth) << num_field(ids.mid, kNumWidth) << "\n";
+    out << pad_label("Injection Conn. ID (ICID)", 4, kLabelWidth) << num_field(ids.icid, kNumWidth)
+        << "\n";
+    out << pad_label("Delivery Conn. ID (DCID)", 4, kLabelWidth) << num_field(ids.dcid, kNumWidth)
+        << "\n\n";
 
     render_rates(out, d);
-    const json& g = d["gauges"];
+    const payloads::StatusGauges& g = d.gauges;
     out << pad_label("Gauges:", 0, kLabelWidth - 1) << "    Current\n";
     struct Gauge {
-        const char* key;
+        uint64_t value;
         const char* label;
         int indent;
     };
-    static const Gauge kGauges[] = {
-        {"current_inbound_connections", "Current Inbound Conn.", 2},
-        {"current_outbound_connections", "Current Outbound Conn.", 2},
-        {"active_recipients", "Active Recipients", 2},
-        {"unattempted_recipients", "Unattempted Recipients", 3},
-        {"attempted_recipients", "Attempted Recipients", 3},
-        {"destinations_in_memory", "Destinations In Memory", 2},
-        {"kilobytes_used", "Kilobytes Used", 2},
-        {"kilobytes_free", "Kilobytes Free", 2},
+    const Gauge gauges[] = {
+        {g.current_inbound_connections, "Current Inbound Conn.", 2},
+        {g.current_outbound_connections, "Current Outbound Conn.", 2},
+        {g.active_recipients, "Active Recipients", 2},
+        {g.unattempted_recipients, "Unattempted Recipients", 3},
+        {g.attempted_recipients, "Attempted Recipients", 3},
+        {g.destinations_in_memory, "Destinations In Memory", 2},
+        {g.kilobytes_used, "Kilobytes Used", 2},
+        {g.kilobytes_free, "Kilobytes Free", 2},
     };
-    for (const Gauge& gauge : kGauges) {
-        if (!g.contains(gauge.key)) continue;  // only gauges this daemon measures
+    for (const Gauge& gauge : gauges)
         out << pad_label(gauge.label, gauge.indent * 2, kLabelWidth)
-            << num_field(g[gauge.key].get<uint64_t>(), kNumWidth) << "\n";
-    }
+            << num_field(gauge.value, kNumWidth) << "\n";
 }
 
-void render_version(std::ostream& out, const json& d) {
-    out << "esad " << d.value("version", "?") << " on " << d.value("hostname", "?") << "\n";
+void render_version(std::ostream& out, const payloads::VersionReply& d) {
+    out << "esad " << d.version << " on " << d.hostname << "\n";
+}
+
+void render_resetcounters(std::ostream& out, const payloads::ResetCountersReply& d) {
+    out << "Counters reset: " << esa_time(d.reset_at) << "\n";
+}
+
+void render_reload(std::ostream& out, const payloads::ReloadReply& d) {
+    out << "Configuration reloaded from " << d.config << "\n";
+    for (const auto& key : d.restart_required)
+        out << "  " << key << " changed: takes effect after a restart\n";
 }
 
 namespace {
@@ -109,14 +114,7 @@ int cmd_status(Context& ctx, const std::vector<std::string>& args) {
         ctx.err << "esactl: usage: status [detail]\n";
         return kExitUsage;
     }
-    json data;
-    int rc = call_daemon(ctx, "status", {{"detail", !args.empty()}}, &data);
-    if (rc != kExitOk) return rc;
-    if (ctx.json)
-        ctx.out << data.dump(2) << "\n";
-    else
-        render_status(ctx.out, data);
-    return kExitOk;
+    return show_reply(ctx, "status", payloads::StatusArgs{.detail = !args.empty()}, render_status);
 }
 
 int cmd_version(Context& ctx, const std::vector<std::string>& args) {
@@ -124,14 +122,7 @@ int cmd_version(Context& ctx, const std::vector<std::string>& args) {
         ctx.err << "esactl: usage: version\n";
         return kExitUsage;
     }
-    json data;
-    int rc = call_daemon(ctx, "version", json::object(), &data);
-    if (rc != kExitOk) return rc;
-    if (ctx.json)
-        ctx.out << data.dump(2) << "\n";
-    else
-        render_version(ctx.out, data);
-    return kExitOk;
+    return show_reply(ctx, "version", json::object(), render_version);
 }
 
 int cmd_resetcounters(Context& ctx, const std::vector<std::string>& args) {
@@ -139,14 +130,7 @@ int cmd_resetcounters(Context& ctx, const std::vector<std::string>& args) {
         ctx.err << "esactl: usage: resetcounters\n";
         return kExitUsage;
     }
-    json data;
-    int rc = call_daemon(ctx, "resetcounters", json::object(), &data);
-    if (rc != kExitOk) return rc;
-    if (ctx.json)
-        ctx.out << data.dump(2) << "\n";
-    else
-        ctx.out << "Counters reset: " << esa_time(data.value("reset_at", 0ll)) << "\n";
-    return kExitOk;
+    return show_reply(ctx, "resetcounters", json::object(), render_resetcounters);
 }
 
 int cmd_reload(Context& ctx, const std::vector<std::string>& args) {
@@ -154,17 +138,7 @@ int cmd_reload(Context& ctx, const std::vector<std::string>& args) {
         ctx.err << "esactl: usage: reload\n";
         return kExitUsage;
     }
-    json data;
-    int rc = call_daemon(ctx, "reload", json::object(), &data);
-    if (rc != kExitOk) return rc;
-    if (ctx.json) {
-        ctx.out << data.dump(2) << "\n";
-        return kExitOk;
-    }
-    ctx.out << "Configuration reloaded from " << data.value("config", "?") << "\n";
-    for (const auto& key : data.value("restart_required", json::array()))
-        ctx.out << "  " << key.get<std::string>() << " changed: takes effect after a restart\n";
-    return kExitOk;
+    return show_reply(ctx, "reload", json::object(), render_reload);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <ostream>
 #include <string_view>
 
+#include "common/escape.h"
 #include "ctl/cmd_logs.h"
 #include "ctl/cmd_tools.h"
 
@@ -54,6 +55,16 @@ int call_daemon(Context& ctx, const std::string& cmd, const nlohmann::json& args
     }
     *data = reply->data;
     return kExitOk;
+}
+
+int malformed_reply(Context& ctx, const std::string& cmd, const std::string& why) {
+    // The daemon's key names are in `why`: escaped like any text from a peer.
+    std::string message = "malformed reply to " + cmd + ": " + escape_for_log(why, 1024);
+    if (ctx.json)
+        ctx.out << nlohmann::json{{"error", {{"code", "bad_reply"}, {"message", message}}}}.dump(2)
+                << "\n";
+    ctx.err << "esactl: " << message << "\n";
+    return kExitFailed;
 }
 
 namespace {

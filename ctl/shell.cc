@@ -15,6 +15,9 @@
 #include <set>
 #include <sstream>
 
+#include "common/payloads/queue.h"
+#include "common/payloads/status.h"
+
 namespace esad::ctl {
 
 namespace {
@@ -78,11 +81,12 @@ char** complete(const char* text, int start, int) {
 std::vector<std::string> known_domains(Context& ctx) {
     std::ostringstream sink;
     Context quiet{ctx.socket_path, ctx.timeout_s, false, sink, sink};
-    json d;
+    payloads::TophostsReply d;
     std::vector<std::string> out;
-    if (call_daemon(quiet, "tophosts", {{"limit", 1000}}, &d) != kExitOk) return out;
-    for (const auto& h : d.value("hosts", json::array())) {
-        std::string name = h.value("host", "");
+    if (call_daemon(quiet, "tophosts", payloads::TophostsArgs{.limit = 1000}, &d) != kExitOk)
+        return out;
+    for (const auto& h : d.hosts) {
+        const std::string& name = h.host;
         if (!name.empty() && name.rfind("the.", 0) != 0) out.push_back(name);
     }
     return out;
@@ -234,11 +238,11 @@ std::vector<std::string> completions(const std::vector<std::string>& words_befor
 }
 
 int run_shell(Context& ctx) {
-    json version;
+    payloads::VersionReply version;
     int rc = call_daemon(ctx, "version", json::object(), &version);
     if (rc != kExitOk) return rc;
     if (isatty(STDIN_FILENO) != 1) return run_script(ctx);
-    return run_prompt(ctx, version.value("hostname", "esad"));
+    return run_prompt(ctx, version.hostname);
 }
 
 }  // namespace esad::ctl

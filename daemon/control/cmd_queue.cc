@@ -10,12 +10,11 @@
 #include "common/ascii.h"
 #include "common/header_fields.h"
 #include "common/idna.h"
+#include "common/payloads/queue.h"
 #include "daemon/loop/handle.h"
 #include "daemon/loop/work.h"
 
 namespace esad::control {
-
-using nlohmann::json;
 
 namespace {
 
@@ -29,8 +28,8 @@ int64_t now_ms(const delivery::DeliveryManager& m) {
 }
 
 // 0 ("never happened") and kNever show as null.
-json ms_to_unix(const delivery::DeliveryManager& m, int64_t ms) {
-    if (ms == 0 || ms == queue::kNever) return nullptr;
+std::optional<int64_t> ms_to_unix(const delivery::DeliveryManager& m, int64_t ms) {
+    if (ms == 0 || ms == queue::kNever) return std::nullopt;
     return m.clock().to_wall(ms) / 1000;
 }
 
@@ -46,17 +45,17 @@ std::string unicode_form(const std::string& host) {
     return u == host ? std::string() : u;
 }
 
-json counters_json(const queue::DomainCounters& c) {
-    return {{"soft_bounced_events", c.soft_bounced_events},
-            {"completed_recipients", c.completed()},
-            {"hard_bounced_recipients", c.hard_bounced()},
-            {"dns_hard_bounces", c.dns_hard},
-            {"5xx_hard_bounces", c.fivexx_hard},
-            {"expired_hard_bounces", c.expired_hard},
-            {"filter_hard_bounces", c.filter_hard},
-            {"other_hard_bounces", c.other_hard},
-            {"delivered_recipients", c.delivered},
-            {"deleted_recipients", c.deleted}};
+payloads::HostCounters host_counters(const queue::DomainCounters& c) {
+    return {.soft_bounced_events = c.soft_bounced_events,
+            .completed_recipients = c.completed(),
+            .hard_bounced_recipients = c.hard_bounced(),
+            .dns_hard_bounces = c.dns_hard,
+            .fivexx_hard_bounces = c.fivexx_hard,
+            .expired_hard_bounces = c.expired_hard,
+            .filter_hard_bounces = c.filter_hard,
+            .other_hard_bounces = c.other_hard,
+            .delivered_recipients = c.delivered,
+            .deleted_recipients = c.deleted};
 }
 
 // Wraps a handler: refuses while the queue is not loaded yet.
@@ -74,9 +73,9 @@ Handler needs_queue(
     };
 }
 
-bool parse_selector(const json& args, queue::Selector* sel, std::string* error) {
-    std::string by = args.value("by", "all");
-    std::string value = args.value("value", "");
+bool parse_selector(const payloads::SelectorArgs& args, queue::Selector* sel, std::string* error) {
+    const std::string& by = args.by;
+    std::string value = args.value.value_or("");
     if (by == "all") {
         *sel = queue::Selector::all();
     } else if (by == "host" || by == "domain") {
@@ -167,11 +166,11 @@ bool apply_slice(delivery::DeliveryManager& m, RemovalJob& job) {
     return job.next >= all.size();
 }
 
-json removal_reply(const RemovalJob& job, delivery::DeliveryManager& m) {
-    return {{"recipients", job.result.removed.size()},
-            {"messages", job.messages},
-            {"bounced", job.bounce},
-            {"delivery_suspended", m.scheduler().suspended_all()}};
+payloads::RemovalReply removal_reply(const RemovalJob& job, delivery::DeliveryManager& m) {
+    return {.recipients = job.result.removed.size(),
+            .messages = job.messages,
+            .bounced = job.bounce,
+            .delivery_suspended = m.scheduler().suspended_all()};
 }
 
 // Refreshes the status flags the `status` command shows from the scheduler's state.
@@ -187,14 +186,15 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
                                            std::shared_ptr<Responder> r) {
             static const std::vector<std::string> kSorts = {
                 "active_rcpts", "conn_out", "deliv_rcpts", "soft_bounced", "hard_bounced"};
-            std::string sort = req.args.value("sort", "active_rcpts");
+            auto args = payloads::parse<payloads::TophostsArgs>(req.args);
+            std::string sort = args.sort.value_or("active_rcpts");
             if (std::find(kSorts.begin(), kSorts.end(), sort) == kSorts.end()) {
                 r->error("bad_args",
                          "sort must be one of active_rcpts, conn_out, deliv_rcpts, soft_bounced, "
                          "hard_bounced");
                 return;
             }
-            int64_t limit = req.args.value("limit", 20);
+            int64_t limit = args.limit.value_or(20);
             if (limit < 1) {
                 r->error("bad_args", "limit must be at least 1");
                 return;
@@ -233,30 +233,29 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
                                   if (key(a) != key(b)) return key(a) > key(b);
                                   return a.host < b.host;
                               });
-            json hosts = json::array();
+            payloads::TophostsReply reply{
+                .status_as_of = std::time(nullptr), .sort = sort, .total_hosts = rows.size()};
             for (size_t i = 0; i < shown; ++i) {
                 const Row& x = rows[i];
-                hosts.push_back({{"host", x.host},
-                                 {"host_unicode", unicode_form(x.host)},
-                                 {"down", x.down},
-                                 {"active_recipients", x.active},
-                                 {"connections_out", x.conn},
-                                 {"delivered_recipients", x.deliv},
-                                 {"soft_bounced", x.soft},
-                                 {"hard_bounced", x.hard},
-                                 {"status", x.status},
-                                 {"last_activity", ms_to_unix(m, x.last_activity_ms)}});
+                reply.hosts.push_back({.host = x.host,
+                                       .host_unicode = unicode_form(x.host),
+                                       .down = x.down,
+                                       .active_recipients = x.active,
+                                       .connections_out = x.conn,
+                                       .delivered_recipients = x.deliv,
+                                       .soft_bounced = x.soft,
+                                       .hard_bounced = x.hard,
+                                       .status = x.status,
+                                       .last_activity = ms_to_unix(m, x.last_activity_ms)});
             }
-            r->ok({{"status_as_of", std::time(nullptr)},
-                   {"sort", sort},
-                   {"total_hosts", rows.size()},
-                   {"hosts", hosts}});
+            r->ok(reply);
         }));
 
     server.add_handler(
         "hoststatus", needs_queue(env, [env](delivery::DeliveryManager& m, const Request& req,
                                              std::shared_ptr<Responder> r) {
-            std::string domain = host_key(req.args.value("domain", ""));
+            std::string domain =
+                host_key(payloads::parse<payloads::HoststatusArgs>(req.args).domain);
             if (domain.empty()) {
                 r->error("bad_args", "hoststatus needs a domain");
                 return;
@@ -270,86 +269,82 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
             const queue::DomainQueue& dq = s.domain(*d);
             const hosts::HostState& h = dq.host();
             queue::DomainGauges g = s.gauges(*d);
-            json ips = json::array();
+            payloads::HoststatusReply reply{
+                .host = domain,
+                .host_unicode = unicode_form(domain),
+                .status_as_of = std::time(nullptr),
+                .status = std::string(hosts::to_string(h.status())),
+                .retry_at = ms_to_unix(m, h.retry_at()),
+                .counters = host_counters(dq.counters),
+                .gauges = {.active_recipients = g.active(),
+                           .unattempted_recipients = g.unattempted,
+                           .attempted_recipients = g.attempted,
+                           .current_outbound_connections = g.current_connections,
+                           .pending_outbound_connections = g.pending_connections},
+                .oldest_message = ms_to_unix(m, g.oldest_received),
+                .last_activity = ms_to_unix(m, h.last_activity()),
+                .suspended = dq.suspended() || s.suspended_all(),
+                .last_5xx_error = {.text = h.last_5xx().text, .at = ms_to_unix(m, h.last_5xx().at)},
+                .last_soft_error = {.text = h.last_soft_error().text,
+                                    .at = ms_to_unix(m, h.last_soft_error().at)}};
             for (const auto& ip : h.ips())
-                ips.push_back({{"ip", ip.ip},
-                               {"last_attempt", ms_to_unix(m, ip.last_attempt)},
-                               {"last_error", ip.last_error},
-                               {"failures", ip.failures},
-                               {"successes", ip.successes}});
-            json routes = json::array();
+                reply.ips.push_back({.ip = ip.ip,
+                                     .last_attempt = ms_to_unix(m, ip.last_attempt),
+                                     .last_error = ip.last_error,
+                                     .failures = ip.failures,
+                                     .successes = ip.successes});
             if (const dns::Route* route = env.router ? env.router->route_for(domain) : nullptr)
                 for (const auto& dest : route->dests)
-                    routes.push_back(dest.to_string());
-            json mx = json::array(), ordered = json::array();
+                    reply.routes.push_back(dest.to_string());
             if (env.resolver) {
                 dns::CacheSnapshot snap = env.resolver->cache_snapshot(domain);
                 for (const auto& x : snap.mx)
-                    mx.push_back(
-                        {{"preference", x.preference}, {"host", x.host}, {"ttl", x.expires_in_s}});
+                    reply.mx_records.push_back(
+                        {.preference = x.preference, .host = x.host, .ttl = x.expires_in_s});
                 for (const auto& a : snap.addresses)
-                    ordered.push_back({{"host", a.host},
-                                       {"ip", a.ip},
-                                       {"expires_in", a.expires_in_s},
-                                       {"expires_at", a.expires_at_unix}});
+                    reply.ordered_ips.push_back({.host = a.host,
+                                                 .ip = a.ip,
+                                                 .expires_in = a.expires_in_s,
+                                                 .expires_at = a.expires_at_unix});
             }
-            r->ok({{"host", domain},
-                   {"host_unicode", unicode_form(domain)},
-                   {"status_as_of", std::time(nullptr)},
-                   {"status", std::string(hosts::to_string(h.status()))},
-                   {"retry_at", ms_to_unix(m, h.retry_at())},
-                   {"counters", counters_json(dq.counters)},
-                   {"gauges",
-                    {{"active_recipients", g.active()},
-                     {"unattempted_recipients", g.unattempted},
-                     {"attempted_recipients", g.attempted},
-                     {"current_outbound_connections", g.current_connections},
-                     {"pending_outbound_connections", g.pending_connections}}},
-                   {"oldest_message", ms_to_unix(m, g.oldest_received)},
-                   {"last_activity", ms_to_unix(m, h.last_activity())},
-                   {"suspended", dq.suspended() || s.suspended_all()},
-                   {"routes", routes},
-                   {"ordered_ips", ordered},
-                   {"mx_records", mx},
-                   {"ips", ips},
-                   {"last_5xx_error",
-                    {{"text", h.last_5xx().text}, {"at", ms_to_unix(m, h.last_5xx().at)}}},
-                   {"last_soft_error",
-                    {{"text", h.last_soft_error().text},
-                     {"at", ms_to_unix(m, h.last_soft_error().at)}}}});
+            r->ok(reply);
         }));
 
-    server.add_handler("delivernow",
-                       needs_queue(env, [](delivery::DeliveryManager& m, const Request& req,
-                                           std::shared_ptr<Responder> r) {
-                           std::string target = req.args.value("target", "all");
-                           std::optional<uint64_t> n;
-                           if (target == "all" || target == "ALL") {
-                               n = m.scheduler().delivernow_all(now_ms(m));
-                           } else {
-                               n = m.scheduler().delivernow(host_key(target), now_ms(m));
-                               if (!n) {
-                                   r->error("not_found", "No record of host: " + host_key(target));
-                                   return;
-                               }
-                           }
-                           m.kick();
-                           r->ok({{"target", target}, {"recipients", n.value_or(0)}});
-                       }));
+    server.add_handler(
+        "delivernow", needs_queue(env, [](delivery::DeliveryManager& m, const Request& req,
+                                          std::shared_ptr<Responder> r) {
+            std::string target = payloads::parse<payloads::DelivernowArgs>(req.args).target;
+            std::optional<uint64_t> n;
+            if (target == "all" || target == "ALL") {
+                n = m.scheduler().delivernow_all(now_ms(m));
+            } else {
+                n = m.scheduler().delivernow(host_key(target), now_ms(m));
+                if (!n) {
+                    r->error("not_found", "No record of host: " + host_key(target));
+                    return;
+                }
+            }
+            m.kick();
+            r->ok(payloads::DelivernowReply{.target = target, .recipients = n.value_or(0)});
+        }));
 
     auto suspend_resume = [env](bool suspend) {
         return needs_queue(env, [env, suspend](delivery::DeliveryManager& m, const Request& req,
                                                std::shared_ptr<Responder> r) {
-            json domains = req.args.value("domains", json::array({"ALL"}));
-            if (!domains.is_array() || domains.empty() ||
-                !std::all_of(domains.begin(), domains.end(),
-                             [](const json& d) { return d.is_string(); })) {
+            std::vector<std::string> domains;
+            try {
+                domains = payloads::parse<payloads::SuspendDelArgs>(req.args).domains;
+            } catch (const payloads::PayloadError&) {
+                domains.clear();
+            }
+            if (domains.empty()) {
                 r->error("bad_args", "domains must be a list of domain names (or ALL)");
                 return;
             }
-            json done = json::array(), unknown = json::array();
-            for (const auto& d : domains) {
-                std::string name = d.is_string() ? d.get<std::string>() : "";
+            payloads::SuspendDelReply reply{.suspended = suspend};
+            auto& done = reply.domains;
+            auto& unknown = reply.unknown;
+            for (const auto& name : domains) {
                 if (name == "ALL" || name == "all") {
                     if (suspend)
                         m.scheduler().suspend_all();
@@ -365,7 +360,7 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
             }
             sync_suspended(env, m);
             m.kick();
-            r->ok({{"suspended", suspend}, {"domains", done}, {"unknown", unknown}});
+            r->ok(reply);
         });
     };
     server.add_handler("suspenddel", suspend_resume(true));
@@ -374,14 +369,15 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
     server.add_handler(
         "showrecipients", needs_queue(env, [](delivery::DeliveryManager& m, const Request& req,
                                               std::shared_ptr<Responder> r) {
+            auto args = payloads::parse<payloads::SelectorArgs>(req.args);
             queue::Selector sel;
             std::string error;
-            if (!parse_selector(req.args, &sel, &error)) {
+            if (!parse_selector(args, &sel, &error)) {
                 r->error("bad_args", error);
                 return;
             }
-            int64_t offset = std::max<int64_t>(0, req.args.value("offset", 0));
-            int64_t limit = std::clamp<int64_t>(req.args.value("limit", 100), 1, 10000);
+            int64_t offset = std::max<int64_t>(0, args.offset.value_or(0));
+            int64_t limit = std::clamp<int64_t>(args.limit.value_or(100), 1, 10000);
             queue::Scheduler& s = m.scheduler();
             if (sel.by == queue::Selector::By::kDomain && !s.find_domain(sel.value)) {
                 r->error("not_found", "No record of host: " + sel.value);
@@ -389,8 +385,9 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
             }
             const queue::MessageIndex& idx = s.index();
             int64_t now = now_ms(m);
-            json rows = json::array();
-            uint64_t total = 0;
+            payloads::ShowRecipientsReply reply{.offset = offset};
+            auto& rows = reply.recipients;
+            uint64_t& total = reply.total;
             for (uint32_t i = 0; i < idx.slab_size(); ++i) {
                 if (!idx.valid(i)) continue;
                 const queue::MessageEntry& e = idx.at(i);
@@ -408,21 +405,20 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
                         static_cast<int64_t>(rows.size()) >= limit)
                         continue;
                     const char* state = rcpt_state(rc.state, s.domain(rc.domain).host(), now);
-                    rows.push_back(
-                        {{"mid", e.mid},
-                         {"rid", rc.rid},
-                         {"sender", std::string(sender)},
-                         {"recipient", std::string(idx.address(i, slot))},
-                         {"host", host},
-                         {"age_seconds", std::max<int64_t>(0, (now - e.received) / 1000)},
-                         {"attempts", rc.attempts},
-                         {"state", state},
-                         {"next_attempt", rc.state == queue::RcptState::kDeferred
-                                              ? ms_to_unix(m, rc.next_attempt)
-                                              : json(nullptr)}});
+                    rows.push_back({.mid = e.mid,
+                                    .rid = rc.rid,
+                                    .sender = std::string(sender),
+                                    .recipient = std::string(idx.address(i, slot)),
+                                    .host = host,
+                                    .age_seconds = std::max<int64_t>(0, (now - e.received) / 1000),
+                                    .attempts = rc.attempts,
+                                    .state = state,
+                                    .next_attempt = rc.state == queue::RcptState::kDeferred
+                                                        ? ms_to_unix(m, rc.next_attempt)
+                                                        : std::nullopt});
                 }
             }
-            r->ok({{"total", total}, {"offset", offset}, {"recipients", rows}});
+            r->ok(reply);
         }));
 
     auto jobs = std::make_shared<RemovalJobs>();
@@ -430,9 +426,10 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
         return needs_queue(env, [env, jobs, bounce](delivery::DeliveryManager& m,
                                                     const Request& req,
                                                     std::shared_ptr<Responder> r) {
+            auto args = payloads::parse<payloads::SelectorArgs>(req.args);
             queue::Selector sel;
             std::string error;
-            if (!parse_selector(req.args, &sel, &error)) {
+            if (!parse_selector(args, &sel, &error)) {
                 r->error("bad_args", error);
                 return;
             }
@@ -453,7 +450,7 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
                 if (f.mid != last) ++job->messages, last = f.mid;
             spdlog::info("operator: {} {} recipients of {} messages ({} {})",
                          bounce ? "bouncing" : "deleting", job->result.removed.size(),
-                         job->messages, req.args.value("by", "all"), req.args.value("value", ""));
+                         job->messages, args.by, args.value.value_or(""));
             if (!env.loop) {  // no loop to slice on: apply everything now
                 while (!apply_slice(m, *job)) {
                 }
@@ -494,9 +491,9 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
                            sync_suspended(env, m);
                            m.kick();
                            spdlog::info("operator: receiving and delivery suspended");
-                           r->ok({{"listener", env.state->listener_address},
-                                  {"receiving_suspended", true},
-                                  {"delivery_suspended", true}});
+                           r->ok(payloads::SuspendReply{.listener = env.state->listener_address,
+                                                        .receiving_suspended = true,
+                                                        .delivery_suspended = true});
                        }));
     server.add_handler("resume",
                        needs_queue(env, [env](delivery::DeliveryManager& m, const Request&,
@@ -508,15 +505,15 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
                            sync_suspended(env, m);
                            m.kick();
                            spdlog::info("operator: receiving and delivery resumed");
-                           r->ok({{"listener", env.state->listener_address},
-                                  {"receiving_resumed", receiving},
-                                  {"delivery_resumed", delivery}});
+                           r->ok(payloads::ResumeReply{.listener = env.state->listener_address,
+                                                       .receiving_resumed = receiving,
+                                                       .delivery_resumed = delivery});
                        }));
 
     // workqueue status: esad has no content-scanning stage, so its work queue is the group
     // commit: messages whose DATA ended and whose 250 waits for the spool.
     server.add_handler("workqueue", [env](const Request& req, std::shared_ptr<Responder> r) {
-        std::string action = req.args.value("action", "status");
+        std::string action = payloads::parse<payloads::WorkqueueArgs>(req.args).action;
         if (action != "status") {
             r->error("bad_args",
                      "workqueue supports status (esad has no separate work queue to pause: "
@@ -531,9 +528,9 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
         std::string status = env.state->recovering           ? "Recovering"
                              : env.state->listener_suspended ? "Suspended"
                                                              : "Operational";
-        r->ok({{"status", status},
-               {"messages", info.messages},
-               {"batches_in_flight", info.batches_in_flight}});
+        r->ok(payloads::WorkqueueReply{.status = status,
+                                       .messages = info.messages,
+                                       .batches_in_flight = info.batches_in_flight});
     });
 
     // redirectrecipients HOST[:PORT]: every domain is routed there (queued and new mail)
@@ -546,12 +543,13 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
                 r->error("unavailable", "this daemon cannot redirect recipients");
                 return;
             }
-            std::string host = req.args.value("host", "");
-            if (req.args.value("clear", false)) {
+            auto args = payloads::parse<payloads::RedirectArgs>(req.args);
+            std::string host = args.host.value_or("");
+            if (args.clear.value_or(false)) {
                 env.set_redirect(std::nullopt);
                 spdlog::info("operator: redirect cleared");
                 m.kick();
-                r->ok({{"redirect", nullptr}, {"recipients", 0}});
+                r->ok(payloads::RedirectReply{});
                 return;
             }
             if (host.empty()) {
@@ -576,7 +574,7 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
             m.kick();
             spdlog::info("operator: every domain redirected to {} ({} recipients queued)", target,
                          n);
-            r->ok({{"redirect", target}, {"recipients", n}});
+            r->ok(payloads::RedirectReply{.redirect = target, .recipients = n});
         }));
 
     // showmessage MID: the envelope and per-recipient state from the queue, and the stored
@@ -584,12 +582,16 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
     server.add_handler(
         "showmessage", needs_queue(env, [env](delivery::DeliveryManager& m, const Request& req,
                                               std::shared_ptr<Responder> r) {
-            const json& mid_arg = req.args.contains("mid") ? req.args["mid"] : json(nullptr);
-            if (!mid_arg.is_number_unsigned() || mid_arg.get<uint64_t>() == 0) {
+            std::optional<payloads::ShowMessageArgs> args;
+            try {
+                args = payloads::parse<payloads::ShowMessageArgs>(req.args);
+            } catch (const payloads::PayloadError&) {
+            }
+            if (!args || args->mid == 0) {
                 r->error("bad_args", "showmessage needs a MID (a positive number)");
                 return;
             }
-            queue::Mid mid = mid_arg.get<uint64_t>();
+            queue::Mid mid = args->mid;
             queue::Scheduler& s = m.scheduler();
             const queue::MessageIndex& idx = s.index();
             uint32_t i = idx.find(mid);
@@ -599,34 +601,31 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
                 return;
             }
             const queue::MessageEntry& e = idx.at(i);
-            json rcpts = json::array();
+            payloads::ShowMessageReply data{.mid = mid,
+                                            .received = ms_to_unix(m, e.received),
+                                            .sender = std::string(idx.sender(i))};
+            auto& rcpts = data.recipients;
             for (uint32_t slot = 0; slot < e.rcpts.size(); ++slot) {
                 const queue::RcptSlot& rc = e.rcpts[slot];
                 const queue::DomainQueue& dq = s.domain(rc.domain);
                 const hosts::HostState& h = dq.host();
-                rcpts.push_back({{"rid", rc.rid},
-                                 {"recipient", std::string(idx.address(i, slot))},
-                                 {"host", dq.name()},
-                                 {"state", rcpt_state(rc.state, h, now_ms(m))},
-                                 {"attempts", rc.attempts},
-                                 {"next_attempt", rc.state == queue::RcptState::kDeferred
-                                                      ? ms_to_unix(m, rc.next_attempt)
-                                                      : json(nullptr)},
-                                 {"host_status", std::string(hosts::to_string(h.status()))},
-                                 {"suspended", dq.suspended() || s.suspended_all()},
-                                 {"last_error", h.last_soft_error().text}});
+                rcpts.push_back({.rid = rc.rid,
+                                 .recipient = std::string(idx.address(i, slot)),
+                                 .host = dq.name(),
+                                 .state = rcpt_state(rc.state, h, now_ms(m)),
+                                 .attempts = rc.attempts,
+                                 .next_attempt = rc.state == queue::RcptState::kDeferred
+                                                     ? ms_to_unix(m, rc.next_attempt)
+                                                     : std::nullopt,
+                                 .host_status = std::string(hosts::to_string(h.status())),
+                                 .suspended = dq.suspended() || s.suspended_all(),
+                                 .last_error = h.last_soft_error().text});
             }
-            std::sort(rcpts.begin(), rcpts.end(), [](const json& a, const json& b) {
-                return a["rid"].get<uint32_t>() < b["rid"].get<uint32_t>();
-            });
-            json data = {{"mid", mid},
-                         {"received", ms_to_unix(m, e.received)},
-                         {"sender", std::string(idx.sender(i))},
-                         {"recipients", rcpts},
-                         {"headers", nullptr}};
+            std::sort(rcpts.begin(), rcpts.end(),
+                      [](const auto& a, const auto& b) { return a.rid < b.rid; });
             spool::Store* store = env.store ? env.store() : nullptr;
             if (!env.loop || !store) {
-                data["headers_error"] = "the spool is not readable from here";
+                data.headers_error = "the spool is not readable from here";
                 r->ok(data);
                 return;
             }
@@ -635,15 +634,15 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
                 env.loop, [store, mid, result] { *result = store->load_content(mid); },
                 [r, result, data]() mutable {
                     if (result->status != spool::LoadStatus::kOk) {
-                        data["headers_error"] =
+                        data.headers_error =
                             std::string(spool::to_string(result->status)) + ": " + result->reason;
                     } else {
                         const spool::Envelope& env = result->message.envelope;
-                        data["size"] = result->message.content.size();
-                        data["icid"] = env.icid;
-                        data["client_ip"] = env.client_ip;
-                        data["client_helo"] = env.client_helo;
-                        data["headers"] = header_block(result->message.content);
+                        data.size = result->message.content.size();
+                        data.icid = env.icid;
+                        data.client_ip = env.client_ip;
+                        data.client_helo = env.client_helo;
+                        data.headers = header_block(result->message.content);
                     }
                     r->ok(data);
                 });
@@ -654,8 +653,9 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
             r->error("unavailable", "no resolver");
             return;
         }
-        std::string type_text = ascii_lowercase(req.args.value("type", "a"));
-        std::string name = req.args.value("name", "");
+        auto args = payloads::parse<payloads::DigArgs>(req.args);
+        std::string type_text = ascii_lowercase(args.type);
+        const std::string& name = args.name;
         dns::QueryType type;
         if (!dns::parse_query_type(type_text, &type)) {
             r->error("bad_args", "query type must be one of mx, a, aaaa, txt, ptr");
@@ -666,23 +666,22 @@ void register_queue_commands(ControlServer& server, QueueCommandsEnv env) {
             return;
         }
         dns::LookupOptions opts;
-        opts.bypass_cache = req.args.value("no_cache", false);
+        opts.bypass_cache = args.no_cache;
         env.resolver->query(
             type, name,
             [r, type](const dns::QueryResult& q) {
-                json records = json::array();
+                payloads::DigReply reply{.name = q.name,
+                                         .type = std::string(dns::to_string(type)),
+                                         .status = std::string(dns::to_string(q.status)),
+                                         .from_cache = q.from_cache,
+                                         .error = q.error};
                 for (const auto& rec : q.records)
-                    records.push_back({{"name", rec.name},
-                                       {"ttl", rec.ttl},
-                                       {"class", rec.dns_class},
-                                       {"type", rec.type},
-                                       {"data", rec.data}});
-                r->ok({{"name", q.name},
-                       {"type", std::string(dns::to_string(type))},
-                       {"status", std::string(dns::to_string(q.status))},
-                       {"from_cache", q.from_cache},
-                       {"error", q.error},
-                       {"answers", records}});
+                    reply.answers.push_back({.name = rec.name,
+                                             .ttl = rec.ttl,
+                                             .dns_class = rec.dns_class,
+                                             .type = rec.type,
+                                             .data = rec.data});
+                r->ok(reply);
             },
             opts);
     });

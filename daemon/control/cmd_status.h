@@ -1,14 +1,13 @@
 // Control commands `status` and `version` (reply data documented in README "Control protocol").
 #pragma once
 
-#include <nlohmann/json.hpp>
-
+#include "common/payloads/status.h"
 #include "daemon/control/control_server.h"
 #include "daemon/daemon_state.h"
 
 namespace esad::control {
 
-nlohmann::json status_data(const DaemonState& state, std::time_t now);
+payloads::StatusReply status_data(const DaemonState& state, std::time_t now);
 void register_status_commands(ControlServer& server, DaemonState& state);
 
 }  // namespace esad::control

@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "common/make_dirs.h"
+#include "common/payloads/fields.h"
 
 namespace esad::control {
 
@@ -307,6 +308,9 @@ void ControlServer::dispatch(const std::shared_ptr<Connection>& conn, const std:
     }
     try {
         it->second(req, responder);
+    } catch (const payloads::PayloadError& e) {
+        // Arguments that do not fit the command's args payload (common/payloads/).
+        responder->error("bad_args", std::string("argument of the wrong type: ") + e.what());
     } catch (const nlohmann::json::exception& e) {
         // An argument of the wrong type (a string where a number belongs, ...): the client's
         // mistake, answered as such. Handlers read their arguments before acting.

@@ -323,9 +323,64 @@ def test_prompt_on_a_terminal():
         d.cleanup()
 
 
+def test_malformed_reply_is_reported_exit_1():
+    """A reply whose data lacks a field or has one of the wrong type (a daemon of another
+    version, a bug) gives a clear message naming the field and exit 1, never a crash."""
+    import json as jsonlib
+    import shutil
+    import socket
+    import tempfile
+    import threading
+    replies = {"status": {"version": "x"},
+               "version": {"version": "x", "hostname": "h", "protocol": "one"},
+               "tophosts": {"status_as_of": 1, "sort": "active_rcpts", "total_hosts": 1,
+                            "hosts": [{"host": "a.test", "active_recipients": "many"}]},
+               "hoststatus": {"host": "a.test"},
+               "dig": {"name": "a.test", "type": "A", "status": "ok", "from_cache": False,
+                       "error": "", "answers": 5}}
+    tmp = tempfile.mkdtemp()
+    path = os.path.join(tmp, "fake.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(8)
+
+    def serve():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                line = conn.makefile("rb").readline()
+                req = jsonlib.loads(line)
+                data = replies.get(req["cmd"], {})
+                conn.sendall((jsonlib.dumps({"v": 1, "id": req["id"], "ok": True,
+                                             "data": data}) + "\n").encode())
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        for args, field in ((["status"], "hostname: missing"), (["version"], "protocol"),
+                            (["tophosts"], "hosts[0]"), (["hoststatus", "a.test"], "host_unicode"),
+                            (["dig", "a.test"], "answers")):
+            r = subprocess.run([ESACTL, "--socket", path, *args], capture_output=True, text=True,
+                               timeout=30)
+            assert r.returncode == 1, (args, r.returncode, r.stdout, r.stderr)
+            assert "malformed reply to " + args[0] in r.stderr, (args, r.stderr)
+            assert field in r.stderr, (args, field, r.stderr)
+            assert r.stdout == "", (args, r.stdout)
+        r = subprocess.run([ESACTL, "--socket", path, "--json", "status"], capture_output=True,
+                           text=True, timeout=30)
+        assert r.returncode == 1, (r.returncode, r.stderr)
+        assert jsonlib.loads(r.stdout)["error"]["code"] == "bad_reply", r.stdout
+    finally:
+        server.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
     run_tests([test_unknown_domain_and_bad_mid_exit_1, test_usage_errors_exit_2, test_daemon_down_exits_3,
                test_suspend_resume_listener_and_delivery, test_workqueue_and_showmessage,
                test_redirectrecipients_sends_queued_mail_to_the_host,
                test_delete_and_bounce_over_several_slices, test_prompt_through_a_pipe,
-               test_prompt_on_a_terminal])
+               test_prompt_on_a_terminal, test_malformed_reply_is_reported_exit_1])

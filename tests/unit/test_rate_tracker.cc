@@ -81,9 +81,7 @@ TEST_CASE("no samples: zero; the rates object of status detail") {
     c.add(Counter::kDeliveredRecipients, 5);
     c.add(Counter::kMessagesReceived, 1);
     t.sample(11, c);
-    nlohmann::json status = {{"version", "x"}};
-    add_rates(status, t);
-    const auto& r = status["rates"];
+    const nlohmann::json r = rates_of(t);
     CHECK(r.size() == 6);
     CHECK(r["delivered_recipients"]["1m"] == 300);
     CHECK(r["delivered_recipients"]["5m"] == 60);

@@ -1,0 +1,204 @@
+// The typed control payloads (common/payloads/): each reply as esad sends it today (golden
+// JSON, in the shape the daemon's handlers produced before the payloads were typed) parses
+// into its struct and serializes back to the same bytes; args keep their defaults; a reply
+// with a missing or wrong-typed field is a PayloadError naming the field, never another
+// exception.
+#include <catch2/catch.hpp>
+
+#include "common/payloads/queue.h"
+#include "common/payloads/status.h"
+
+using nlohmann::json;
+using namespace esad::payloads;
+
+namespace {
+
+template <class T>
+void round_trips(const char* golden_text) {
+    json golden = json::parse(golden_text);
+    T parsed = parse<T>(golden);
+    json again = parsed;
+    CHECK(again.dump() == golden.dump());
+}
+
+// Every way of breaking one field of `golden`: removed, and replaced by a value of another
+// type. Each must give a PayloadError that names the field.
+template <class T>
+void rejects_broken(const char* golden_text, const json::json_pointer& field) {
+    json golden = json::parse(golden_text);
+    std::string name = field.back();
+    INFO("field " << field.to_string());
+    json missing = golden;
+    missing.at(field.parent_pointer()).erase(name);
+    std::string error;
+    CHECK_FALSE(try_parse<T>(missing, &error).has_value());
+    CHECK_THAT(error, Catch::Contains(name));
+    for (const json& wrong : {json("text"), json(-1), json(1.5), json::array(), json(true)}) {
+        json broken = golden;
+        const json& right = broken.at(field);
+        if (right.type() == wrong.type()) continue;
+        if (right.is_number_float() && wrong.is_number()) continue;  // fits a float field
+        broken.at(field) = wrong;
+        error.clear();
+        CHECK_FALSE(try_parse<T>(broken, &error).has_value());
+        CHECK_THAT(error, Catch::Contains(name));
+    }
+}
+
+const char* const kStatus = R"({
+ "version": "0.1.0", "hostname": "mx.test", "status_as_of": 1700000000,
+ "up_since": 1699990000, "uptime_seconds": 10000, "last_counter_reset": null,
+ "system_status": "Online",
+ "counters": {"messages_received": {"reset": 1, "uptime": 2, "lifetime": 3},
+              "5xx_hard_bounces": {"reset": 0, "uptime": 0, "lifetime": 7}},
+ "current_ids": {"mid": 12, "icid": 3, "dcid": 4}, "oldest_message_age": 95,
+ "listener": "127.0.0.1:2525", "corrupt_files": 0,
+ "event_loop": {"busy_1s": 0.25, "busy_10s": 0.125, "busy_60s": 0.0},
+ "log_lines_dropped": 0,
+ "delivery_content": {"budget_bytes": 268435456, "in_use_bytes": 0, "peak_bytes": 65536,
+                      "sessions_waiting": 0},
+ "spool": {"commit_batches": 5, "messages_committed": 9, "largest_batch": 3,
+           "file_fsyncs": 9, "dir_fsyncs": 5, "journal_flushes": 2, "healthy": true,
+           "below_free_space_floor": false, "mids_available": true},
+ "gauges": {"current_inbound_connections": 1, "current_outbound_connections": 2,
+            "active_recipients": 10, "unattempted_recipients": 4, "attempted_recipients": 6,
+            "destinations_in_memory": 3, "kilobytes_used": 40, "kilobytes_free": 1000}})";
+
+const char* const kHoststatus = R"({
+ "host": "xn--mnchen-3ya.test", "host_unicode": "münchen.test", "status_as_of": 1700000000,
+ "status": "down", "retry_at": 1700000060,
+ "counters": {"soft_bounced_events": 4, "completed_recipients": 10,
+              "hard_bounced_recipients": 3, "dns_hard_bounces": 1, "5xx_hard_bounces": 2,
+              "expired_hard_bounces": 0, "filter_hard_bounces": 0, "other_hard_bounces": 0,
+              "delivered_recipients": 6, "deleted_recipients": 1},
+ "gauges": {"active_recipients": 7, "unattempted_recipients": 2, "attempted_recipients": 5,
+            "current_outbound_connections": 0, "pending_outbound_connections": 1},
+ "oldest_message": 1699996400, "last_activity": null, "suspended": false,
+ "routes": ["[127.0.0.1]:2525"],
+ "ordered_ips": [{"host": "mx1.test", "ip": "192.0.2.10", "expires_in": 300,
+                  "expires_at": 1700000300}],
+ "mx_records": [{"preference": 10, "host": "mx1.test", "ttl": 3600}],
+ "ips": [{"ip": "192.0.2.10", "last_attempt": 1699999990, "last_error": "421 busy",
+          "failures": 2, "successes": 0}],
+ "last_5xx_error": {"text": "550 5.1.1 no such user", "at": 1699999880},
+ "last_soft_error": {"text": "", "at": null}})";
+
+const char* const kTophosts = R"({
+ "status_as_of": 1700000000, "sort": "active_rcpts", "total_hosts": 4,
+ "hosts": [{"host": "dst.test", "host_unicode": "", "down": true, "active_recipients": 5,
+            "connections_out": 1, "delivered_recipients": 2, "soft_bounced": 3,
+            "hard_bounced": 0, "status": "down", "last_activity": 1699999999},
+           {"host": "the.euq.queue", "host_unicode": "", "down": false,
+            "active_recipients": 0, "connections_out": 0, "delivered_recipients": 0,
+            "soft_bounced": 0, "hard_bounced": 0, "status": "unknown",
+            "last_activity": null}]})";
+
+const char* const kShowmessage = R"({
+ "mid": 17, "received": 1700000000, "sender": "alice@src.test",
+ "recipients": [{"rid": 0, "recipient": "bob@dst.test", "host": "dst.test",
+                 "state": "deferred", "attempts": 2, "next_attempt": 1700000300,
+                 "host_status": "down", "suspended": false, "last_error": "421 busy"}],
+ "headers": "From: alice@src.test\nSubject: hi", "size": 1234, "icid": 5,
+ "client_ip": "127.0.0.1", "client_helo": "client.test"})";
+
+const char* const kShowmessageUnread = R"({
+ "mid": 18, "received": null, "sender": "", "recipients": [], "headers": null,
+ "headers_error": "missing: no such file"})";
+
+const char* const kShowrecipients = R"({
+ "total": 3, "offset": 1,
+ "recipients": [{"mid": 17, "rid": 1, "sender": "a@src.test", "recipient": "b@dst.test",
+                 "host": "dst.test", "age_seconds": 60, "attempts": 0, "state": "ready",
+                 "next_attempt": null}]})";
+
+const char* const kDig = R"({
+ "name": "dst.test", "type": "MX", "status": "ok", "from_cache": true, "error": "",
+ "answers": [{"name": "dst.test.", "ttl": 300, "class": "IN", "type": "MX",
+              "data": "10 mx1.dst.test."}]})";
+
+}  // namespace
+
+TEST_CASE("status, version, resetcounters, reload round-trip", "[payloads]") {
+    round_trips<StatusReply>(kStatus);
+    json detail = json::parse(kStatus);
+    detail["rates"] = {{"delivered_recipients", {{"1m", 60}, {"5m", 12}, {"15m", 4}}}};
+    round_trips<StatusReply>(detail.dump().c_str());
+    round_trips<VersionReply>(R"({"version": "0.1.0", "hostname": "mx.test", "protocol": 1})");
+    round_trips<ResetCountersReply>(R"({"reset_at": 1700000000})");
+    round_trips<ReloadReply>(
+        R"({"config": "/etc/esad/esad.toml", "restart_required": ["listener.address"]})");
+}
+
+TEST_CASE("queue replies round-trip", "[payloads]") {
+    round_trips<TophostsReply>(kTophosts);
+    round_trips<HoststatusReply>(kHoststatus);
+    round_trips<DelivernowReply>(R"({"target": "all", "recipients": 12})");
+    round_trips<SuspendDelReply>(
+        R"({"suspended": true, "domains": ["ALL", "dst.test"], "unknown": ["nx.test"]})");
+    round_trips<SuspendReply>(
+        R"({"listener": "127.0.0.1:25", "receiving_suspended": true, "delivery_suspended": true})");
+    round_trips<ResumeReply>(
+        R"({"listener": "127.0.0.1:25", "receiving_resumed": false, "delivery_resumed": true})");
+    round_trips<WorkqueueReply>(
+        R"({"status": "Operational", "messages": 3, "batches_in_flight": 1})");
+    round_trips<ShowRecipientsReply>(kShowrecipients);
+    round_trips<ShowMessageReply>(kShowmessage);
+    round_trips<ShowMessageReply>(kShowmessageUnread);
+    round_trips<RemovalReply>(
+        R"({"recipients": 3, "messages": 1, "bounced": true, "delivery_suspended": false})");
+    round_trips<RedirectReply>(R"({"redirect": "[127.0.0.1]:2526", "recipients": 4})");
+    round_trips<RedirectReply>(R"({"redirect": null, "recipients": 0})");
+    round_trips<DigReply>(kDig);
+}
+
+TEST_CASE("a missing or wrong-typed reply field is a PayloadError naming it", "[payloads]") {
+    using P = json::json_pointer;
+    rejects_broken<StatusReply>(kStatus, P("/system_status"));
+    rejects_broken<StatusReply>(kStatus, P("/counters/messages_received/uptime"));
+    rejects_broken<StatusReply>(kStatus, P("/gauges/kilobytes_free"));
+    rejects_broken<StatusReply>(kStatus, P("/spool/healthy"));
+    rejects_broken<StatusReply>(kStatus, P("/event_loop/busy_10s"));
+    rejects_broken<TophostsReply>(kTophosts, P("/hosts/1/active_recipients"));
+    rejects_broken<TophostsReply>(kTophosts, P("/hosts"));
+    rejects_broken<HoststatusReply>(kHoststatus, P("/mx_records/0/preference"));
+    rejects_broken<HoststatusReply>(kHoststatus, P("/last_5xx_error/text"));
+    rejects_broken<ShowMessageReply>(kShowmessage, P("/recipients/0/state"));
+    rejects_broken<ShowRecipientsReply>(kShowrecipients, P("/recipients/0/mid"));
+    rejects_broken<DigReply>(kDig, P("/answers/0/class"));
+
+    std::string error;
+    CHECK_FALSE(try_parse<TophostsReply>(json::parse(R"([1, 2])"), &error).has_value());
+    CHECK(error == "payload: expected an object, got array");
+    json t = json::parse(kTophosts);
+    t["hosts"][1]["connections_out"] = -4;
+    CHECK_FALSE(try_parse<TophostsReply>(t, &error).has_value());
+    CHECK(error == "hosts[1].connections_out: expected an unsigned integer, got the number -4");
+    CHECK_THROWS_AS(parse<StatusReply>(json::object()), PayloadError);
+}
+
+TEST_CASE("nullable fields accept null; omitted ones stay off the wire", "[payloads]") {
+    ShowMessageReply m = parse<ShowMessageReply>(json::parse(kShowmessageUnread));
+    CHECK_FALSE(m.headers.has_value());
+    CHECK_FALSE(m.size.has_value());
+    json again = m;
+    CHECK(again.contains("headers"));
+    CHECK(again["headers"].is_null());
+    CHECK_FALSE(again.contains("size"));
+    CHECK_FALSE(again.contains("icid"));
+}
+
+TEST_CASE("args keep their defaults; wrong-typed args are PayloadErrors", "[payloads]") {
+    DigArgs dig = parse<DigArgs>(json{{"name", "x.test"}});
+    CHECK(dig.type == "a");
+    CHECK(dig.no_cache == false);
+    CHECK(parse<SuspendDelArgs>(json::object()).domains == std::vector<std::string>{"ALL"});
+    CHECK(parse<DelivernowArgs>(json{{"target", nullptr}}).target == "all");
+    TophostsArgs top = parse<TophostsArgs>(json::object());
+    CHECK_FALSE(top.sort.has_value());
+    CHECK(json(top) == json::object());  // esactl sends only what was given
+    CHECK(json(SelectorArgs{}) == json{{"by", "all"}});
+    CHECK_THROWS_AS(parse<TophostsArgs>(json{{"limit", "x"}}), PayloadError);
+    CHECK_THROWS_AS(parse<SuspendDelArgs>(json{{"domains", {1, 2}}}), PayloadError);
+    CHECK_THROWS_AS(parse<ShowMessageArgs>(json{{"mid", -1}}), PayloadError);
+    CHECK_THROWS_AS(parse<DigArgs>(json{{"name", {{"a", 1}}}}), PayloadError);
+}
