@@ -12,7 +12,7 @@
 #include <string>
 
 #include "tests/support/inject_rig.h"
-#include "tests/support/self_signed.h"
+#include "tests/support/test_pki.h"
 
 using namespace esad;
 using test::InjectOptions;
