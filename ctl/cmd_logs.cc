@@ -164,26 +164,34 @@ bool stream_options(std::vector<std::string>& args, int64_t* count, int64_t* lin
     return true;
 }
 
+// rate and hostrate: a row per frame under `header` (or the frame's JSON with --json) until
+// `count` rows (0: until Ctrl-C).
+template <class Row>
+int print_rows(Context& ctx, const std::string& cmd, const json& args, int64_t count,
+               const std::string& header, std::string (*render)(const Row&)) {
+    int64_t rows = 0;
+    bool started = false;
+    return run_typed_stream<Row>(ctx, cmd, args, [&](const Row& row, const json& raw) {
+        if (ctx.json) {
+            ctx.out << raw.dump() << "\n";
+        } else {
+            if (!started) ctx.out << kCtrlC << "\n\n" << header;
+            started = true;
+            ctx.out << render(row);
+        }
+        ctx.out << std::flush;
+        return count == 0 || ++rows < count;
+    });
+}
+
 int cmd_rate(Context& ctx, const std::vector<std::string>& in) {
     const char* kUsage = "rate [--count N] [SECONDS]";
     std::vector<std::string> args = in;
     int64_t count = 0, interval = 10;
     if (!stream_options(args, &count, nullptr) || args.size() > 1) return usage(ctx, kUsage);
     if (!args.empty() && !parse_count(args[0], 1, &interval)) return usage(ctx, kUsage);
-    int64_t rows = 0;
-    bool header = false;
-    return run_typed_stream<payloads::RateRow>(
-        ctx, "rate", {{"interval", interval}}, [&](const payloads::RateRow& row, const json& raw) {
-            if (ctx.json) {
-                ctx.out << raw.dump() << "\n";
-            } else {
-                if (!header) ctx.out << kCtrlC << "\n\n" << rate_header();
-                header = true;
-                ctx.out << rate_row(row);
-            }
-            ctx.out << std::flush;
-            return count == 0 || ++rows < count;
-        });
+    return print_rows<payloads::RateRow>(ctx, "rate", {{"interval", interval}}, count,
+                                         rate_header(), rate_row);
 }
 
 int cmd_hostrate(Context& ctx, const std::vector<std::string>& in) {
@@ -193,21 +201,9 @@ int cmd_hostrate(Context& ctx, const std::vector<std::string>& in) {
     if (!stream_options(args, &count, nullptr) || args.empty() || args.size() > 2)
         return usage(ctx, kUsage);
     if (args.size() == 2 && !parse_count(args[1], 1, &interval)) return usage(ctx, kUsage);
-    int64_t rows = 0;
-    bool header = false;
-    return run_typed_stream<payloads::HostRateRow>(
-        ctx, "hostrate", {{"domain", args[0]}, {"interval", interval}},
-        [&](const payloads::HostRateRow& row, const json& raw) {
-            if (ctx.json) {
-                ctx.out << raw.dump() << "\n";
-            } else {
-                if (!header) ctx.out << kCtrlC << "\n\n" << hostrate_header();
-                header = true;
-                ctx.out << hostrate_row(row);
-            }
-            ctx.out << std::flush;
-            return count == 0 || ++rows < count;
-        });
+    return print_rows<payloads::HostRateRow>(ctx, "hostrate",
+                                             {{"domain", args[0]}, {"interval", interval}}, count,
+                                             hostrate_header(), hostrate_row);
 }
 
 int cmd_tail(Context& ctx, const std::vector<std::string>& in) {
