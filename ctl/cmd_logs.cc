@@ -35,8 +35,7 @@ std::string rjust(const std::string& s, size_t width) {
     return s.size() < width ? std::string(width - s.size(), ' ') + s : " " + s;
 }
 
-std::string clock_time(const json& t) {
-    std::time_t v = t.is_number() ? t.get<std::time_t>() : 0;
+std::string clock_time(std::time_t v) {
     struct tm tm_local {};
     localtime_r(&v, &tm_local);
     char buf[16];
@@ -44,10 +43,9 @@ std::string clock_time(const json& t) {
     return std::string(buf, n);
 }
 
-std::string num(const json& row, const char* key) {
-    const json& v = row.contains(key) ? row[key] : json(0);
-    if (v.is_number_integer()) return v.dump();
-    return "0";
+template <class T>
+std::string num(T v) {
+    return std::to_string(v);
 }
 
 bool parse_count(const std::string& text, int64_t min, int64_t* out) {
@@ -133,6 +131,23 @@ int run_stream(Context& ctx, const std::string& cmd, const json& args,
     }
 }
 
+// run_stream with each frame parsed into its payload type T; a frame that does not fit ends
+// the stream as a malformed reply. on_item gets the parsed frame and its raw JSON (--json).
+template <payloads::HasFields T, class F>
+int run_typed_stream(Context& ctx, const std::string& cmd, const json& args, F on_item) {
+    int bad = kExitOk;
+    int rc = run_stream(ctx, cmd, args, [&](const json& raw) {
+        std::string why;
+        std::optional<T> item = payloads::try_parse<T>(raw, &why);
+        if (!item) {
+            bad = malformed_reply(ctx, cmd, why);
+            return false;
+        }
+        return on_item(*item, raw);
+    });
+    return rc != kExitOk ? rc : bad;
+}
+
 // Reads "--count N" (and "--lines N" when lines != nullptr) out of args; the rest stay.
 bool stream_options(std::vector<std::string>& args, int64_t* count, int64_t* lines) {
     std::vector<std::string> rest;
@@ -149,25 +164,34 @@ bool stream_options(std::vector<std::string>& args, int64_t* count, int64_t* lin
     return true;
 }
 
+// rate and hostrate: a row per frame under `header` (or the frame's JSON with --json) until
+// `count` rows (0: until Ctrl-C).
+template <class Row>
+int print_rows(Context& ctx, const std::string& cmd, const json& args, int64_t count,
+               const std::string& header, std::string (*render)(const Row&)) {
+    int64_t rows = 0;
+    bool started = false;
+    return run_typed_stream<Row>(ctx, cmd, args, [&](const Row& row, const json& raw) {
+        if (ctx.json) {
+            ctx.out << raw.dump() << "\n";
+        } else {
+            if (!started) ctx.out << kCtrlC << "\n\n" << header;
+            started = true;
+            ctx.out << render(row);
+        }
+        ctx.out << std::flush;
+        return count == 0 || ++rows < count;
+    });
+}
+
 int cmd_rate(Context& ctx, const std::vector<std::string>& in) {
     const char* kUsage = "rate [--count N] [SECONDS]";
     std::vector<std::string> args = in;
     int64_t count = 0, interval = 10;
     if (!stream_options(args, &count, nullptr) || args.size() > 1) return usage(ctx, kUsage);
     if (!args.empty() && !parse_count(args[0], 1, &interval)) return usage(ctx, kUsage);
-    int64_t rows = 0;
-    bool header = false;
-    return run_stream(ctx, "rate", {{"interval", interval}}, [&](const json& row) {
-        if (ctx.json) {
-            ctx.out << row.dump() << "\n";
-        } else {
-            if (!header) ctx.out << kCtrlC << "\n\n" << rate_header();
-            header = true;
-            ctx.out << rate_row(row);
-        }
-        ctx.out << std::flush;
-        return count == 0 || ++rows < count;
-    });
+    return print_rows<payloads::RateRow>(ctx, "rate", {{"interval", interval}}, count,
+                                         rate_header(), rate_row);
 }
 
 int cmd_hostrate(Context& ctx, const std::vector<std::string>& in) {
@@ -177,20 +201,9 @@ int cmd_hostrate(Context& ctx, const std::vector<std::string>& in) {
     if (!stream_options(args, &count, nullptr) || args.empty() || args.size() > 2)
         return usage(ctx, kUsage);
     if (args.size() == 2 && !parse_count(args[1], 1, &interval)) return usage(ctx, kUsage);
-    int64_t rows = 0;
-    bool header = false;
-    return run_stream(ctx, "hostrate", {{"domain", args[0]}, {"interval", interval}},
-                      [&](const json& row) {
-                          if (ctx.json) {
-                              ctx.out << row.dump() << "\n";
-                          } else {
-                              if (!header) ctx.out << kCtrlC << "\n\n" << hostrate_header();
-                              header = true;
-                              ctx.out << hostrate_row(row);
-                          }
-                          ctx.out << std::flush;
-                          return count == 0 || ++rows < count;
-                      });
+    return print_rows<payloads::HostRateRow>(ctx, "hostrate",
+                                             {{"domain", args[0]}, {"interval", interval}}, count,
+                                             hostrate_header(), hostrate_row);
 }
 
 int cmd_tail(Context& ctx, const std::vector<std::string>& in) {
@@ -201,23 +214,24 @@ int cmd_tail(Context& ctx, const std::vector<std::string>& in) {
     std::string log = args.empty() ? "mail_logs" : args[0];
     int64_t printed = 0;
     bool first = true;
-    return run_stream(ctx, "tail", {{"log", log}, {"lines", backlog}}, [&](const json& item) {
-        if (first && !ctx.json && isatty(STDOUT_FILENO)) ctx.out << kCtrlC << "\n\n";
-        first = false;
-        for (const auto& line : item.value("lines", json::array())) {
-            if (!line.is_string()) continue;
-            if (ctx.json)
-                ctx.out << json{{"log", log}, {"line", line}}.dump() << "\n";
-            else
-                ctx.out << line.get<std::string>() << "\n";
-            if (count > 0 && ++printed >= count) {
-                ctx.out << std::flush;
-                return false;
+    return run_typed_stream<payloads::TailFrame>(
+        ctx, "tail", {{"log", log}, {"lines", backlog}},
+        [&](const payloads::TailFrame& item, const json&) {
+            if (first && !ctx.json && isatty(STDOUT_FILENO)) ctx.out << kCtrlC << "\n\n";
+            first = false;
+            for (const auto& line : item.lines) {
+                if (ctx.json)
+                    ctx.out << json{{"log", log}, {"line", line}}.dump() << "\n";
+                else
+                    ctx.out << line << "\n";
+                if (count > 0 && ++printed >= count) {
+                    ctx.out << std::flush;
+                    return false;
+                }
             }
-        }
-        ctx.out << std::flush;
-        return true;
-    });
+            ctx.out << std::flush;
+            return true;
+        });
 }
 
 int cmd_findevent(Context& ctx, const std::vector<std::string>& args) {
@@ -255,18 +269,32 @@ int cmd_findevent(Context& ctx, const std::vector<std::string>& args) {
             return usage(ctx, kUsage);
         }
     }
-    json summary = json::object(), messages = json::array();
+    // The summary frame first, then one frame (with a "mid") per message.
+    payloads::FindEventSummary summary;
+    std::vector<payloads::FindEventMessage> messages;
+    json summary_raw = json::object(), messages_raw = json::array();
+    std::string why;
     int rc = run_stream(ctx, "findevent", req, [&](const json& item) {
-        if (item.contains("mid"))
-            messages.push_back(item);
-        else
-            summary = item;
+        if (item.is_object() && item.contains("mid")) {
+            std::optional<payloads::FindEventMessage> m =
+                payloads::try_parse<payloads::FindEventMessage>(item, &why);
+            if (!m) return false;
+            messages.push_back(std::move(*m));
+            messages_raw.push_back(item);
+        } else {
+            std::optional<payloads::FindEventSummary> s =
+                payloads::try_parse<payloads::FindEventSummary>(item, &why);
+            if (!s) return false;
+            summary = std::move(*s);
+            summary_raw = item;
+        }
         return true;
     });
     if (rc != kExitOk) return rc;
+    if (!why.empty()) return malformed_reply(ctx, "findevent", why);
     if (ctx.json) {
-        summary["messages"] = messages;
-        ctx.out << summary.dump(2) << "\n";
+        summary_raw["messages"] = messages_raw;
+        ctx.out << summary_raw.dump(2) << "\n";
         return messages.empty() ? kExitFailed : kExitOk;
     }
     if (messages.empty()) {
@@ -274,17 +302,51 @@ int cmd_findevent(Context& ctx, const std::vector<std::string>& args) {
         return kExitFailed;
     }
     for (const auto& m : messages) {
-        ctx.out << "MID " << m.value("mid", 0ull) << "\n";
-        for (const auto& line : m.value("lines", json::array()))
-            if (line.is_string()) ctx.out << "  " << line.get<std::string>() << "\n";
-        if (m.value("truncated", false)) ctx.out << "  (more lines not shown)\n";
+        ctx.out << "MID " << m.mid << "\n";
+        for (const auto& line : m.lines)
+            ctx.out << "  " << line << "\n";
+        if (m.truncated) ctx.out << "  (more lines not shown)\n";
         ctx.out << "\n";
     }
-    if (summary.value("truncated", false))
+    if (summary.truncated)
         ctx.out << "Showing the " << messages.size() << " most recent of "
-                << thousands(summary.value("matches", 0ull))
+                << thousands(summary.matches)
                 << " matching messages; narrow the search or raise --limit.\n";
     return kExitOk;
+}
+
+void render_domaindebug_added(std::ostream& o, const payloads::DomainDebugAdded& d) {
+    uint64_t n = d.sessions_limit;
+    o << "Domain debug logging started for " << d.domain << " ("
+      << (n ? "next " + std::to_string(n) + " session" + (n == 1 ? "" : "s")
+            : std::string("every session"))
+      << ") in " << d.path << ".\n";
+}
+
+void render_domaindebug_removed(std::ostream& o, const payloads::DomainDebugRemoved& d) {
+    o << "Domain debug logging stopped for " << d.domain << ".\n";
+}
+
+void render_domaindebug_list(std::ostream& o, const payloads::DomainDebugList& d) {
+    o << "Domain debug log: " << d.path << "\n";
+    if (d.domains.empty()) {
+        o << "No domains are being debugged.\n";
+        return;
+    }
+    o << "\nDomain                              Sessions        Lines  Source\n";
+    for (const auto& e : d.domains) {
+        uint64_t limit = e.sessions_limit;
+        std::string sessions =
+            std::to_string(e.sessions) + (limit ? " of " + std::to_string(limit) : std::string());
+        std::string domain = e.domain;
+        if (domain.size() < 36)
+            domain.append(36 - domain.size(), ' ');
+        else
+            domain += " ";
+        std::string s = sessions;
+        if (s.size() < 12) s.append(12 - s.size(), ' ');
+        o << domain << s << rjust(std::to_string(e.lines), 9) << "  " << e.source << "\n";
+    }
 }
 
 int cmd_domaindebug(Context& ctx, const std::vector<std::string>& args) {
@@ -314,45 +376,9 @@ int cmd_domaindebug(Context& ctx, const std::vector<std::string>& args) {
     } else {
         return usage(ctx, kUsage);
     }
-    json d;
-    int rc = call_daemon(ctx, "domaindebug", req, &d);
-    if (rc != kExitOk) return rc;
-    if (ctx.json) {
-        ctx.out << d.dump(2) << "\n";
-        return kExitOk;
-    }
-    std::ostream& o = ctx.out;
-    if (args[0] == "add") {
-        uint64_t n = d.value("sessions_limit", 0ull);
-        o << "Domain debug logging started for " << d.value("domain", "") << " ("
-          << (n ? "next " + std::to_string(n) + " session" + (n == 1 ? "" : "s")
-                : std::string("every session"))
-          << ") in " << d.value("path", "") << ".\n";
-    } else if (args[0] == "remove") {
-        o << "Domain debug logging stopped for " << d.value("domain", "") << ".\n";
-    } else {
-        o << "Domain debug log: " << d.value("path", "") << "\n";
-        if (d["domains"].empty()) {
-            o << "No domains are being debugged.\n";
-            return kExitOk;
-        }
-        o << "\nDomain                              Sessions        Lines  Source\n";
-        for (const auto& e : d["domains"]) {
-            uint64_t limit = e.value("sessions_limit", 0ull);
-            std::string sessions = std::to_string(e.value("sessions", 0ull)) +
-                                   (limit ? " of " + std::to_string(limit) : std::string());
-            std::string domain = e.value("domain", "");
-            if (domain.size() < 36)
-                domain.append(36 - domain.size(), ' ');
-            else
-                domain += " ";
-            std::string s = sessions;
-            if (s.size() < 12) s.append(12 - s.size(), ' ');
-            o << domain << s << rjust(std::to_string(e.value("lines", 0ull)), 9) << "  "
-              << e.value("source", "") << "\n";
-        }
-    }
-    return kExitOk;
+    if (args[0] == "add") return show_reply(ctx, "domaindebug", req, render_domaindebug_added);
+    if (args[0] == "remove") return show_reply(ctx, "domaindebug", req, render_domaindebug_removed);
+    return show_reply(ctx, "domaindebug", req, render_domaindebug_list);
 }
 
 }  // namespace
@@ -362,13 +388,12 @@ std::string rate_header() {
            "          In   Out   Received    Delta   Completed    Delta    K-Used\n";
 }
 
-std::string rate_row(const json& row) {
-    return clock_time(row.value("time", json(0))) + rjust(num(row, "connections_in"), 4) +
-           rjust(num(row, "connections_out"), 6) + rjust(num(row, "recipients_received"), 11) +
-           rjust(num(row, "recipients_received_delta"), 9) +
-           rjust(num(row, "recipients_completed"), 12) +
-           rjust(num(row, "recipients_completed_delta"), 9) +
-           rjust(num(row, "kilobytes_used"), 10) + "\n";
+std::string rate_row(const payloads::RateRow& row) {
+    return clock_time(row.time) + rjust(num(row.connections_in), 4) +
+           rjust(num(row.connections_out), 6) + rjust(num(row.recipients_received), 11) +
+           rjust(num(row.recipients_received_delta), 9) + rjust(num(row.recipients_completed), 12) +
+           rjust(num(row.recipients_completed_delta), 9) + rjust(num(row.kilobytes_used), 10) +
+           "\n";
 }
 
 std::string hostrate_header() {
@@ -376,14 +401,13 @@ std::string hostrate_header() {
            "            Status                       Delta   Delta     Delta      Delta\n";
 }
 
-std::string hostrate_row(const json& row) {
-    return clock_time(row.value("time", json(0))) + rjust(row.value("host_status", "unknown"), 10) +
-           rjust(num(row, "current_outbound_connections"), 10) +
-           rjust(num(row, "active_recipients"), 10) +
-           rjust(num(row, "active_recipients_delta"), 8) +
-           rjust(num(row, "delivered_recipients_delta"), 8) +
-           rjust(num(row, "hard_bounced_recipients_delta"), 10) +
-           rjust(num(row, "soft_bounced_events_delta"), 11) + "\n";
+std::string hostrate_row(const payloads::HostRateRow& row) {
+    return clock_time(row.time) + rjust(row.host_status, 10) +
+           rjust(num(row.current_outbound_connections), 10) +
+           rjust(num(row.active_recipients), 10) + rjust(num(row.active_recipients_delta), 8) +
+           rjust(num(row.delivered_recipients_delta), 8) +
+           rjust(num(row.hard_bounced_recipients_delta), 10) +
+           rjust(num(row.soft_bounced_events_delta), 11) + "\n";
 }
 
 void render_rates(std::ostream& out, const payloads::StatusReply& status) {

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "common/payloads/logs.h"
 #include "common/payloads/status.h"
 #include "ctl/commands.h"
 
@@ -20,8 +21,8 @@ void render_rates(std::ostream& out, const payloads::StatusReply& status);
 
 // Row layouts of the streaming commands (esa-reference §4.3, §4.4).
 std::string rate_header();
-std::string rate_row(const nlohmann::json& row);
+std::string rate_row(const payloads::RateRow& row);
 std::string hostrate_header();
-std::string hostrate_row(const nlohmann::json& row);
+std::string hostrate_row(const payloads::HostRateRow& row);
 
 }  // namespace esad::ctl

@@ -122,11 +122,11 @@ bool Daemon::start(std::string* error) {
     qenv.router = nullptr;
     control_->add_handler("reload",
                           [this](const control::Request&, std::shared_ptr<control::Responder> r) {
-                              nlohmann::json result = reload();
-                              if (result.contains("errors"))
-                                  r->error("bad_config", result["errors"].dump());
+                              ReloadOutcome result = reload();
+                              if (!result.errors.empty())
+                                  r->error("bad_config", nlohmann::json(result.errors).dump());
                               else
-                                  r->ok(result);
+                                  r->ok(result.reply);
                           });
     if (!(listen_fds_.control >= 0 ? control_->start_from_fd(listen_fds_.control, error)
                                    : control_->start(error)))
@@ -514,22 +514,21 @@ void Daemon::stop() {
 
 // Every reload path, applied or rejected, ends with end_reload(): systemd keeps a unit that
 // sent RELOADING=1 in "reloading" until READY=1 comes, and STATUS= gets its summary back.
-nlohmann::json Daemon::reload() {
+Daemon::ReloadOutcome Daemon::reload() {
     // Before READY=1 (spool recovery), RELOADING=1/READY=1 would end the start-up early.
     if (ready_ && !stopping_) notifier_.reloading();
     ++state_.reloads;
-    nlohmann::json result = {{"config", config_path_.empty() ? config_.origin : config_path_}};
+    ReloadOutcome result;
+    result.reply.config = config_path_.empty() ? config_.origin : config_path_;
     ConfigResult loaded =
         config_path_.empty() ? ConfigResult{default_config(), {}} : load_config_file(config_path_);
     if (!loaded.ok()) {
-        nlohmann::json errors = nlohmann::json::array();
         for (const auto& e : loaded.errors) {
             spdlog::error("reload: {}", e.to_string(config_path_));
-            errors.push_back(e.to_string(config_path_));
+            result.errors.push_back(e.to_string(config_path_));
         }
         spdlog::error("reload: configuration rejected, keeping the running one");
         end_reload("; last reload failed, see the log");
-        result["errors"] = errors;
         return result;
     }
     Config next = std::move(*loaded.config);
@@ -549,7 +548,7 @@ nlohmann::json Daemon::reload() {
     if (!relay) {
         spdlog::error("reload: listener.relay_from: {}; configuration rejected", cidr_error);
         end_reload("; last reload failed, see the log");
-        result["errors"] = nlohmann::json::array({"listener.relay_from: " + cidr_error});
+        result.errors.push_back(std::string("listener.relay_from: ").append(cidr_error));
         return result;
     }
     // Keep restart-only settings as they are running now, take everything else.
@@ -578,7 +577,7 @@ nlohmann::json Daemon::reload() {
     if (domain_debug_) domain_debug_->set_configured(config_.logging.domain_debug);
     spdlog::info("reload: configuration reloaded from {}", config_.origin);
     end_reload(restart.empty() ? "" : "; restart pending for changed settings");
-    result["restart_required"] = restart;
+    result.reply.restart_required = std::move(restart);
     return result;
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/config.h"
+#include "common/payloads/status.h"
 #include "common/rate_tracker.h"
 #include "daemon/control/cmd_capture.h"
 #include "daemon/control/cmd_logs.h"
@@ -53,8 +54,13 @@ class Daemon {
     void refresh_gauges();
     void save_counters();
     void stop();
-    // Returns the restart-only settings that changed, or an error message list.
-    nlohmann::json reload();
+    // The reply (with the restart-only settings that changed), or the errors that rejected
+    // the new configuration (non-empty `errors`: nothing applied).
+    struct ReloadOutcome {
+        payloads::ReloadReply reply;
+        std::vector<std::string> errors;
+    };
+    ReloadOutcome reload();
     // READY=1 with the running STATUS= (plus `note`): the end of every reload.
     void end_reload(const std::string& note);
 

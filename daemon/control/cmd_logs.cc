@@ -15,6 +15,7 @@
 #include "common/ascii.h"
 #include "common/escape.h"
 #include "common/log_search.h"
+#include "common/payloads/logs.h"
 #include "daemon/loop/work.h"
 
 namespace esad::control {
@@ -219,25 +220,26 @@ namespace {
 
 using Stream = LogCommands::Stream;
 
-json rate_row(DaemonState& st, Stream& s) {
+payloads::RateRow rate_row(DaemonState& st, Stream& s) {
     if (st.refresh_gauges) st.refresh_gauges();
     uint64_t received = st.counters.uptime(Counter::kRecipientsReceived);
     uint64_t completed = st.counters.uptime(Counter::kCompletedRecipients);
-    json row = {{"time", std::time(nullptr)},
-                {"connections_in", st.inbound_connections},
-                {"connections_out", st.outbound_connections},
-                {"recipients_received", received},
-                {"recipients_received_delta", s.have_prev ? delta(received, s.prev[0]) : 0},
-                {"recipients_completed", completed},
-                {"recipients_completed_delta", s.have_prev ? delta(completed, s.prev[1]) : 0},
-                {"kilobytes_used", (st.spool_bytes + 1023) / 1024}};
+    payloads::RateRow row{
+        .time = std::time(nullptr),
+        .connections_in = st.inbound_connections,
+        .connections_out = st.outbound_connections,
+        .recipients_received = received,
+        .recipients_received_delta = s.have_prev ? delta(received, s.prev[0]) : 0,
+        .recipients_completed = completed,
+        .recipients_completed_delta = s.have_prev ? delta(completed, s.prev[1]) : 0,
+        .kilobytes_used = (st.spool_bytes + 1023) / 1024};
     s.prev[0] = received;
     s.prev[1] = completed;
     s.have_prev = true;
     return row;
 }
 
-json hostrate_row(delivery::DeliveryManager* m, Stream& s) {
+payloads::HostRateRow hostrate_row(delivery::DeliveryManager* m, Stream& s) {
     std::string status = "unknown";
     uint64_t conns = 0, active = 0, delivered = 0, hard = 0, soft = 0;
     if (m) {
@@ -255,18 +257,18 @@ json hostrate_row(delivery::DeliveryManager* m, Stream& s) {
     }
     std::array<uint64_t, 5> now = {active, delivered, hard, soft, conns};
     auto d = [&](size_t i) { return s.have_prev ? delta(now[i], s.prev[i]) : 0; };
-    json row = {{"time", std::time(nullptr)},
-                {"host", s.domain},
-                {"host_status", status},
-                {"current_outbound_connections", conns},
-                {"active_recipients", active},
-                {"active_recipients_delta", d(0)},
-                {"delivered_recipients", delivered},
-                {"delivered_recipients_delta", d(1)},
-                {"hard_bounced_recipients", hard},
-                {"hard_bounced_recipients_delta", d(2)},
-                {"soft_bounced_events", soft},
-                {"soft_bounced_events_delta", d(3)}};
+    payloads::HostRateRow row{.time = std::time(nullptr),
+                              .host = s.domain,
+                              .host_status = status,
+                              .current_outbound_connections = conns,
+                              .active_recipients = active,
+                              .active_recipients_delta = d(0),
+                              .delivered_recipients = delivered,
+                              .delivered_recipients_delta = d(1),
+                              .hard_bounced_recipients = hard,
+                              .hard_bounced_recipients_delta = d(2),
+                              .soft_bounced_events = soft,
+                              .soft_bounced_events_delta = d(3)};
     s.prev = now;
     s.have_prev = true;
     return row;
@@ -301,7 +303,7 @@ void on_tail_read(Stream& s, TailRead& r) {
         s.offset = r.new_offset;
         s.inode = r.new_inode;
         s.responder->stream(
-            {{"log", s.log_name}, {"path", s.path}, {"lines", take_lines(s, r.data)}});
+            payloads::TailFrame{.log = s.log_name, .path = s.path, .lines = take_lines(s, r.data)});
         return;
     }
     if (r.error) return;  // between a rotation's rename and the new file: try again later
@@ -309,7 +311,7 @@ void on_tail_read(Stream& s, TailRead& r) {
     s.offset = r.new_offset;
     s.inode = r.new_inode;
     std::vector<std::string> lines = take_lines(s, r.data);
-    if (!lines.empty()) s.responder->stream({{"lines", lines}});
+    if (!lines.empty()) s.responder->stream(payloads::TailFrame{.lines = std::move(lines)});
 }
 
 void tail_poll(uv_loop_t* loop, const std::shared_ptr<Stream>& s) {
@@ -336,9 +338,10 @@ void send_search_result(Stream& s, const EventSearchResult& res,
         s.finish(false);
         return;
     }
-    json names = json::array();
+    payloads::FindEventSummary summary{
+        .matches = res.matched, .truncated = res.truncated, .lines_scanned = res.lines_scanned};
     for (const auto& f : files)
-        names.push_back(f.substr(f.rfind('/') + 1));
+        summary.files.push_back(f.substr(f.rfind('/') + 1));
     size_t bytes = 0, shown = 0;
     for (const auto& m : res.messages) {
         size_t b = 0;
@@ -349,14 +352,13 @@ void send_search_result(Stream& s, const EventSearchResult& res,
         ++shown;
     }
     size_t skipped = res.messages.size() - shown;  // the most recent ones are kept
-    s.responder->stream({{"matches", res.matched},
-                         {"shown", shown},
-                         {"truncated", res.truncated || skipped > 0},
-                         {"files", names},
-                         {"lines_scanned", res.lines_scanned}});
+    summary.shown = shown;
+    summary.truncated = summary.truncated || skipped > 0;
+    s.responder->stream(summary);
     for (size_t i = skipped; i < res.messages.size(); ++i) {
         const MessageHistory& m = res.messages[i];
-        s.responder->stream({{"mid", m.mid}, {"lines", m.lines}, {"truncated", m.truncated}});
+        s.responder->stream(
+            payloads::FindEventMessage{.mid = m.mid, .lines = m.lines, .truncated = m.truncated});
     }
     s.finish(true);
 }
@@ -600,14 +602,14 @@ void LogCommands::domaindebug(const Request& req, std::shared_ptr<Responder> r) 
         return;
     }
     if (action == "list") {
-        json domains = json::array();
+        payloads::DomainDebugList reply{.path = dd->path()};
         for (const auto& e : dd->list())
-            domains.push_back({{"domain", e.domain},
-                               {"sessions_limit", e.max_sessions},
-                               {"sessions", e.sessions},
-                               {"lines", e.lines},
-                               {"source", e.configured ? "config" : "esactl"}});
-        r->ok({{"path", dd->path()}, {"domains", domains}});
+            reply.domains.push_back({.domain = e.domain,
+                                     .sessions_limit = e.max_sessions,
+                                     .sessions = e.sessions,
+                                     .lines = e.lines,
+                                     .source = e.configured ? "config" : "esactl"});
+        r->ok(reply);
     } else if (action == "add") {
         if (!dd->add(domain, static_cast<uint32_t>(sessions), &error)) {
             r->error("bad_args", error);
@@ -615,16 +617,16 @@ void LogCommands::domaindebug(const Request& req, std::shared_ptr<Responder> r) 
         }
         spdlog::info("domaindebug: recording {} ({} sessions)", logs::debug_domain_key(domain),
                      sessions ? std::to_string(sessions) : std::string("all"));
-        r->ok({{"domain", logs::debug_domain_key(domain)},
-               {"sessions_limit", sessions},
-               {"path", dd->path()}});
+        r->ok(payloads::DomainDebugAdded{.domain = logs::debug_domain_key(domain),
+                                         .sessions_limit = static_cast<uint64_t>(sessions),
+                                         .path = dd->path()});
     } else if (action == "remove") {
         if (!dd->remove(domain)) {
             r->error("not_found", "No domain debug log for: " + ascii_lowercase(domain));
             return;
         }
         spdlog::info("domaindebug: stopped recording {}", logs::debug_domain_key(domain));
-        r->ok({{"domain", logs::debug_domain_key(domain)}, {"removed", true}});
+        r->ok(payloads::DomainDebugRemoved{.domain = logs::debug_domain_key(domain)});
     } else {
         r->error("bad_args", "action must be add, remove or list");
     }

@@ -5,6 +5,7 @@
 // exception.
 #include <catch2/catch.hpp>
 
+#include "common/payloads/logs.h"
 #include "common/payloads/queue.h"
 #include "common/payloads/status.h"
 
@@ -151,6 +152,49 @@ TEST_CASE("queue replies round-trip", "[payloads]") {
     round_trips<DigReply>(kDig);
 }
 
+const char* const kRateRow = R"({
+ "time": 1700000000, "connections_in": 3, "connections_out": 7,
+ "recipients_received": 123456, "recipients_received_delta": 60,
+ "recipients_completed": 123000, "recipients_completed_delta": 0, "kilobytes_used": 2048})";
+
+const char* const kHostRateRow = R"({
+ "time": 1700000000, "host": "dst.test", "host_status": "up",
+ "current_outbound_connections": 2, "active_recipients": 10, "active_recipients_delta": -3,
+ "delivered_recipients": 100, "delivered_recipients_delta": 3, "hard_bounced_recipients": 1,
+ "hard_bounced_recipients_delta": 0, "soft_bounced_events": 4, "soft_bounced_events_delta": 1})";
+
+const char* const kDomainDebugList = R"({
+ "path": "/var/log/esad/domain_debug.log",
+ "domains": [{"domain": "dst.test", "sessions_limit": 5, "sessions": 2, "lines": 40,
+              "source": "esactl"},
+             {"domain": "cfg.test", "sessions_limit": 0, "sessions": 0, "lines": 0,
+              "source": "config"}]})";
+
+TEST_CASE("log command replies round-trip", "[payloads]") {
+    round_trips<RateRow>(kRateRow);
+    round_trips<HostRateRow>(kHostRateRow);
+    round_trips<HostRateRow>(R"({"time": 1700000000, "host": "nx.test",
+        "host_status": "unknown", "current_outbound_connections": 0, "active_recipients": 0,
+        "active_recipients_delta": 0, "delivered_recipients": 0, "delivered_recipients_delta": 0,
+        "hard_bounced_recipients": 0, "hard_bounced_recipients_delta": 0,
+        "soft_bounced_events": 0, "soft_bounced_events_delta": 0})");
+    round_trips<TailFrame>(
+        R"({"log": "mail_logs", "path": "/var/log/esad/mail.log", "lines": ["a", "b\\x07"]})");
+    round_trips<TailFrame>(R"({"lines": ["Info: MID 4 ICID 2 From: <a@b.test>"]})");
+    round_trips<TailFrame>(R"({"log": "domain_debug", "path": "/x/dd.log", "lines": []})");
+    round_trips<FindEventSummary>(R"({"matches": 12, "shown": 2, "truncated": true,
+        "files": ["mail.log", "mail.log.1"], "lines_scanned": 5000})");
+    round_trips<FindEventMessage>(
+        R"({"mid": 7, "lines": ["Info: MID 7 ICID 1", "Info: MID 7 done"], "truncated": false})");
+    round_trips<DomainDebugList>(kDomainDebugList);
+    round_trips<DomainDebugList>(R"({"path": "/x/dd.log", "domains": []})");
+    round_trips<DomainDebugAdded>(
+        R"({"domain": "dst.test", "sessions_limit": 0, "path": "/x/dd.log"})");
+    round_trips<DomainDebugRemoved>(R"({"domain": "dst.test", "removed": true})");
+    // tail's later frames carry only lines.
+    CHECK(json(TailFrame{.lines = {"x"}}) == json{{"lines", {"x"}}});
+}
+
 TEST_CASE("a missing or wrong-typed reply field is a PayloadError naming it", "[payloads]") {
     using P = json::json_pointer;
     rejects_broken<StatusReply>(kStatus, P("/system_status"));
@@ -165,6 +209,9 @@ TEST_CASE("a missing or wrong-typed reply field is a PayloadError naming it", "[
     rejects_broken<ShowMessageReply>(kShowmessage, P("/recipients/0/state"));
     rejects_broken<ShowRecipientsReply>(kShowrecipients, P("/recipients/0/mid"));
     rejects_broken<DigReply>(kDig, P("/answers/0/class"));
+    rejects_broken<RateRow>(kRateRow, P("/kilobytes_used"));
+    rejects_broken<HostRateRow>(kHostRateRow, P("/host_status"));
+    rejects_broken<DomainDebugList>(kDomainDebugList, P("/domains/1/sessions"));
 
     std::string error;
     CHECK_FALSE(try_parse<TophostsReply>(json::parse(R"([1, 2])"), &error).has_value());

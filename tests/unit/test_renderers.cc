@@ -385,27 +385,27 @@ TEST_CASE("rate and hostrate rows", "[ctl][render]") {
     use_utc();
     std::ostringstream out;
     out << rate_header()
-        << rate_row({{"time", kNow},
-                     {"connections_in", 3},
-                     {"connections_out", 7},
-                     {"recipients_received", 123456},
-                     {"recipients_received_delta", 60},
-                     {"recipients_completed", 123000},
-                     {"recipients_completed_delta", 55},
-                     {"kilobytes_used", 2048}})
+        << rate_row({.time = kNow,
+                     .connections_in = 3,
+                     .connections_out = 7,
+                     .recipients_received = 123456,
+                     .recipients_received_delta = 60,
+                     .recipients_completed = 123000,
+                     .recipients_completed_delta = 55,
+                     .kilobytes_used = 2048})
         << hostrate_header()
-        << hostrate_row({{"time", kNow},
-                         {"host", "dst.test"},
-                         {"host_status", "up"},
-                         {"current_outbound_connections", 2},
-                         {"active_recipients", 10},
-                         {"active_recipients_delta", -3},
-                         {"delivered_recipients", 100},
-                         {"delivered_recipients_delta", 3},
-                         {"hard_bounced_recipients", 1},
-                         {"hard_bounced_recipients_delta", 0},
-                         {"soft_bounced_events", 4},
-                         {"soft_bounced_events_delta", 1}});
+        << hostrate_row({.time = kNow,
+                         .host = "dst.test",
+                         .host_status = "up",
+                         .current_outbound_connections = 2,
+                         .active_recipients = 10,
+                         .active_recipients_delta = -3,
+                         .delivered_recipients = 100,
+                         .delivered_recipients_delta = 3,
+                         .hard_bounced_recipients = 1,
+                         .hard_bounced_recipients_delta = 0,
+                         .soft_bounced_events = 4,
+                         .soft_bounced_events_delta = 1});
     check_golden_text("rate_rows", out.str());
 }
 
