@@ -105,8 +105,10 @@ class TableReader {
     template <typename Int>
     void read_int(const char* key, Int& out, int64_t min, int64_t max) {
         if (const toml::node* n = take(key)) {
-            auto v = n->value<int64_t>();
-            if (!v || !n->is_integer()) {
+            // Only an integer node is read as one: toml++ converts a float to int64_t
+            // without a range check (undefined behaviour for 5e301).
+            auto v = n->is_integer() ? n->value<int64_t>() : std::nullopt;
+            if (!v) {
                 error(key, line_of(*n), "expected an integer");
             } else if (*v < min || *v > max) {
                 error(key, line_of(*n), fmt::format("must be between {} and {}", min, max));

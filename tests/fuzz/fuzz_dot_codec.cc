@@ -3,11 +3,12 @@
 // Properties: the encoding does not depend on how the content is split; it never contains
 // a bare CR or LF and ends with exactly one CRLF.CRLF; fed to the ESMTP server inside DATA,
 // it is accepted (or refused for size/line length only) and decodes to the content with line
-// ends normalised to CRLF.
+// ends normalised to CRLF and lines over 998 octets folded with CRLF SPACE.
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <cstdlib>
 #include <string>
+#include <string_view>
 #include <variant>
 
 #include "daemon/smtp/dot_codec.h"
@@ -32,6 +33,28 @@ std::string normalise(const std::string& s) {
     if (!out.empty() && (out.size() < 2 || out.substr(out.size() - 2) != "\r\n")) out += "\r\n";
     return out;
 }
+
+// What the encoder makes of a line longer than kMaxSmtpLine: CRLF SPACE after the first 998
+// octets, then after every 997 (the space counts).
+std::string fold(const std::string& normalised) {
+    std::string out;
+    std::size_t pos = 0;
+    while (pos < normalised.size()) {
+        const std::size_t eol = normalised.find("\r\n", pos);
+        std::string_view line(normalised.data() + pos, eol - pos);
+        std::size_t room = kMaxSmtpLine;
+        while (line.size() > room) {
+            out.append(line.substr(0, room));
+            out += "\r\n ";
+            line.remove_prefix(room);
+            room = kMaxSmtpLine - 1;
+        }
+        out.append(line);
+        out += "\r\n";
+        pos = eol + 2;
+    }
+    return out;
+}
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -51,6 +74,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (whole[i] == '\r' && (i + 1 >= whole.size() || whole[i + 1] != '\n')) abort();
         if (whole[i] == '\n' && (i == 0 || whole[i - 1] != '\r')) abort();
     }
+    // No line sent is longer than 998 octets, the transparency dot not counted.
+    for (size_t pos = 0; pos < whole.size();) {
+        const size_t eol = whole.find("\r\n", pos);
+        const size_t len = eol - pos - (whole[pos] == '.' ? 1 : 0);
+        if (len > kMaxSmtpLine) abort();
+        pos = eol + 2;
+    }
     const size_t end = whole.find("\r\n.\r\n");
     if (whole != ".\r\n" && end != whole.size() - 5) abort();
 
@@ -68,7 +98,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (Action& a : s.take_actions()) {
         if (auto* c = std::get_if<CommitMessage>(&a)) {
             committed = true;
-            if (c->content != normalise(content)) abort();
+            if (c->content != fold(normalise(content))) abort();
         }
     }
     if (!committed && content.size() <= cfg.limits.max_message_size / 2 &&

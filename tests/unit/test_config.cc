@@ -110,6 +110,9 @@ TEST_CASE("validation errors name the key path and line") {
     std::vector<Case> cases = {
         {"[listener]\nmax_recipients = \"many\"", "listener.max_recipients", 2, "integer"},
         {"[listener]\n\nmax_recipients = 0", "listener.max_recipients", 3, "between"},
+        // A float is not an integer, and one past int64_t's range is not undefined behaviour.
+        {"[listener]\nmax_recipients = 5.1e301", "listener.max_recipients", 2, "integer"},
+        {"[listener]\nmax_recipients = 2.0", "listener.max_recipients", 2, "integer"},
         {"[listener]\naddress = \"nowhere\"", "listener.address", 2, "host:port"},
         {"[listener]\ntls_cert = \"/c.pem\"", "listener.tls_key", 2, "together"},
         {"[listener]\nrelay_from = \"x\"", "listener.relay_from", 2, "array"},
