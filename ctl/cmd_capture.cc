@@ -22,6 +22,7 @@
 
 #include "common/config.h"
 #include "common/format.h"
+#include "common/payloads/capture.h"
 #include "ctl/commands.h"
 
 #ifndef ESAD_CAPTURE_HELPER
@@ -35,10 +36,9 @@ namespace {
 using nlohmann::json;
 
 // Packets the kernel dropped because the helper fell behind: the file has gaps.
-std::string dropped_text(const json& c) {
-    uint64_t dropped = c.value("dropped", 0ull);
-    if (!dropped) return "";
-    return " (" + thousands(dropped) + " dropped by the kernel: the capture has gaps)";
+std::string dropped_text(const payloads::CaptureStatus& c) {
+    if (!c.dropped) return "";
+    return " (" + thousands(c.dropped) + " dropped by the kernel: the capture has gaps)";
 }
 
 constexpr const char* kUsage =
@@ -120,39 +120,44 @@ std::string size_text(uint64_t bytes) {
     return thousands(bytes) + " bytes";
 }
 
-void print_keylog(std::ostream& o, const json& d) {
-    const json& k = d.value("keylog", json::object());
+void print_keylog(std::ostream& o, const payloads::KeylogInfo& k) {
     o << "TLS key log:    ";
-    if (k.value("enabled", false)) {
+    if (k.enabled) {
         std::string domains;
-        for (const auto& x : k["domains"])
-            domains += (domains.empty() ? "" : ", ") + x.get<std::string>();
-        o << "ON for " << domains << " (domaindebug): TLS session secrets are written to "
-          << k.value("path", "") << "\n";
+        for (const auto& x : k.domains)
+            domains += (domains.empty() ? "" : ", ") + x;
+        o << "ON for " << domains << " (domaindebug): TLS session secrets are written to " << k.path
+          << "\n";
     } else {
         o << "off (on only for domains under domaindebug)\n";
     }
 }
 
-void print_status(std::ostream& o, const json& d) {
-    const json& c = d.value("capture", json());
-    if (!c.is_object()) {
+void print_status(std::ostream& o, const payloads::PacketcaptureReply& d) {
+    if (!d.capture) {
         o << "Packet capture: not running (no capture yet)\n";
     } else {
-        bool running = c.value("running", false);
+        const payloads::CaptureStatus& c = *d.capture;
         o << "Packet capture: "
-          << (running ? std::string("running")
-                      : "stopped (" + c.value("stop_reason", std::string("unknown")) + ")")
+          << (c.running ? std::string("running")
+                        : "stopped (" + c.stop_reason.value_or("unknown") + ")")
           << "\n";
-        o << "File:           " << c.value("path", "") << "\n";
-        o << "Filter:         " << c.value("filter", "") << "\n";
-        o << "Size:           " << size_text(c.value("bytes", 0ull)) << " (limit "
-          << size_text(c.value("max_size", 0ull)) << ")\n";
-        o << "Packets:        " << thousands(c.value("packets", 0ull)) << dropped_text(c) << "\n";
-        o << "Elapsed:        " << c.value("elapsed", 0ll) << "s (limit "
-          << c.value("duration", 0ull) << "s)\n";
+        o << "File:           " << c.path << "\n";
+        o << "Filter:         " << c.filter << "\n";
+        o << "Size:           " << size_text(c.bytes) << " (limit " << size_text(c.max_size)
+          << ")\n";
+        o << "Packets:        " << thousands(c.packets) << dropped_text(c) << "\n";
+        o << "Elapsed:        " << c.elapsed << "s (limit " << c.duration << "s)\n";
     }
-    print_keylog(o, d);
+    print_keylog(o, d.keylog);
+}
+
+bool running(const payloads::PacketcaptureReply& d) {
+    return d.capture && d.capture->running;
+}
+
+int capture_status(Context& ctx, payloads::PacketcaptureReply* d, json* raw = nullptr) {
+    return call_daemon(ctx, "packetcapture", {{"action", "status"}}, d, raw);
 }
 
 int cmd_start(Context& ctx, const std::vector<std::string>& args) {
@@ -190,17 +195,16 @@ int cmd_start(Context& ctx, const std::vector<std::string>& args) {
         ctx.err << "esactl: --host takes one host name or address\n";
         return kExitUsage;
     }
-    json d;
-    int rc = call_daemon(ctx, "packetcapture", {{"action", "status"}}, &d);
-    if (rc != kExitOk) return rc;
-    if (d["capture"].is_object() && d["capture"].value("running", false)) {
-        ctx.err << "esactl: a packet capture is already running: " << d["capture"].value("path", "")
+    payloads::PacketcaptureReply d;
+    if (int rc = capture_status(ctx, &d); rc != kExitOk) return rc;
+    if (running(d)) {
+        ctx.err << "esactl: a packet capture is already running: " << d.capture->path
                 << " (esactl packetcapture stop)\n";
         return kExitFailed;
     }
     std::string expr;
     if (ports.empty()) {
-        expr = d.value("default_filter", "tcp port 25");
+        expr = d.default_filter;
     } else {
         for (const auto& p : ports)
             expr += (expr.empty() ? "" : " or ") + std::string("tcp port ") + p;
@@ -208,13 +212,12 @@ int cmd_start(Context& ctx, const std::vector<std::string>& args) {
     expr = "(" + expr + ")";
     if (!host.empty()) expr += " and host " + host;
     if (!filter.empty()) expr += " and (" + filter + ")";
-    uint64_t max_size = have_max ? max_mb * 1024 * 1024 : d.value("max_size", 100ull << 20);
-    if (!have_duration) duration = d.value("duration", 600ull);
+    uint64_t max_size = have_max ? max_mb * 1024 * 1024 : d.max_size;
+    if (!have_duration) duration = d.duration;
     std::string answer =
-        spawn_helper({"--dir", d.value("dir", ""), "--filter", expr, "--interface", interface,
-                      "--max-size", std::to_string(max_size), "--duration",
-                      std::to_string(duration), "--keep", std::to_string(d.value("keep", 10ull)),
-                      "--min-free", std::to_string(d.value("min_free", 0ull))});
+        spawn_helper({"--dir", d.dir, "--filter", expr, "--interface", interface, "--max-size",
+                      std::to_string(max_size), "--duration", std::to_string(duration), "--keep",
+                      std::to_string(d.keep), "--min-free", std::to_string(d.min_free)});
     if (answer.rfind("ok ", 0) != 0) {
         std::string msg = answer.rfind("error ", 0) == 0 ? answer.substr(6) : answer;
         if (ctx.json)
@@ -226,7 +229,7 @@ int cmd_start(Context& ctx, const std::vector<std::string>& args) {
     std::string path = answer.substr(3);
     if (ctx.json) {
         ctx.out << json{{"started", true},      {"path", path},         {"filter", expr},
-                        {"max_size", max_size}, {"duration", duration}, {"keylog", d["keylog"]}}
+                        {"max_size", max_size}, {"duration", duration}, {"keylog", d.keylog}}
                        .dump(2)
                 << "\n";
         return kExitOk;
@@ -235,7 +238,7 @@ int cmd_start(Context& ctx, const std::vector<std::string>& args) {
     o << "Packet capture started: " << path << "\n";
     o << "Filter:         " << expr << "\n";
     o << "Limits:         " << size_text(max_size) << ", " << duration << "s\n";
-    print_keylog(o, d);
+    print_keylog(o, d.keylog);
     return kExitOk;
 }
 
@@ -247,15 +250,14 @@ bool is_capture_process(int64_t pid) {
 }
 
 int cmd_stop(Context& ctx) {
-    json d;
-    int rc = call_daemon(ctx, "packetcapture", {{"action", "status"}}, &d);
-    if (rc != kExitOk) return rc;
-    const json& c = d["capture"];
-    if (!c.is_object() || !c.value("running", false)) {
+    payloads::PacketcaptureReply d;
+    json raw;
+    if (int rc = capture_status(ctx, &d); rc != kExitOk) return rc;
+    if (!running(d)) {
         ctx.err << "esactl: no packet capture is running\n";
         return kExitFailed;
     }
-    int64_t pid = c.value("pid", int64_t{0});
+    int64_t pid = d.capture->pid;
     if (pid <= 0 || !is_capture_process(pid)) {
         ctx.err << "esactl: process " << pid << " is not an esad-capture process\n";
         return kExitFailed;
@@ -268,23 +270,21 @@ int cmd_stop(Context& ctx) {
     }
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
     while (std::chrono::steady_clock::now() < deadline) {
-        rc = call_daemon(ctx, "packetcapture", {{"action", "status"}}, &d);
-        if (rc != kExitOk) return rc;
-        if (!d["capture"].is_object() || !d["capture"].value("running", false)) break;
+        if (int rc = capture_status(ctx, &d, &raw); rc != kExitOk) return rc;
+        if (!running(d)) break;
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
-    if (d["capture"].is_object() && d["capture"].value("running", false)) {
+    if (running(d)) {
         ctx.err << "esactl: the capture (pid " << pid << ") did not stop within 15 s\n";
         return kExitFailed;
     }
     if (ctx.json) {
-        ctx.out << d.dump(2) << "\n";
+        ctx.out << raw.dump(2) << "\n";
         return kExitOk;
     }
-    const json& s = d["capture"];
-    ctx.out << "Packet capture stopped: " << s.value("path", "") << " ("
-            << thousands(s.value("packets", 0ull)) << " packets, "
-            << size_text(s.value("bytes", 0ull)) << ")" << dropped_text(s) << "\n";
+    payloads::CaptureStatus s = d.capture.value_or(payloads::CaptureStatus{});
+    ctx.out << "Packet capture stopped: " << s.path << " (" << thousands(s.packets) << " packets, "
+            << size_text(s.bytes) << ")" << dropped_text(s) << "\n";
     return kExitOk;
 }
 
@@ -295,11 +295,12 @@ int cmd_packetcapture(Context& ctx, const std::vector<std::string>& args) {
     if (args.size() != 1) return usage(ctx);
     if (action == "stop") return cmd_stop(ctx);
     if (action != "status" && action != "list") return usage(ctx);
-    json d;
-    int rc = call_daemon(ctx, "packetcapture", {{"action", action}}, &d);
-    if (rc != kExitOk) return rc;
+    payloads::PacketcaptureReply d;
+    json raw;
+    if (int rc = call_daemon(ctx, "packetcapture", {{"action", action}}, &d, &raw); rc != kExitOk)
+        return rc;
     if (ctx.json) {
-        ctx.out << d.dump(2) << "\n";
+        ctx.out << raw.dump(2) << "\n";
         return kExitOk;
     }
     std::ostream& o = ctx.out;
@@ -307,22 +308,21 @@ int cmd_packetcapture(Context& ctx, const std::vector<std::string>& args) {
         print_status(o, d);
         return kExitOk;
     }
-    o << "Captures in " << d.value("dir", "") << " (at most " << d.value("keep", 0ull)
-      << " kept):\n";
-    if (d["captures"].empty()) {
+    o << "Captures in " << d.dir << " (at most " << d.keep << " kept):\n";
+    const auto captures = d.captures.value_or(std::vector<payloads::CaptureFile>{});
+    if (captures.empty()) {
         o << "No packet captures.\n";
     } else {
-        for (const auto& f : d["captures"]) {
-            std::string name = f.value("file", "");
+        for (const auto& f : captures) {
+            std::string name = f.file;
             if (name.size() < 40) name.append(40 - name.size(), ' ');
-            std::string bytes = thousands(f.value("bytes", 0ull));
+            std::string bytes = thousands(f.bytes);
             if (bytes.size() < 14) bytes.insert(0, 14 - bytes.size(), ' ');
             o << name << bytes << " bytes\n";
         }
     }
-    if (d["keylog"].value("bytes", 0ull) > 0)
-        o << "TLS key log: " << d["keylog"].value("path", "") << " ("
-          << size_text(d["keylog"].value("bytes", 0ull)) << ")\n";
+    if (d.keylog.bytes > 0)
+        o << "TLS key log: " << d.keylog.path << " (" << size_text(d.keylog.bytes) << ")\n";
     return kExitOk;
 }
 

@@ -30,6 +30,7 @@
 
 #include "common/host_port.h"
 #include "common/payloads/smtpping.h"
+#include "common/payloads/telnet.h"
 
 namespace esad::ctl {
 
@@ -141,11 +142,12 @@ struct TelnetState {
 int cmd_telnet(Context& ctx, const std::vector<std::string>& args) {
     const char* kUsage = "telnet HOST [PORT]";
     if (args.empty() || args.size() > 2) return usage(ctx, kUsage);
-    json req = {{"host", args[0]}};
+    payloads::TelnetArgs req;
+    req.host = args[0];
     if (args.size() == 2) {
         std::optional<uint16_t> port = parse_port(args[1], 1);
         if (!port) return usage(ctx, kUsage + std::string(" (PORT: 1-65535)"));
-        req["port"] = *port;
+        req.port = *port;
     }
     Channel ch;
     std::string error;
@@ -165,7 +167,7 @@ int cmd_telnet(Context& ctx, const std::vector<std::string>& args) {
     int exit_code = kExitOk;
 
     auto send_line = [&](const std::string& line) {
-        if (ch.send("telnet_send", {{"session", st.session}, {"line", line}}, &error) < 0)
+        if (ch.send("telnet_send", payloads::TelnetSendArgs{st.session, line}, &error) < 0)
             return false;
         st.sent_any = true;
         st.last_send_ms = mono_ms();
@@ -175,7 +177,7 @@ int cmd_telnet(Context& ctx, const std::vector<std::string>& args) {
     auto close_session = [&]() {
         if (st.close_sent || st.closed || st.session.empty()) return true;
         st.close_sent = true;
-        return ch.send("telnet_close", {{"session", st.session}}, &error) >= 0;
+        return ch.send("telnet_close", payloads::TelnetCloseArgs{st.session}, &error) >= 0;
     };
 
     while (!st.ended) {
@@ -277,34 +279,47 @@ int cmd_telnet(Context& ctx, const std::vector<std::string>& args) {
             }
             const json& d = reply.data;
             if (ctx.json) ctx.out << d.dump() << "\n" << std::flush;
-            std::string event = d.value("event", "");
+            const std::string event = d.is_object() && d.contains("event") && d["event"].is_string()
+                                          ? d["event"].get<std::string>()
+                                          : std::string();
+            std::string why;
+            if (event.empty()) return malformed_reply(ctx, "telnet", "event: expected a string");
             if (event == "trying") {
-                if (!ctx.json) ctx.out << "Trying " << d.value("ip", "") << "...\n" << std::flush;
+                auto e = payloads::try_parse<payloads::TelnetTrying>(d, &why);
+                if (!e) return malformed_reply(ctx, "telnet", why);
+                if (!ctx.json) ctx.out << "Trying " << e->ip << "...\n" << std::flush;
             } else if (event == "connect_failed") {
+                auto e = payloads::try_parse<payloads::TelnetConnectFailed>(d, &why);
+                if (!e) return malformed_reply(ctx, "telnet", why);
                 if (!ctx.json)
-                    ctx.err << "telnet: connect to address " << d.value("ip", "") << ": "
-                            << d.value("message", "") << "\n";
+                    ctx.err << "telnet: connect to address " << e->ip << ": " << e->message << "\n";
             } else if (event == "connected") {
+                auto e = payloads::try_parse<payloads::TelnetConnected>(d, &why);
+                if (!e) return malformed_reply(ctx, "telnet", why);
                 st.connected = true;
-                st.session = d.value("session", "");
+                st.session = e->session;
                 st.last_peer_ms = st.last_send_ms = mono_ms();
                 if (!ctx.json)
-                    ctx.out << "Connected to " << d.value("host", args[0]) << ".\n"
+                    ctx.out << "Connected to " << e->host << ".\n"
                             << "Escape character is '^]'.\n"
                             << std::flush;
             } else if (event == "line") {
+                auto e = payloads::try_parse<payloads::TelnetLine>(d, &why);
+                if (!e) return malformed_reply(ctx, "telnet", why);
                 ++st.peer_lines;
                 st.last_peer_ms = mono_ms();
-                if (!ctx.json) ctx.out << d.value("text", "") << "\n" << std::flush;
+                if (!ctx.json) ctx.out << e->text << "\n" << std::flush;
             } else if (event == "closed") {
+                auto e = payloads::try_parse<payloads::TelnetClosed>(d, &why);
+                if (!e) return malformed_reply(ctx, "telnet", why);
                 st.closed = true;
                 if (!st.connected) {
                     exit_code = kExitFailed;
-                    if (!ctx.json) ctx.err << d.value("reason", "") << "\n";
+                    if (!ctx.json) ctx.err << e->reason << "\n";
                 } else if (!ctx.json) {
-                    ctx.out << d.value("reason", "") << "\n" << std::flush;
+                    ctx.out << e->reason << "\n" << std::flush;
                 }
-            }
+            }  // a later event kind is not this esactl's business (--json shows it)
         }
         if (!alive && !st.ended) {
             ctx.err << "esactl: " << error << "\n";

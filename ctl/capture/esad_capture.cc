@@ -42,11 +42,13 @@
 #include <vector>
 
 #include "common/capture_files.h"
+#include "common/payloads/capture.h"
 #include "ctl/capture/pcapng_writer.h"
 
 namespace {
 
 using nlohmann::json;
+namespace payloads = esad::payloads;
 
 volatile sig_atomic_t g_stop = 0;
 void on_signal(int) {
@@ -103,11 +105,11 @@ bool drop_privileges(const std::string& dir, std::string* error) {
     return true;
 }
 
-void write_status(const std::string& dir, const json& status) {
+void write_status(const std::string& dir, const payloads::CaptureStatus& status) {
     std::string tmp = dir + "/capture.status.tmp";
     int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     if (fd < 0) return;
-    std::string text = status.dump(2) + "\n";
+    std::string text = json(status).dump(2) + "\n";
     bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
     fchmod(fd, 0640);
     close(fd);
@@ -259,14 +261,24 @@ int main(int argc, char** argv) {
         pcap_stat ps{};
         pcap_stats(p, &ps);
         std::time_t now = std::time(nullptr);
-        json s = {{"pid", getpid()},        {"running", running},       {"file", name},
-                  {"path", path},           {"interface", o.interface}, {"filter", o.filter},
-                  {"started", started},     {"elapsed", now - started}, {"bytes", writer.bytes()},
-                  {"packets", c.packets},   {"dropped", ps.ps_drop},    {"max_size", o.max_size},
-                  {"duration", o.duration}, {"min_free", o.min_free}};
+        payloads::CaptureStatus s;
+        s.pid = getpid();
+        s.running = running;
+        s.file = name;
+        s.path = path;
+        s.interface = o.interface;
+        s.filter = o.filter;
+        s.started = started;
+        s.elapsed = now - started;
+        s.bytes = writer.bytes();
+        s.packets = c.packets;
+        s.dropped = ps.ps_drop;
+        s.max_size = o.max_size;
+        s.duration = o.duration;
+        s.min_free = o.min_free;
         if (!running) {
-            s["stopped"] = now;
-            s["stop_reason"] = c.stop_reason;
+            s.stopped = now;
+            s.stop_reason = c.stop_reason;
         }
         write_status(o.dir, s);
     };

@@ -16,6 +16,7 @@
 
 #include "common/capture_files.h"
 #include "common/host_port.h"
+#include "common/payloads/capture.h"
 #include "daemon/loop/work.h"
 
 namespace esad::control {
@@ -30,42 +31,47 @@ std::vector<uint16_t> default_ports(const Config& c) {
     return {ports.begin(), ports.end()};
 }
 
-// Reads DIR/capture.status; null when there is none. A "running" capture whose helper
-// process is gone (killed, crashed) is reported as stopped.
-json read_status(const std::string& dir) {
+// Reads DIR/capture.status; nullopt when there is none. A "running" capture whose helper
+// process is gone (killed, crashed) is reported as stopped; a file that is not a capture
+// status (damaged, or written by another version) as stopped, with the reason.
+std::optional<payloads::CaptureStatus> read_status(const std::string& dir) {
     std::ifstream in(dir + "/capture.status");
-    if (!in) return nullptr;
-    json s = json::parse(in, nullptr, false);
-    if (s.is_discarded() || !s.is_object()) return nullptr;
-    if (s.value("running", false)) {
-        auto pid = s.value("pid", int64_t{0});
-        if (pid <= 0 || (kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)) {
-            s["running"] = false;
-            s["stop_reason"] = "the capture process exited unexpectedly";
+    if (!in) return std::nullopt;
+    std::string error;
+    json j = json::parse(in, nullptr, false);
+    std::optional<payloads::CaptureStatus> s;
+    if (j.is_discarded())
+        error = "not JSON";
+    else
+        s = payloads::try_parse<payloads::CaptureStatus>(j, &error);
+    if (!s) {
+        payloads::CaptureStatus bad;
+        bad.stop_reason = "unreadable " + dir + "/capture.status (" + error + ")";
+        return bad;
+    }
+    if (s->running) {
+        if (s->pid <= 0 || (kill(static_cast<pid_t>(s->pid), 0) != 0 && errno == ESRCH)) {
+            s->running = false;
+            s->stop_reason = "the capture process exited unexpectedly";
         } else {
             // Size as it is now: the status file is rewritten once a second.
             struct stat st {};
-            if (stat(s.value("path", "").c_str(), &st) == 0 &&
-                static_cast<uint64_t>(st.st_size) > s.value("bytes", uint64_t{0}))
-                s["bytes"] = static_cast<uint64_t>(st.st_size);
-            s["elapsed"] =
-                static_cast<int64_t>(std::time(nullptr)) - s.value("started", int64_t{0});
+            if (stat(s->path.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) > s->bytes)
+                s->bytes = static_cast<uint64_t>(st.st_size);
+            s->elapsed = static_cast<int64_t>(std::time(nullptr)) - s->started;
         }
     }
     return s;
 }
 
-json list_captures(const std::string& dir) {
-    json out = json::array();
-    std::vector<std::string> names = capture_file_names(dir);
-    for (const auto& n : names) {
+std::vector<payloads::CaptureFile> list_captures(const std::string& dir) {
+    std::vector<payloads::CaptureFile> out;
+    for (const auto& n : capture_file_names(dir)) {
         struct stat st {};
         std::string path = dir + "/" + n;
         if (stat(path.c_str(), &st) != 0) continue;
-        out.push_back({{"file", n},
-                       {"path", path},
-                       {"bytes", static_cast<uint64_t>(st.st_size)},
-                       {"modified", static_cast<int64_t>(st.st_mtime)}});
+        out.push_back(
+            {n, path, static_cast<uint64_t>(st.st_size), static_cast<int64_t>(st.st_mtime)});
     }
     return out;
 }
@@ -132,39 +138,39 @@ tls::Engine::KeylogSink keylog_sink_for(const CaptureCommandsEnv& env, const std
 
 void register_capture_commands(ControlServer& server, CaptureCommandsEnv env) {
     server.add_handler("packetcapture", [env](const Request& req, std::shared_ptr<Responder> r) {
-        std::string action = req.args.value("action", "status");
-        if (action != "status" && action != "list") {
+        std::string error;
+        auto args = payloads::try_parse<payloads::PacketcaptureArgs>(req.args, &error);
+        if (!args) {
+            r->error("bad_args", error);
+            return;
+        }
+        if (args->action != "status" && args->action != "list") {
             r->error("bad_args", "action must be status or list");
             return;
         }
         const Config& c = *env.config;
-        json keylog_domains = json::array();
+        auto reply = std::make_shared<payloads::PacketcaptureReply>();
+        reply->dir = capture_dir(c);
+        reply->default_filter = default_capture_filter(c);
+        reply->default_ports = default_ports(c);
+        reply->keep = c.capture.keep;
+        reply->max_size = c.capture.max_size_bytes;
+        reply->duration = c.capture.duration_s;
+        reply->min_free = c.capture.min_free_bytes;
         if (env.domain_debug && env.keylog)
             for (const auto& e : env.domain_debug->list())
-                keylog_domains.push_back(e.domain);
-        auto data =
-            std::make_shared<json>(json{{"dir", capture_dir(c)},
-                                        {"default_filter", default_capture_filter(c)},
-                                        {"default_ports", default_ports(c)},
-                                        {"keep", c.capture.keep},
-                                        {"max_size", c.capture.max_size_bytes},
-                                        {"duration", c.capture.duration_s},
-                                        {"min_free", c.capture.min_free_bytes},
-                                        {"keylog",
-                                         {{"enabled", !keylog_domains.empty()},
-                                          {"domains", keylog_domains},
-                                          {"path", env.keylog ? env.keylog->path() : ""}}}});
-        std::string dir = capture_dir(c);
-        bool list = action == "list";
+                reply->keylog.domains.push_back(e.domain);
+        reply->keylog.enabled = !reply->keylog.domains.empty();
+        reply->keylog.path = env.keylog ? env.keylog->path() : "";
+        bool list = args->action == "list";
         loop::queue_work(
             env.loop,
-            [data, dir, list] {
-                (*data)["capture"] = read_status(dir);
-                (*data)["keylog"]["bytes"] =
-                    file_size((*data)["keylog"]["path"].get<std::string>());
-                if (list) (*data)["captures"] = list_captures(dir);
+            [reply, list] {
+                reply->capture = read_status(reply->dir);
+                reply->keylog.bytes = file_size(reply->keylog.path);
+                if (list) reply->captures = list_captures(reply->dir);
             },
-            [data, r] { r->ok(*data); });
+            [reply, r] { r->ok(json(*reply)); });
     });
 }
 

@@ -13,6 +13,7 @@
 #include "common/escape.h"
 #include "common/host_port.h"
 #include "common/payloads/smtpping.h"
+#include "common/payloads/telnet.h"
 #include "daemon/delivery/smtp_probe.h"
 #include "daemon/delivery/telnet_relay.h"
 #include "daemon/loop/graveyard.h"
@@ -255,26 +256,27 @@ void ToolSessions::resolve(const std::string& host,
 // ---- telnet -------------------------------------------------------------------------------
 
 void ToolSessions::telnet(const Request& req, std::shared_ptr<Responder> r) {
-    const json& args = req.args;
-    if (!args.contains("host") || !args["host"].is_string()) {
+    std::string error;
+    auto args = payloads::try_parse<payloads::TelnetArgs>(req.args, &error);
+    if (!args) {
+        r->error("bad_args", "Invalid arguments when processing telnet: " + error);
+        return;
+    }
+    if (args->host.empty()) {
         r->error("bad_args", "Invalid arguments when processing telnet: a host is required");
         return;
     }
     std::string host;
-    if (!normalize_host(args["host"].get<std::string>(), &host)) {
+    if (!normalize_host(args->host, &host)) {
         r->error("bad_args", "Invalid arguments when processing telnet: '" +
-                                 escape_for_log(args["host"].get<std::string>(), 100) +
+                                 escape_for_log(args->host, 100) +
                                  "' is not a host name or IP address");
         return;
     }
-    int64_t port = env_.config->delivery.port;
-    if (args.contains("port")) {
-        if (!args["port"].is_number_integer() || args["port"].get<int64_t>() < 1 ||
-            args["port"].get<int64_t>() > 65535) {
-            r->error("bad_args", "Invalid arguments when processing telnet: port must be 1-65535");
-            return;
-        }
-        port = args["port"].get<int64_t>();
+    int64_t port = args->port.value_or(env_.config->delivery.port);
+    if (port < 1 || port > 65535) {
+        r->error("bad_args", "Invalid arguments when processing telnet: port must be 1-65535");
+        return;
     }
     if (telnets_.size() >= kMaxTelnetSessions) {
         r->error("unavailable",
@@ -307,20 +309,30 @@ void ToolSessions::start_relay(const std::string& token, std::vector<std::string
     std::string host = t.host;
     uint16_t port = t.port;
     delivery::TelnetRelay::Callbacks cb;
-    cb.on_trying = [r](const std::string& ip) { r->stream({{"event", "trying"}, {"ip", ip}}); };
+    cb.on_trying = [r](const std::string& ip) {
+        payloads::TelnetTrying e;
+        e.ip = ip;
+        r->stream(e);
+    };
     cb.on_connect_failed = [r](const std::string& ip, const std::string& error) {
-        r->stream({{"event", "connect_failed"}, {"ip", ip}, {"message", error}});
+        payloads::TelnetConnectFailed e;
+        e.ip = ip;
+        e.message = error;
+        r->stream(e);
     };
     cb.on_connected = [r, token, host, port](const std::string& ip, const std::string& local) {
-        r->stream({{"event", "connected"},
-                   {"ip", ip},
-                   {"port", port},
-                   {"host", host},
-                   {"source", local},
-                   {"session", token}});
+        payloads::TelnetConnected e;
+        e.ip = ip;
+        e.port = port;
+        e.host = host;
+        e.source = local;
+        e.session = token;
+        r->stream(e);
     };
     cb.on_line = [r](std::string_view line) {
-        r->stream({{"event", "line"}, {"text", escape_for_log(line, 4 * 4096)}});
+        payloads::TelnetLine e;
+        e.text = escape_for_log(line, 4 * 4096);
+        r->stream(e);
     };
     cb.on_closed = [r, weak, token, host, port](const std::string& reason) {
         auto self = weak.lock();
@@ -330,7 +342,10 @@ void ToolSessions::start_relay(const std::string& token, std::vector<std::string
             if (it != self->telnets_.end() && it->second.relay)
                 connected = it->second.relay->connected();
         }
-        r->stream({{"event", "closed"}, {"reason", reason}, {"connected", connected}});
+        payloads::TelnetClosed e;
+        e.reason = reason;
+        e.connected = connected;
+        r->stream(e);
         r->end();
         spdlog::info("telnet: {} port {}: {}", host, port, reason);
         if (self) self->retire_telnet(token);
@@ -343,28 +358,35 @@ void ToolSessions::start_relay(const std::string& token, std::vector<std::string
 }
 
 void ToolSessions::telnet_send(const Request& req, std::shared_ptr<Responder> r) {
-    std::string token = str_arg(req.args, "session");
-    if (!req.args.contains("line") || !req.args["line"].is_string()) {
+    std::string error;
+    auto args = payloads::try_parse<payloads::TelnetSendArgs>(req.args, &error);
+    if (!args || !args->line) {
         r->error("bad_args", "telnet_send needs a session and a line");
         return;
     }
+    const std::string& token = args->session;
     auto it = telnets_.find(token);
     if (it == telnets_.end() || !it->second.relay) {
         r->error("not_found", "no telnet session " + escape_for_log(token, 40));
         return;
     }
-    std::string line = req.args["line"].get<std::string>();
-    std::string error;
+    const std::string& line = *args->line;
     auto relay = it->second.relay;
     if (!relay->send_line(line, &error)) {
         r->error("bad_args", error);
         return;
     }
-    r->ok({{"sent", line.size() + 2}});
+    r->ok(payloads::TelnetSendReply{line.size() + 2});
 }
 
 void ToolSessions::telnet_close(const Request& req, std::shared_ptr<Responder> r) {
-    std::string token = str_arg(req.args, "session");
+    std::string error;
+    auto args = payloads::try_parse<payloads::TelnetCloseArgs>(req.args, &error);
+    if (!args) {
+        r->error("bad_args", "telnet_close needs a session: " + error);
+        return;
+    }
+    const std::string token = args->session;
     auto it = telnets_.find(token);
     if (it == telnets_.end()) {
         r->error("not_found", "no telnet session " + escape_for_log(token, 40));

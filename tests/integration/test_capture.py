@@ -5,7 +5,8 @@ back and finds the plain MAIL FROM, does not find the TLS one without keys, and 
 with the TLS key log that esad wrote because the domain was under domaindebug (and only
 then: a TLS delivery to another domain adds nothing to the key log). The size limit stops a
 capture; a disk below the reserve stops the capture and not the mail; without CAP_NET_RAW
-`packetcapture start` fails with a clear message and exit 1."""
+`packetcapture start` fails with a clear message and exit 1; a damaged status file is shown
+as such and never trusted."""
 import os
 import stat
 import subprocess
@@ -233,7 +234,32 @@ def test_without_cap_net_raw_start_fails_clearly():
         d.cleanup()
 
 
+def test_damaged_status_file_is_reported_not_trusted():
+    """A capture.status that is not a capture status (damaged, or from another version) is
+    shown as a stopped capture with the reason; `stop` does not signal a pid read from it."""
+    d = delivery_daemon("")
+    try:
+        captures = os.path.join(d.state, "captures")
+        os.makedirs(captures, exist_ok=True)
+        status_path = os.path.join(captures, "capture.status")
+        with open(status_path, "w") as f:
+            f.write('{"pid": "1", "running": true}\n')
+        st = capture_status(d)["capture"]
+        assert st["running"] is False, st
+        assert "unreadable" in st["stop_reason"] and "pid" in st["stop_reason"], st
+        out = d.ctl("packetcapture", "status").stdout
+        assert "Packet capture: stopped (unreadable" in out, out
+        r = d.ctl("packetcapture", "stop", check=False)
+        assert r.returncode == 1 and "no packet capture is running" in r.stderr, r.stderr
+        with open(status_path, "w") as f:
+            f.write("{not json")
+        assert "not JSON" in capture_status(d)["capture"]["stop_reason"]
+    finally:
+        d.cleanup()
+
+
 if __name__ == "__main__":
     run_tests([test_plain_and_starttls_capture_read_back, test_size_limit_stops_capture,
                test_disk_reserve_stops_the_capture_not_the_mail, test_helper_gives_up_privileges,
-               test_without_cap_net_raw_start_fails_clearly])
+               test_without_cap_net_raw_start_fails_clearly,
+               test_damaged_status_file_is_reported_not_trusted])

@@ -337,7 +337,10 @@ def test_malformed_reply_is_reported_exit_1():
                             "hosts": [{"host": "a.test", "active_recipients": "many"}]},
                "hoststatus": {"host": "a.test"},
                "dig": {"name": "a.test", "type": "A", "status": "ok", "from_cache": False,
-                       "error": "", "answers": 5}}
+                       "error": "", "answers": 5},
+               "packetcapture": {"dir": 5},
+               "telnet": {"event": "connected", "ip": "127.0.0.1", "port": 25,
+                          "host": "a.test", "source": "127.0.0.1:1"}}
     tmp = tempfile.mkdtemp()
     path = os.path.join(tmp, "fake.sock")
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -362,7 +365,8 @@ def test_malformed_reply_is_reported_exit_1():
     try:
         for args, field in ((["status"], "hostname: missing"), (["version"], "protocol"),
                             (["tophosts"], "hosts[0]"), (["hoststatus", "a.test"], "host_unicode"),
-                            (["dig", "a.test"], "answers")):
+                            (["dig", "a.test"], "answers"), (["packetcapture", "status"], "dir"),
+                            (["telnet", "a.test"], "session: missing")):
             r = subprocess.run([ESACTL, "--socket", path, *args], capture_output=True, text=True,
                                timeout=30)
             assert r.returncode == 1, (args, r.returncode, r.stdout, r.stderr)

@@ -5,9 +5,11 @@
 // exception.
 #include <catch2/catch.hpp>
 
+#include "common/payloads/capture.h"
 #include "common/payloads/logs.h"
 #include "common/payloads/queue.h"
 #include "common/payloads/status.h"
+#include "common/payloads/telnet.h"
 
 using nlohmann::json;
 using namespace esad::payloads;
@@ -248,4 +250,65 @@ TEST_CASE("args keep their defaults; wrong-typed args are PayloadErrors", "[payl
     CHECK_THROWS_AS(parse<SuspendDelArgs>(json{{"domains", {1, 2}}}), PayloadError);
     CHECK_THROWS_AS(parse<ShowMessageArgs>(json{{"mid", -1}}), PayloadError);
     CHECK_THROWS_AS(parse<DigArgs>(json{{"name", {{"a", 1}}}}), PayloadError);
+}
+
+const char* const kCaptureStatus = R"json({
+ "pid": 4242, "running": false, "file": "esad-20261205T060000Z.pcapng",
+ "path": "/var/lib/esad/captures/esad-20261205T060000Z.pcapng", "interface": "any",
+ "filter": "(tcp port 25 or tcp port 2525)", "started": 1700000000, "elapsed": 12,
+ "bytes": 40960, "packets": 311, "dropped": 0, "max_size": 104857600, "duration": 600,
+ "min_free": 268435456, "stopped": 1700000012, "stop_reason": "stopped by esactl"})json";
+
+const char* const kPacketcapture = R"({
+ "dir": "/var/lib/esad/captures", "default_filter": "tcp port 25 or tcp port 2525",
+ "default_ports": [25, 2525], "keep": 10, "max_size": 104857600, "duration": 600,
+ "min_free": 268435456,
+ "keylog": {"enabled": true, "domains": ["dst.test"], "path": "/x/tls_keylog.current",
+            "bytes": 100},
+ "capture": null,
+ "captures": [{"file": "a.pcapng", "path": "/var/lib/esad/captures/a.pcapng", "bytes": 3,
+               "modified": 1700000000}]})";
+
+TEST_CASE("packetcapture and telnet payloads round-trip", "[payloads]") {
+    round_trips<CaptureStatus>(kCaptureStatus);
+    json running = json::parse(kCaptureStatus);
+    running["running"] = true;
+    running.erase("stopped");
+    running.erase("stop_reason");
+    round_trips<CaptureStatus>(running.dump().c_str());
+    round_trips<PacketcaptureReply>(kPacketcapture);
+    json status = json::parse(kPacketcapture);
+    status.erase("captures");  // action status: no list
+    status["capture"] = running;
+    round_trips<PacketcaptureReply>(status.dump().c_str());
+    CHECK(parse<PacketcaptureArgs>(json::object()).action == "status");
+
+    round_trips<TelnetTrying>(R"({"event": "trying", "ip": "127.0.0.1"})");
+    round_trips<TelnetConnectFailed>(
+        R"({"event": "connect_failed", "ip": "::1", "message": "connection refused"})");
+    round_trips<TelnetConnected>(R"({"event": "connected", "ip": "127.0.0.1", "port": 25,
+        "host": "mx.dst.test", "source": "127.0.0.1:40000", "session": "a1b2"})");
+    round_trips<TelnetLine>(R"({"event": "line", "text": "220 mx.dst.test ESMTP\\x07"})");
+    round_trips<TelnetClosed>(
+        R"({"event": "closed", "reason": "Connection closed by foreign host.", "connected": true})");
+    round_trips<TelnetSendReply>(R"({"sent": 12})");
+    CHECK(json(TelnetArgs{.host = "mx.test", .port = std::nullopt}) == json{{"host", "mx.test"}});
+    CHECK(parse<TelnetArgs>(json{{"host", "mx.test"}, {"port", 2525}}).port == 2525);
+    CHECK_THROWS_AS(parse<TelnetArgs>(json{{"host", 5}}), PayloadError);
+    CHECK_THROWS_AS(parse<TelnetArgs>(json{{"host", "x"}, {"port", "25"}}), PayloadError);
+    CHECK_FALSE(parse<TelnetSendArgs>(json{{"session", "a1"}}).line.has_value());
+}
+
+TEST_CASE("a damaged capture status or telnet event names the field", "[payloads]") {
+    using P = json::json_pointer;
+    rejects_broken<CaptureStatus>(kCaptureStatus, P("/path"));
+    rejects_broken<CaptureStatus>(kCaptureStatus, P("/running"));
+    rejects_broken<CaptureStatus>(kCaptureStatus, P("/packets"));
+    rejects_broken<PacketcaptureReply>(kPacketcapture, P("/keylog/domains"));
+    rejects_broken<PacketcaptureReply>(kPacketcapture, P("/captures/0/bytes"));
+    rejects_broken<TelnetConnected>(R"({"event": "connected", "ip": "127.0.0.1", "port": 25,
+        "host": "mx.dst.test", "source": "127.0.0.1:40000", "session": "a1b2"})",
+                                    P("/session"));
+    rejects_broken<TelnetClosed>(R"({"event": "closed", "reason": "x", "connected": false})",
+                                 P("/connected"));
 }
