@@ -15,6 +15,7 @@
 
 #include "daemon/dns/cares_resolver.h"
 #include "daemon/loop/handle.h"
+#include "tests/support/run_until.h"
 
 using namespace esad::dns;
 using esad::loop::HandleBase;
@@ -52,28 +53,10 @@ class FakeDns {
 struct Loop {
     Loop() { uv_loop_init(&loop); }
     uv_loop_t loop;
-    // Runs until done() or timeout_ms passed; true when done. A prepare handle checks done()
-    // right before the loop would block, so a result delivered from a timer does not leave
-    // the loop waiting in poll.
+    // Runs until done() or timeout_ms passed; true when done.
     template <typename Pred>
     bool run_until(Pred done, int timeout_ms = 5000) {
-        bool expired = false;
-        auto guard = Timer::create(&loop, [&] { expired = true; });
-        guard->start(static_cast<std::uint64_t>(timeout_ms));
-        struct Check {
-            uv_prepare_t prepare;
-            std::function<bool()> done;
-        };
-        auto* check = new Check{{}, [&] { return done() || expired; }};
-        uv_prepare_init(&loop, &check->prepare);
-        check->prepare.data = check;
-        uv_prepare_start(&check->prepare, [](uv_prepare_t* p) {
-            if (static_cast<Check*>(p->data)->done()) uv_stop(p->loop);
-        });
-        while (!done() && !expired)
-            uv_run(&loop, UV_RUN_ONCE);
-        uv_close(reinterpret_cast<uv_handle_t*>(&check->prepare),
-                 [](uv_handle_t* h) { delete static_cast<Check*>(h->data); });
+        esad::test::run_until(&loop, done, static_cast<std::uint64_t>(timeout_ms));
         return done();
     }
 };

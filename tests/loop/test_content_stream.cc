@@ -25,6 +25,7 @@
 #include "daemon/spool/recent_cache.h"
 #include "daemon/spool/store.h"
 #include "tests/support/loopback_listener.h"
+#include "tests/support/run_until.h"
 #include "tests/support/temp_dir.h"
 
 using namespace esad;
@@ -207,28 +208,8 @@ struct Harness {
         return session;
     }
 
-    // Runs the loop until done() holds. A prepare handle checks it before every poll and
-    // stops the loop then, so an answer that came from a timer callback (ContentStream's
-    // Soon) does not leave the iteration blocked in poll until the guard fires.
     void run_until(const std::function<bool()>& done) {
-        bool timed_out = false;
-        auto guard = loop::Timer::create(&loop, [&] { timed_out = true; });
-        guard->start(kGuardMs);
-        struct Check {
-            uv_prepare_t prepare;
-            const std::function<bool()>* done;
-        };
-        auto* check = new Check{{}, &done};
-        uv_prepare_init(&loop, &check->prepare);
-        check->prepare.data = check;
-        uv_prepare_start(&check->prepare, [](uv_prepare_t* p) {
-            if ((*static_cast<Check*>(p->data)->done)()) uv_stop(p->loop);
-        });
-        while (!done() && !timed_out)
-            uv_run(&loop, UV_RUN_ONCE);
-        uv_close(reinterpret_cast<uv_handle_t*>(&check->prepare),
-                 [](uv_handle_t* h) { delete static_cast<Check*>(h->data); });
-        REQUIRE_FALSE(timed_out);
+        REQUIRE(test::run_until(&loop, done, kGuardMs));
     }
 };
 

@@ -91,6 +91,13 @@ void to_starttls(SmtpScript& c) {
     REQUIRE(starts_with(c.command("STARTTLS\r\n"), "220 "));
 }
 
+// After to_starttls: the handshake with a client that trusts `pki`, and EHLO again inside TLS.
+void to_ehlo_over_tls(SmtpScript& c, const Pki& pki) {
+    c.start_tls(*Pki::client(pki.cert));
+    REQUIRE(c.handshake_done());
+    REQUIRE(starts_with(c.command("EHLO client.test\r\n"), "250"));
+}
+
 }  // namespace
 
 TEST_CASE("inject: a message is committed, handed to the queue, answered 250") {
@@ -291,9 +298,7 @@ TEST_CASE("inject: STARTTLS, and TLS failing or the client closing at each stage
     SmtpScript c(rig.loop, rig.port);
     to_starttls(c);
     SECTION("a message over TLS is committed") {
-        c.start_tls(*Pki::client(pki.cert));
-        REQUIRE(c.handshake_done());
-        REQUIRE(starts_with(c.command("EHLO client.test\r\n"), "250"));
+        to_ehlo_over_tls(c, pki);
         REQUIRE(starts_with(c.command("MAIL FROM:<s@client.test>\r\n"), "250 "));
         REQUIRE(starts_with(c.command("RCPT TO:<r@example.test>\r\n"), "250 "));
         REQUIRE(starts_with(c.command("DATA\r\n"), "354 "));
@@ -316,9 +321,7 @@ TEST_CASE("inject: STARTTLS, and TLS failing or the client closing at each stage
         c.close_after_writes();
     }
     SECTION("the client closes after MAIL inside TLS") {
-        c.start_tls(*Pki::client(pki.cert));
-        REQUIRE(c.handshake_done());
-        REQUIRE(starts_with(c.command("EHLO client.test\r\n"), "250"));
+        to_ehlo_over_tls(c, pki);
         REQUIRE(starts_with(c.command("MAIL FROM:<s@client.test>\r\n"), "250 "));
         c.close_after_writes();
     }
@@ -337,9 +340,7 @@ TEST_CASE("inject: after the client's close_notify nothing goes out in cleartext
     InjectRig rig(options);
     SmtpScript c(rig.loop, rig.port);
     to_starttls(c);
-    c.start_tls(*Pki::client(pki.cert));
-    REQUIRE(c.handshake_done());
-    REQUIRE(starts_with(c.command("EHLO client.test\r\n"), "250"));
+    to_ehlo_over_tls(c, pki);
     const size_t before = c.raw.size();
     // close_notify, but the TCP connection stays open: a session that went on would meet its
     // command deadline and write "421 4.4.2" in cleartext.
