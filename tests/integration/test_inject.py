@@ -283,11 +283,15 @@ def test_sigterm_stops_within_shutdown_timeout_with_clients_that_do_not_read():
         # (a loop busy with the flood once handled it late and the deadline passed at once).
         received = re.search(r"^(\S+ \S+) info received Terminated", log, re.M)
         passed = re.search(r"^(\S+ \S+) warning shutdown: 2 s deadline passed", log, re.M)
+        stopped = re.search(r"^(\S+ \S+) info esad stopped", log, re.M)
+        stamp = lambda m: datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f")
         if passed:
-            stamp = lambda m: datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f")
             assert (stamp(passed) - stamp(received)).total_seconds() >= 1.9, log[-3000:]
-        if took >= 2:
-            assert forced and 1 <= int(forced.group(1)) <= clients, d.read_log()[-3000:]
+        # The stop as the daemon saw it (the test's own clock also counts signal delivery
+        # and the sanitizers' exit work, seconds on a busy machine).
+        assert received and stopped, log[-3000:]
+        if (stamp(stopped) - stamp(received)).total_seconds() >= 2:
+            assert forced and 1 <= int(forced.group(1)) <= clients, log[-3000:]
     finally:
         for s in socks:
             s.close()
