@@ -4,7 +4,8 @@ moment they exist, so a process kill loses none of them; only a transaction whos
 not yet recorded is repeated).
 
 ESAD_DELIVERY_ROUNDS (default 4) sets the number of kills; ESAD_DELIVERY_SEED replays a run
-(the seed is printed). Runs for the default spool layout and for [spool] layout = "flat".
+(the seed is printed). Runs for the default spool layout and for [spool] layout = "flat" and
+"segment".
 """
 import os
 import random
@@ -74,6 +75,10 @@ def test_kill9_during_delivery_flat_layout():
     test_kill9_during_delivery_repeats_only_in_flight_transactions(spool='[spool]\nlayout = "flat"\n')
 
 
+def test_kill9_during_delivery_segment_layout():
+    test_kill9_during_delivery_repeats_only_in_flight_transactions(spool='[spool]\nlayout = "segment"\n')
+
+
 if __name__ == "__main__":
     run_tests([test_kill9_during_delivery_repeats_only_in_flight_transactions,
-               test_kill9_during_delivery_flat_layout])
+               test_kill9_during_delivery_flat_layout, test_kill9_during_delivery_segment_layout])
