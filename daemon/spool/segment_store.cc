@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 
 #include "daemon/spool/crc32c.h"
@@ -866,16 +867,33 @@ IoStatus SegmentStore::maintain(Maintenance* done) {
         }
     }
     IoStatus result;
+    std::uint64_t failed = UINT64_MAX;  // the oldest segment whose compaction failed
     for (std::uint64_t seq : sparse) {
         IoStatus st = compact(seq, d);
         if (st.ok()) {
             dead.push_back(seq);
-        } else if (result.ok()) {
-            result = st;
+        } else {
+            failed = std::min(failed, seq);
+            if (result.ok()) result = st;
         }
     }
+    if (dead.empty()) return result;
+    // A segment's .dead file goes with it, and the journal may already have forgotten the
+    // outcomes its tombstones stand for. So every tombstone still in memory is made durable
+    // first: among them those of messages finished while compact() copied them, whose only
+    // tombstone would otherwise be the one in the old segment's .dead file (the copy would
+    // come back after a crash).
+    if (IoStatus st = sync_removals(); !st.ok()) return result.ok() ? st : result;
+    // Oldest first, and none newer than a segment that could not be compacted: a tombstone in
+    // X.dead also covers the older copy a compaction interrupted by a crash left in an older
+    // segment, so X.dead must not go while that segment stays.
+    std::sort(dead.begin(), dead.end());
     for (std::uint64_t seq : dead) {
-        if (IoStatus st = reclaim(seq, d); !st.ok() && result.ok()) result = st;
+        if (seq > failed) break;
+        if (IoStatus st = reclaim(seq, d); !st.ok()) {
+            if (result.ok()) result = st;
+            break;
+        }
     }
     return result;
 }

@@ -28,7 +28,11 @@
 // least a quarter full — and compacts: the live messages of a mostly-dead old segment (live bytes
 // <= 1/4, at least two segments behind the current one) are copied forward into the current
 // segment, which is fdatasynced before the old one is unlinked, so mail for dead destinations pins
-// no segment.
+// no segment. Before it unlinks anything, maintenance makes every tombstone still in memory
+// durable (a message finished while it was being copied has its tombstone in the old segment's
+// .dead file, which goes with that segment, and one for its copy that must not stay in memory),
+// and it unlinks oldest first, none newer than a segment it could not compact (a tombstone also
+// covers the older copy of a compaction a crash interrupted).
 //
 // scan(): reads every segment in ascending order, frame by frame. A record whose frame is valid
 // but whose message does not decode is copied to corrupt/<MID> (tombstoned, never delivered) and
