@@ -1,7 +1,6 @@
 // file_store — the parts both file-per-message layouts share; see file_store.h.
 #include "daemon/spool/file_store.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -45,80 +44,58 @@ int rename_noreplace(int from_dir, const char* from, int to_dir, const char* to)
     return 0;
 }
 
-// Lists a directory's entry names (not "." / ".."); the fd is not consumed.
-int list_dir(int dir_fd, std::vector<std::string>& names) {
-    const int dup_fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dup_fd < 0) return errno;
-    DIR* dir = ::fdopendir(dup_fd);
-    if (dir == nullptr) {
-        const int err = errno;
-        ::close(dup_fd);
-        return err;
+// Validates one queue file (see check_record). Symlinks are never followed; a hard-linked
+// file is corrupt.
+RecordCheck check_file(int dir_fd, const std::string& name, Mid mid, const RecoveryOptions& options,
+                       std::string& buf) {
+    struct stat st {};
+    if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        return RecordCheck::skip(IoStatus::failure(errno, "stat").reason());
     }
-    errno = 0;
-    while (dirent* e = ::readdir(dir)) {
-        const std::string_view n = e->d_name;
-        if (n != "." && n != "..") names.emplace_back(n);
-        errno = 0;
+    if (!S_ISREG(st.st_mode)) return RecordCheck::skip("not a regular file (never followed)");
+    if (st.st_nlink != 1) {
+        // Another name (a backup tool's hard link, an operator's copy) can change the content
+        // behind the spool: never deliver it, quarantine it where an operator looks.
+        return RecordCheck::corrupt(
+            DecodeStatus::kMalformed,
+            "hard-linked: " + std::to_string(st.st_nlink) +
+                " names share this file, so its content is not the spool's alone");
     }
-    const int err = errno;
-    ::closedir(dir);
-    return err;
+    UniqueFd fd(
+        ::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
+    if (!fd.valid()) return RecordCheck::skip(IoStatus::failure(errno, "open").reason());
+    if (::fstat(fd.get(), &st) != 0) {
+        return RecordCheck::skip(IoStatus::failure(errno, "fstat").reason());
+    }
+    if (!S_ISREG(st.st_mode)) return RecordCheck::skip("not a regular file");
+    return check_record(fd.get(), 0, static_cast<std::uint64_t>(st.st_size), mid, options, buf);
 }
 
-struct FileCheck {
-    enum class Kind { kOk, kCorrupt, kSkip } kind = Kind::kOk;
-    DecodeStatus status = DecodeStatus::kOk;
-    std::string reason;
-    Envelope envelope;
-    std::uint64_t size = 0;
-};
+}  // namespace
 
-FileCheck corrupt(DecodeStatus status, std::string reason) {
-    FileCheck c;
-    c.kind = FileCheck::Kind::kCorrupt;
+RecordCheck RecordCheck::corrupt(DecodeStatus status, std::string reason) {
+    RecordCheck c;
+    c.kind = Kind::kCorrupt;
     c.status = status;
     c.reason = std::move(reason);
     return c;
 }
 
-FileCheck skip(std::string reason) {
-    FileCheck c;
-    c.kind = FileCheck::Kind::kSkip;
+RecordCheck RecordCheck::skip(std::string reason) {
+    RecordCheck c;
+    c.kind = Kind::kSkip;
     c.reason = std::move(reason);
     return c;
 }
 
-// Validates one queue file: header, envelope + its checksum, sizes, trailer and (with
-// verify_content) the whole-file checksum, streamed in fixed chunks so bodies are never held
-// in memory. Symlinks are never followed; a hard-linked file is corrupt.
-FileCheck check_file(int dir_fd, const std::string& name, Mid mid, const RecoveryOptions& options,
-                     std::string& buf) {
-    struct stat st {};
-    if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-        return skip(IoStatus::failure(errno, "stat").reason());
-    }
-    if (!S_ISREG(st.st_mode)) return skip("not a regular file (never followed)");
-    if (st.st_nlink != 1) {
-        // Another name (a backup tool's hard link, an operator's copy) can change the content
-        // behind the spool: never deliver it, quarantine it where an operator looks.
-        return corrupt(DecodeStatus::kMalformed,
-                       "hard-linked: " + std::to_string(st.st_nlink) +
-                           " names share this file, so its content is not the spool's alone");
-    }
-    UniqueFd fd(
-        ::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
-    if (!fd.valid()) return skip(IoStatus::failure(errno, "open").reason());
-    if (::fstat(fd.get(), &st) != 0) return skip(IoStatus::failure(errno, "fstat").reason());
-    if (!S_ISREG(st.st_mode)) return skip("not a regular file");
-    const auto size = static_cast<std::uint64_t>(st.st_size);
-
+RecordCheck check_record(int fd, std::uint64_t base, std::uint64_t size, Mid mid,
+                         const RecoveryOptions& options, std::string& buf) {
     // Envelope: read a chunk, more only if the envelope is larger.
     std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(size, options.read_chunk));
     EnvelopeDecodeResult env;
     for (;;) {
-        if (int err = read_exact_at(fd.get(), 0, want, buf)) {
-            return skip(IoStatus::failure(err, "read").reason());
+        if (int err = read_exact_at(fd, base, want, buf)) {
+            return RecordCheck::skip(IoStatus::failure(err, "read").reason());
         }
         env = decode_envelope(buf, size);
         if (env.status != DecodeStatus::kTruncated || env.bytes_needed == 0 || want >= size) {
@@ -132,9 +109,10 @@ FileCheck check_file(int dir_fd, const std::string& name, Mid mid, const Recover
         want = static_cast<std::size_t>(
             std::min<std::uint64_t>(size, std::max<std::uint64_t>(env.bytes_needed, 2 * want)));
     }
-    if (env.status != DecodeStatus::kOk) return corrupt(env.status, env.reason);
+    if (env.status != DecodeStatus::kOk) return RecordCheck::corrupt(env.status, env.reason);
     if (env.envelope.mid != mid) {
-        return corrupt(DecodeStatus::kMalformed, "MID in file does not match its name");
+        return RecordCheck::corrupt(DecodeStatus::kMalformed,
+                                    "MID in file does not match its name");
     }
     // Trailer, and optionally the whole-file checksum, streamed chunk by chunk.
     std::optional<std::uint32_t> crc;
@@ -144,27 +122,25 @@ FileCheck check_file(int dir_fd, const std::string& name, Mid mid, const Recover
         for (std::uint64_t off = 0; off < end;) {
             const auto n = static_cast<std::size_t>(
                 std::min<std::uint64_t>(end - off, std::max<std::size_t>(options.read_chunk, 1)));
-            if (int err = read_exact_at(fd.get(), off, n, buf)) {
-                return skip(IoStatus::failure(err, "read").reason());
+            if (int err = read_exact_at(fd, base + off, n, buf)) {
+                return RecordCheck::skip(IoStatus::failure(err, "read").reason());
             }
             sum.update(buf);
             off += n;
         }
         crc = sum.value();
     }
-    if (int err = read_exact_at(fd.get(), size - kTrailerSize, kTrailerSize, buf)) {
-        return skip(IoStatus::failure(err, "read").reason());
+    if (int err = read_exact_at(fd, base + size - kTrailerSize, kTrailerSize, buf)) {
+        return RecordCheck::skip(IoStatus::failure(err, "read").reason());
     }
     std::string reason;
     const DecodeStatus ts = check_trailer(buf, size, crc, &reason);
-    if (ts != DecodeStatus::kOk) return corrupt(ts, reason);
-    FileCheck ok;
+    if (ts != DecodeStatus::kOk) return RecordCheck::corrupt(ts, reason);
+    RecordCheck ok;
     ok.envelope = std::move(env.envelope);
     ok.size = size;
     return ok;
 }
-
-}  // namespace
 
 FileStore::~FileStore() = default;
 
@@ -465,10 +441,10 @@ LoadStatus FileStore::open_message(Mid mid, MessageRange& out, std::string& reas
     return LoadStatus::kOk;
 }
 
-LoadResult FileStore::load_content(Mid mid) const {
+LoadResult load_message(const Store& store, Mid mid) {
     LoadResult out;
     MessageRange range;
-    out.status = open_message(mid, range, out.reason);
+    out.status = store.open_message(mid, range, out.reason);
     if (out.status != LoadStatus::kOk) return out;
     out.status = LoadStatus::kIoError;
     const std::string label = "queue file " + mid_name(mid);
@@ -492,6 +468,10 @@ LoadResult FileStore::load_content(Mid mid) const {
     out.status = LoadStatus::kOk;
     out.message = std::move(dec.message);
     return out;
+}
+
+LoadResult FileStore::load_content(Mid mid) const {
+    return load_message(*this, mid);
 }
 
 bool FileStore::has_message(Mid mid) const {
@@ -608,13 +588,13 @@ IoStatus FileStore::scan(const RecoveryOptions& options, StoreScan& out,
             out.skipped.push_back({slot_label(slot, name), "the same MID is also elsewhere"});
             continue;
         }
-        FileCheck fc = check_file(slot_fd(slot), name, mid, options, buf);
-        if (fc.kind == FileCheck::Kind::kSkip) {
+        RecordCheck fc = check_file(slot_fd(slot), name, mid, options, buf);
+        if (fc.kind == RecordCheck::Kind::kSkip) {
             out.skipped.push_back({slot_label(slot, name), fc.reason});
             continue;
         }
         const std::string rel = slot_label(slot, name).substr(6);  // without "queue/"
-        if (fc.kind == FileCheck::Kind::kCorrupt) {
+        if (fc.kind == RecordCheck::Kind::kCorrupt) {
             QuarantinedFile q{rel, "", fc.status, fc.reason};
             if (IoStatus st = quarantine_at(slot, name, &q.moved_to); !st.ok()) {
                 q.reason += "; " + st.reason();
@@ -635,22 +615,26 @@ IoStatus FileStore::scan(const RecoveryOptions& options, StoreScan& out,
     return IoStatus::success();
 }
 
-StoreStats FileStore::stats() const {
+StoreStats AtomicStoreStats::snapshot() const {
     auto get = [](const std::atomic<std::uint64_t>& a) {
         return a.load(std::memory_order_relaxed);
     };
     StoreStats s;
-    s.batches = get(stats_.batches);
-    s.commits_ok = get(stats_.commits_ok);
-    s.commits_failed = get(stats_.commits_failed);
-    s.file_fsyncs = get(stats_.file_fsyncs);
-    s.dir_fsyncs = get(stats_.dir_fsyncs);
-    s.fsync_failures = get(stats_.fsync_failures);
-    s.removed = get(stats_.removed);
-    s.removal_batches = get(stats_.removal_batches);
-    s.quarantined = get(stats_.quarantined);
-    s.probes_ok = get(stats_.probes_ok);
+    s.batches = get(batches);
+    s.commits_ok = get(commits_ok);
+    s.commits_failed = get(commits_failed);
+    s.file_fsyncs = get(file_fsyncs);
+    s.dir_fsyncs = get(dir_fsyncs);
+    s.fsync_failures = get(fsync_failures);
+    s.removed = get(removed);
+    s.removal_batches = get(removal_batches);
+    s.quarantined = get(quarantined);
+    s.probes_ok = get(probes_ok);
     return s;
+}
+
+StoreStats FileStore::stats() const {
+    return stats_.snapshot();
 }
 
 // --- FlatStore ---

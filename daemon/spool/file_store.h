@@ -43,6 +43,34 @@
 
 namespace esad::spool {
 
+// The validation of one encoded message (shared with segment_store.h).
+struct RecordCheck {
+    enum class Kind { kOk, kCorrupt, kSkip } kind = Kind::kOk;
+    DecodeStatus status = DecodeStatus::kOk;
+    std::string reason;
+    Envelope envelope;
+    std::uint64_t size = 0;
+    static RecordCheck corrupt(DecodeStatus status, std::string reason);
+    static RecordCheck skip(std::string reason);  // an I/O problem: neither valid nor corrupt
+};
+
+// Validates the encoded message at [base, base+size) of fd: header, envelope + its checksum,
+// sizes, trailer and (with verify_content) the whole checksum, streamed in read_chunk pieces
+// so bodies are never held in memory; the envelope's MID must be `mid`.
+RecordCheck check_record(int fd, std::uint64_t base, std::uint64_t size, Mid mid,
+                         const RecoveryOptions& options, std::string& buf);
+
+// StoreStats counted by concurrent threads.
+struct AtomicStoreStats {
+    std::atomic<std::uint64_t> batches{0}, commits_ok{0}, commits_failed{0}, file_fsyncs{0},
+        dir_fsyncs{0}, fsync_failures{0}, removed{0}, removal_batches{0}, quarantined{0},
+        probes_ok{0};
+    StoreStats snapshot() const;
+};
+
+// load_content() for any backend: open_message(), read the range, decode and check the MID.
+LoadResult load_message(const Store& store, Mid mid);
+
 class FileStore : public Store {
   public:
     ~FileStore() override;
@@ -97,11 +125,7 @@ class FileStore : public Store {
         counter.fetch_add(n, std::memory_order_relaxed);
     }
 
-    struct AtomicStats {
-        std::atomic<std::uint64_t> batches{0}, commits_ok{0}, commits_failed{0}, file_fsyncs{0},
-            dir_fsyncs{0}, fsync_failures{0}, removed{0}, removal_batches{0}, quarantined{0},
-            probes_ok{0};
-    };
+    using AtomicStats = AtomicStoreStats;
 
     StoreOptions options_;
     std::string spool_path_;

@@ -1,6 +1,7 @@
 // file_util — see file_util.h.
 #include "daemon/spool/file_util.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -177,6 +178,26 @@ std::uint64_t get_le64(std::string_view s, std::size_t pos) {
         v |= static_cast<std::uint64_t>(static_cast<unsigned char>(s[pos + i])) << (8 * i);
     }
     return v;
+}
+
+int list_dir(int dir_fd, std::vector<std::string>& names) {
+    const int dup_fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dup_fd < 0) return errno;
+    DIR* dir = ::fdopendir(dup_fd);
+    if (dir == nullptr) {
+        const int err = errno;
+        ::close(dup_fd);
+        return err;
+    }
+    errno = 0;
+    while (dirent* e = ::readdir(dir)) {
+        const std::string_view n = e->d_name;
+        if (n != "." && n != "..") names.emplace_back(n);
+        errno = 0;
+    }
+    const int err = errno;
+    ::closedir(dir);
+    return err;
 }
 
 }  // namespace esad::spool

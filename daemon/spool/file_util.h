@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace esad::spool {
 
@@ -72,6 +73,8 @@ int read_small_file(int dir_fd, const std::string& name, std::string& out);
 int fsync_fd(int fd);
 // fdatasync with EINTR retry: the data and what finds it (size), not the timestamps.
 int fdatasync_fd(int fd);
+// Lists a directory's entry names (not "." / ".."); the fd is not consumed. 0 or errno.
+int list_dir(int dir_fd, std::vector<std::string>& names);
 // Opens a directory (O_DIRECTORY|O_NOFOLLOW) relative to dir_fd (or AT_FDCWD).
 int open_dir(int dir_fd, const std::string& path, UniqueFd& out);
 // Creates directory `name` under dir_fd with mode 0700 if missing; refuses a symlink, a

@@ -4,6 +4,7 @@
 #include <cerrno>
 
 #include "daemon/spool/file_store.h"
+#include "daemon/spool/segment_store.h"
 
 namespace esad::spool {
 namespace {
@@ -53,7 +54,15 @@ bool parse_mid_name(std::string_view name, Mid& mid) {
 }
 
 std::string_view to_string(Layout layout) {
-    return layout == Layout::kFlat ? "flat" : "hashed";
+    switch (layout) {
+        case Layout::kFlat:
+            return "flat";
+        case Layout::kHashed:
+            return "hashed";
+        case Layout::kSegment:
+            return "segment";
+    }
+    return "unknown";
 }
 
 bool parse_layout(std::string_view text, Layout& out) {
@@ -61,6 +70,8 @@ bool parse_layout(std::string_view text, Layout& out) {
         out = Layout::kFlat;
     } else if (text == "hashed") {
         out = Layout::kHashed;
+    } else if (text == "segment") {
+        out = Layout::kSegment;
     } else {
         return false;
     }
@@ -73,6 +84,8 @@ IoStatus Store::open(StoreOptions options, std::unique_ptr<Store>& out) {
             return FlatStore::open(std::move(options), out);
         case Layout::kHashed:
             return HashedStore::open(std::move(options), out);
+        case Layout::kSegment:
+            return SegmentStore::open(std::move(options), out);
     }
     return IoStatus::failure(EINVAL, "spool layout " + std::string(to_string(options.layout)));
 }

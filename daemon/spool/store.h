@@ -6,6 +6,8 @@
 // control) see only this interface; Store::open() picks the backend from StoreOptions::layout:
 //   kFlat    file_store.h FlatStore:   queue/<MID>, tmp/ + rename, one flat directory
 //   kHashed  file_store.h HashedStore: queue/<xx>/<MID>, O_TMPFILE + linkat, batched unlinks
+//   kSegment segment_store.h SegmentStore: segments/<seq>.seg, one fdatasync per batch, no inode
+//            per message, tombstones + compaction
 // A backend must keep these promises (REQ-D1..D14):
 //   * commit_batch: a message whose result is ok is durable (data and the name that finds it)
 //     and may be answered 250; a failed one leaves nothing that would be delivered. A batch is
@@ -42,15 +44,16 @@ namespace esad::spool {
 // step that makes a written message visible under its name (rename or linkat).
 enum class FaultPoint : std::uint8_t { kCreate, kWrite, kFileFsync, kRename, kDirFsync, kProbe };
 
-enum class Layout : std::uint8_t { kFlat, kHashed };
+enum class Layout : std::uint8_t { kFlat, kHashed, kSegment };
 std::string_view to_string(Layout layout);
-bool parse_layout(std::string_view text, Layout& out);  // "flat" | "hashed"
+bool parse_layout(std::string_view text, Layout& out);  // "flat" | "hashed" | "segment"
 
 struct StoreOptions {
     std::string state_dir;                       // the spool is <state_dir>/spool
     Layout layout = Layout::kHashed;             // which backend Store::open() builds
     std::uint64_t min_free_bytes = 64ull << 20;  // space_ok() floor
     std::uint64_t min_free_inodes = 1000;        // space_ok() inode floor
+    std::uint64_t segment_bytes = 64ull << 20;   // kSegment: a segment is rotated past this
     // Returns 0 to proceed, or an errno that the operation then fails with. Called on the
     // calling worker thread; must be thread-safe if batches run concurrently.
     std::function<int(FaultPoint, Mid)> fault_hook;

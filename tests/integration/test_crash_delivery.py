@@ -4,7 +4,11 @@ moment they exist, so a process kill loses none of them; only a transaction whos
 not yet recorded is repeated).
 
 ESAD_DELIVERY_ROUNDS (default 4) sets the number of kills; ESAD_DELIVERY_SEED replays a run
-(the seed is printed). Runs for the default spool layout and for [spool] layout = "flat".
+(the seed is printed); ESAD_KEEP_DIR=1 keeps the daemon's directory (logs, spool). Every
+message delivered twice is listed with where its first copy arrived and whether the spool still
+held it at the kill that followed; one it no longer held ("gone") is a finished message that
+came back after a crash, a failure whatever the count. Runs for the default spool layout and for
+[spool] layout = "flat" and "segment".
 """
 import os
 import random
@@ -19,6 +23,29 @@ MAX_CONNECTIONS = 6  # [delivery] max_concurrency: at most this many transaction
 MESSAGE_ID = re.compile(rb"Message-ID: <([^>]+)>")
 
 
+def repeated(sink, kills, live_at_kill):
+    """For each message delivered twice: where its first copy arrived, counted in messages
+    before the kill that followed it (a transaction in flight at the kill is among the last
+    few; a finished message that came back after a crash is far earlier)."""
+    first, out = {}, []
+    for i, m in enumerate(list(sink.messages)):
+        found = MESSAGE_ID.search(m["data"])
+        if not found:
+            continue
+        k = found.group(1).decode()
+        if k in first:
+            ki = next((j for j, n in enumerate(kills) if n > first[k]), None)
+            kill = kills[ki] if ki is not None else None
+            live = ""
+            if live_at_kill and ki is not None:
+                live = " live" if k in live_at_kill[ki] else " gone"
+            before = kill - first[k] if kill else "?"
+            out.append(f"{k}: first copy {before} messages before a kill,{live}")
+        else:
+            first[k] = i
+    return out
+
+
 def test_kill9_during_delivery_repeats_only_in_flight_transactions(spool=""):
     seed = int(os.environ.get("ESAD_DELIVERY_SEED", str(random.randrange(1 << 32))))
     print(f"seed {seed} rounds {ROUNDS}", flush=True)
@@ -27,6 +54,8 @@ def test_kill9_during_delivery_repeats_only_in_flight_transactions(spool=""):
     d = delivery_daemon(f"ALL [127.0.0.1]:{sink.port}\n", start=False,
                         delivery_extra=f"max_concurrency = {MAX_CONNECTIONS}\n", extra=spool)
     acked, attempted = set(), set()
+    kills = []  # how many messages the sink had received at each kill
+    live_at_kill = []
 
     def message(rnd, cid, seq):
         mid = f"dl-{seed}-{rnd}-{cid}-{seq}@test"
@@ -50,6 +79,8 @@ def test_kill9_during_delivery_repeats_only_in_flight_transactions(spool=""):
             wait_for(lambda: len(sink.messages) > before + 20, timeout=30)
             time.sleep(rng.uniform(0.1, 0.8))
             d.kill9()
+            kills.append(len(sink.messages))
+            live_at_kill.append({m.get("message_id") for m in spool_messages(d.state)})
             inj.stop()
             acked |= inj.acked
             attempted |= inj.attempted
@@ -61,12 +92,20 @@ def test_kill9_during_delivery_repeats_only_in_flight_transactions(spool=""):
         duplicates = sum(n - 1 for n in c.values())
         print(f"messages {len(acked)} kills {ROUNDS} missing {len(missing)} duplicates {duplicates} "
               f"({duplicates / ROUNDS:.1f} per kill, at most {MAX_CONNECTIONS} in flight)", flush=True)
+        lines = repeated(sink, kills, live_at_kill)
+        for line in lines:
+            print("  repeated " + line, flush=True)
         assert drained and not missing, (missing[:10], d.read_log()[-3000:])
         assert set(c) <= attempted, "a message never sent was delivered"
         assert len(acked) > 20 * ROUNDS, f"only {len(acked)} messages acknowledged: test too weak"
+        assert not [l for l in lines if l.endswith(" gone")], "finished messages came back"
         assert duplicates <= MAX_CONNECTIONS * ROUNDS, duplicates
     finally:
-        d.cleanup()
+        if os.environ.get("ESAD_KEEP_DIR"):
+            d.stop()
+            print("kept " + d.dir, flush=True)
+        else:
+            d.cleanup()
         sink.close()
 
 
@@ -74,6 +113,10 @@ def test_kill9_during_delivery_flat_layout():
     test_kill9_during_delivery_repeats_only_in_flight_transactions(spool='[spool]\nlayout = "flat"\n')
 
 
+def test_kill9_during_delivery_segment_layout():
+    test_kill9_during_delivery_repeats_only_in_flight_transactions(spool='[spool]\nlayout = "segment"\n')
+
+
 if __name__ == "__main__":
     run_tests([test_kill9_during_delivery_repeats_only_in_flight_transactions,
-               test_kill9_during_delivery_flat_layout])
+               test_kill9_during_delivery_flat_layout, test_kill9_during_delivery_segment_layout])

@@ -143,7 +143,7 @@ TEST_CASE("validation errors name the key path and line") {
         {"[capture]\nfilter = \"x\"", "capture.filter", 2, "unknown key"},
         {"[web]\naddress = \"everywhere\"", "web.address", 2, "host:port"},
         {"[web]\nmax_hosts = 0", "web.max_hosts", 2, "between"},
-        {"[spool]\nlayout = \"tree\"", "spool.layout", 2, "\"hashed\" or \"flat\""},
+        {"[spool]\nlayout = \"tree\"", "spool.layout", 2, "\"hashed\", \"flat\" or \"segment\""},
         {"[spool]\nlayot = \"flat\"", "spool.layot", 2, "unknown key"},
         {"[delivery]\ncontent_buffer_budget = 1000", "delivery.content_buffer_budget", 2,
          "between"},
@@ -180,7 +180,8 @@ TEST_CASE("[capture] and [web]: defaults and values") {
     CHECK(r.config->web.max_hosts == 50);
 }
 
-TEST_CASE("[spool]: layout defaults to hashed, flat is accepted, a change needs a restart") {
+TEST_CASE(
+    "[spool]: layout defaults to hashed, flat and segment are accepted, a change needs a restart") {
     auto d = load_config_string("", "t.toml");
     REQUIRE(d.ok());
     CHECK(d.config->spool.layout == "hashed");
@@ -190,6 +191,9 @@ TEST_CASE("[spool]: layout defaults to hashed, flat is accepted, a change needs 
     const auto changes = restart_only_changes(*d.config, *r.config);
     REQUIRE(changes.size() == 1);
     CHECK(changes[0] == "spool.layout");
+    auto seg = load_config_string("[spool]\nlayout = \"segment\"\n", "t.toml");
+    REQUIRE(seg.ok());
+    CHECK(seg.config->spool.layout == "segment");
 }
 
 TEST_CASE("[spool] recent_cache: 8 MiB by default, 0 turns it off, live on reload") {
