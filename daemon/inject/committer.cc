@@ -92,11 +92,12 @@ void Committer::commit(spool::Message message, Done done) {
 }
 
 void Committer::flush() {
-    // Up to kMaxBatchesInFlight batches run at once on the thread pool: their fsyncs
-    // overlap (the file system folds concurrent syncs into one journal commit), and what
-    // arrives meanwhile waits to go out together with the next free slot.
-    while (!waiting_->messages.empty() && in_flight_ < kMaxBatchesInFlight) {
-        size_t slots = kMaxBatchesInFlight - in_flight_;
+    // Up to commit_slots() batches run at once on the thread pool (one file per message: their
+    // fsyncs overlap; one segment: a single writer), and what arrives meanwhile waits to go
+    // out together with the next free slot.
+    const size_t max_in_flight = spool_.store->commit_slots();
+    while (!waiting_->messages.empty() && in_flight_ < max_in_flight) {
+        size_t slots = max_in_flight - in_flight_;
         size_t total = waiting_->messages.size();
         size_t take = (total + slots - 1) / slots;
         auto batch = std::make_shared<Batch>();

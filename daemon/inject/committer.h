@@ -6,9 +6,10 @@
 //   committer.commit(message, done)          done(status) on the loop thread, after the
 //                                            message file and its directory entry are durable
 //
-// Group commit: up to four batches are written on the thread pool at once; messages that
-// finish DATA while every slot is busy wait and go out together with the next free slot, so
-// under load many messages share one directory fsync and concurrent file fsyncs overlap. A message
+// Group commit: up to store.commit_slots() batches are written on the thread pool at once
+// (four for one file per message, one for the segment layout); messages that finish DATA while
+// every slot is busy wait and go out together with the next free slot, so under load many
+// messages share one fsync and concurrent file fsyncs overlap. A message
 // is answered 250 only from `done` with an ok status. After an fsync failure the store is
 // unhealthy: admit() answers kUnavailable (new sessions get 421 4.3.2) and a probe runs every
 // second until a probe write succeeds. Free space is re-checked on a worker once a second, never on
@@ -75,7 +76,6 @@ class Committer {
     spool::Spool& spool_;
     uint64_t max_message_size_;
     std::unique_ptr<Batch> waiting_;
-    static constexpr size_t kMaxBatchesInFlight = 4;
     size_t in_flight_ = 0;
     uint64_t messages_in_flight_ = 0;
     bool refilling_ = false;

@@ -78,6 +78,7 @@ class FileStore : public Store {
     // Writes each message with write_one() at its home, then fsyncs every touched directory
     // once; a failed directory fsync fails (and removes) that directory's messages.
     void commit_batch(std::vector<PendingMessage>& batch) final;
+    std::size_t commit_slots() const final { return 4; }
     SpaceCheck space_ok(std::uint64_t max_message_size) const override;
     bool healthy() const override { return healthy_.load(std::memory_order_acquire); }
     IoStatus probe() override;

@@ -76,6 +76,7 @@ class SegmentStore final : public Store {
     ~SegmentStore() override;  // stops the maintenance thread
 
     Layout layout() const override { return Layout::kSegment; }
+    std::size_t commit_slots() const override { return 1; }
     void commit_batch(std::vector<PendingMessage>& batch) override;
     SpaceCheck space_ok(std::uint64_t max_message_size) const override;
     bool healthy() const override;

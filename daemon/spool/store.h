@@ -147,6 +147,10 @@ class Store {
 
     virtual Layout layout() const = 0;
     virtual void commit_batch(std::vector<PendingMessage>& batch) = 0;
+    // How many commit_batch calls may usefully run at once. One file per message: separate
+    // files, so concurrent fsyncs overlap. One append-only segment: batches serialize on it,
+    // and messages that wait for the running batch share the next one's fdatasync.
+    virtual std::size_t commit_slots() const = 0;
 
     // statvfs pre-check for MAIL FROM (REQ-D5): free bytes >= max(min_free_bytes,
     // 1.5 * max_message_size) and free inodes >= min_free_inodes (skipped when the file

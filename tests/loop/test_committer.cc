@@ -52,6 +52,7 @@ class GatedStore final : public spool::Store {
         real_->commit_batch(batch);
     }
     spool::Layout layout() const override { return real_->layout(); }
+    size_t commit_slots() const override { return real_->commit_slots(); }
     spool::SpaceCheck space_ok(uint64_t max) const override { return real_->space_ok(max); }
     bool healthy() const override { return real_->healthy(); }
     spool::IoStatus probe() override { return real_->probe(); }
@@ -92,9 +93,10 @@ struct Rig {
     std::unique_ptr<inject::Committer> committer;
     std::atomic<int> dir_fsync_errno{0};
 
-    Rig() {
+    explicit Rig(spool::Layout layout = spool::Layout::kHashed) {
         uv_loop_init(loop);
         spool::SpoolOptions so;
+        so.store.layout = layout;
         so.store.state_dir = dir.path;
         so.store.min_free_bytes = 0;
         so.store.min_free_inodes = 0;
@@ -181,6 +183,37 @@ TEST_CASE("committer: messages arriving while every slot syncs go out in one bat
     CHECK(rig.committer->stats().batches == 5);
     CHECK(rig.committer->stats().largest_batch == 6);
     CHECK(rig.queue_files() == kMessages);
+}
+
+TEST_CASE("committer: one segment takes one batch at a time; the rest share the next sync") {
+    constexpr size_t kMessages = 10;
+    std::vector<Waiter> waiters(kMessages);
+    Rig rig(spool::Layout::kSegment);
+    rig.gated->close_gate();
+    auto commit = [&](size_t i) {
+        rig.committer->commit(rig.message(), [&w = waiters[i]](const spool::IoStatus& st) {
+            w.done = true;
+            w.status = st;
+        });
+    };
+    commit(0);
+    REQUIRE(wait_entered(rig, 1));
+    // Nine sessions finish DATA while the first batch syncs: no second writer starts, they
+    // wait together (each batch would otherwise pay its own fdatasync of the same segment).
+    for (size_t i = 1; i < kMessages; ++i)
+        commit(i);
+    CHECK(rig.committer->batches_in_flight() == 1);
+    CHECK(rig.committer->pending_messages() == kMessages);
+    rig.gated->open_gate();
+    REQUIRE(test::run_until(rig.loop, [&] {
+        return std::all_of(waiters.begin(), waiters.end(), [](const Waiter& w) { return w.done; });
+    }));
+    for (const Waiter& w : waiters) {
+        INFO(w.status.reason());
+        CHECK(w.status.ok());
+    }
+    CHECK(rig.gated->batch_sizes() == std::vector<size_t>{1, 9});
+    CHECK(rig.spool.store->stats().file_fsyncs == 2);
 }
 
 TEST_CASE("committer: a failed sync fails every waiter of the batch with a temporary error") {
