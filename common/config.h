@@ -27,11 +27,12 @@ struct DaemonConfig {
     uint64_t shutdown_timeout_s = 30;  // graceful stop: transactions get this long to finish
 };
 
-// How the spool stores messages (daemon/spool/file_store.h): "hashed" (queue/<xx>/<MID>,
-// O_TMPFILE + linkat, batched removals) or "flat" (queue/<MID>, tmp/ + rename). Either
-// reads what the other wrote, so switching keeps what is queued.
+// How the spool stores messages: "segment" (daemon/spool/segment_store.h: commit batches
+// appended to segment files, no file per message; also reads what a file layout left in
+// queue/), "hashed" (daemon/spool/file_store.h: queue/<xx>/<MID>, O_TMPFILE + linkat, batched
+// removals) or "flat" (queue/<MID>, tmp/ + rename). The file layouts read each other's files.
 struct SpoolConfig {
-    std::string layout = "hashed";
+    std::string layout = "segment";
     // Recently committed messages kept in memory so that delivery reads them without the
     // disk (daemon/spool/recent_cache.h); 0 turns it off. Live on reload.
     uint64_t recent_cache = 8ull << 20;

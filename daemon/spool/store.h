@@ -50,7 +50,8 @@ bool parse_layout(std::string_view text, Layout& out);  // "flat" | "hashed" | "
 
 struct StoreOptions {
     std::string state_dir;                       // the spool is <state_dir>/spool
-    Layout layout = Layout::kHashed;             // which backend Store::open() builds
+    Layout layout = Layout::kHashed;             // which backend Store::open() builds (the
+                                                 // daemon passes [spool] layout: segment)
     std::uint64_t min_free_bytes = 64ull << 20;  // space_ok() floor
     std::uint64_t min_free_inodes = 1000;        // space_ok() inode floor
     std::uint64_t segment_bytes = 64ull << 20;   // kSegment: a segment is rotated past this

@@ -7,8 +7,8 @@ ESAD_DELIVERY_ROUNDS (default 4) sets the number of kills; ESAD_DELIVERY_SEED re
 (the seed is printed); ESAD_KEEP_DIR=1 keeps the daemon's directory (logs, spool). Every
 message delivered twice is listed with where its first copy arrived and whether the spool still
 held it at the kill that followed; one it no longer held ("gone") is a finished message that
-came back after a crash, a failure whatever the count. Runs for the default spool layout and for
-[spool] layout = "flat" and "segment".
+came back after a crash, a failure whatever the count. Runs for the default spool layout
+(segment) and for [spool] layout = "flat" and "hashed".
 """
 import os
 import random
@@ -113,10 +113,10 @@ def test_kill9_during_delivery_flat_layout():
     test_kill9_during_delivery_repeats_only_in_flight_transactions(spool='[spool]\nlayout = "flat"\n')
 
 
-def test_kill9_during_delivery_segment_layout():
-    test_kill9_during_delivery_repeats_only_in_flight_transactions(spool='[spool]\nlayout = "segment"\n')
+def test_kill9_during_delivery_hashed_layout():
+    test_kill9_during_delivery_repeats_only_in_flight_transactions(spool='[spool]\nlayout = "hashed"\n')
 
 
 if __name__ == "__main__":
     run_tests([test_kill9_during_delivery_repeats_only_in_flight_transactions,
-               test_kill9_during_delivery_flat_layout, test_kill9_during_delivery_segment_layout])
+               test_kill9_during_delivery_flat_layout, test_kill9_during_delivery_hashed_layout])

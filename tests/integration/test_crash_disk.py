@@ -2,7 +2,7 @@
 
 * kill -9 at random moments while several clients inject: after restart every message that
   got 250 is in the spool exactly once (matched by Message-ID) and no file is partial; for
-  the default spool layout and for [spool] layout = "flat" and "segment".
+  the default spool layout (segment) and for [spool] layout = "flat" and "hashed".
 * Real ENOSPC on a small tmpfs spool: 452 4.3.1, never 250 for a lost message, never 5xx.
 * A spool file system already full at start (issue #13): esad starts, delivers (which frees
   space), answers MAIL with 452 4.3.1 meanwhile, and accepts mail once space is back.
@@ -68,8 +68,8 @@ def test_kill9_never_loses_an_acknowledged_message_flat_layout():
     test_kill9_never_loses_an_acknowledged_message(spool='[spool]\nlayout = "flat"\n')
 
 
-def test_kill9_never_loses_an_acknowledged_message_segment_layout():
-    test_kill9_never_loses_an_acknowledged_message(spool='[spool]\nlayout = "segment"\n')
+def test_kill9_never_loses_an_acknowledged_message_hashed_layout():
+    test_kill9_never_loses_an_acknowledged_message(spool='[spool]\nlayout = "hashed"\n')
 
 
 def test_enospc_on_small_tmpfs():
@@ -292,6 +292,6 @@ def test_fsync_eio_then_recovery():
 if __name__ == "__main__":
     run_tests([test_kill9_never_loses_an_acknowledged_message,
                test_kill9_never_loses_an_acknowledged_message_flat_layout,
-               test_kill9_never_loses_an_acknowledged_message_segment_layout, test_enospc_on_small_tmpfs,
+               test_kill9_never_loses_an_acknowledged_message_hashed_layout, test_enospc_on_small_tmpfs,
                test_starts_on_a_full_spool_delivers_and_refuses_with_452,
                test_full_spool_at_start_answers_452_at_mail, test_fsync_eio_then_recovery])

@@ -181,10 +181,10 @@ TEST_CASE("[capture] and [web]: defaults and values") {
 }
 
 TEST_CASE(
-    "[spool]: layout defaults to hashed, flat and segment are accepted, a change needs a restart") {
+    "[spool]: layout defaults to segment, hashed and flat are accepted, a change needs a restart") {
     auto d = load_config_string("", "t.toml");
     REQUIRE(d.ok());
-    CHECK(d.config->spool.layout == "hashed");
+    CHECK(d.config->spool.layout == "segment");
     auto r = load_config_string("[spool]\nlayout = \"flat\"\n", "t.toml");
     REQUIRE(r.ok());
     CHECK(r.config->spool.layout == "flat");
