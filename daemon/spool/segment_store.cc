@@ -235,7 +235,10 @@ IoStatus SegmentStore::probe() {
 }
 
 SpaceCheck SegmentStore::space_ok(std::uint64_t max_message_size) const {
-    return files_->space_ok(max_message_size);
+    SpaceCheck check = files_->space_ok(max_message_size);
+    if (!check.ok && !space_short_.exchange(true)) wake();
+    if (check.ok) space_short_ = false;
+    return check;
 }
 
 std::shared_ptr<SegmentStore::Segment> SegmentStore::find_segment(std::uint64_t seq) const {
@@ -821,23 +824,39 @@ IoStatus SegmentStore::compact(std::uint64_t seq, Maintenance& done) {
 
 IoStatus SegmentStore::reclaim(std::uint64_t seq, Maintenance& done) {
     std::lock_guard<std::mutex> tomb_lock(tomb_mu_);
-    bool had_dead_file;
     {
         std::lock_guard<std::mutex> lock(mu_);
         auto seg = find_segment(seq);
         if (!seg || seg == current_ || seg->live_count != 0) return IoStatus::success();
         segments_.erase(seq);
         pending_dead_.erase(seq);
-        had_dead_file = dead_files_.erase(seq) != 0;
+        dead_files_.erase(seq);
     }
     if (::unlinkat(seg_dir_.get(), seg_name(seq, kSegSuffix).c_str(), 0) != 0 && errno != ENOENT) {
         return IoStatus::failure(errno, "unlink " + seg_label(seq));
     }
     // The segment must be durably gone before its tombstones are.
     if (int err = fsync_segments_dir()) return IoStatus::failure(err, "fsync segments/");
-    if (had_dead_file) ::unlinkat(seg_dir_.get(), seg_name(seq, kDeadSuffix).c_str(), 0);
+    // Also one a failed tombstone write (ENOSPC) created but never recorded.
+    ::unlinkat(seg_dir_.get(), seg_name(seq, kDeadSuffix).c_str(), 0);
     ++done.reclaimed;
     return IoStatus::success();
+}
+
+void SegmentStore::reclaim_oldest(const std::vector<std::uint64_t>& dead, std::uint64_t failed,
+                                  Maintenance& done) {
+    std::vector<std::uint64_t> prefix;
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        for (const auto& [seq, seg] : segments_) {
+            if (seq > failed || !std::binary_search(dead.begin(), dead.end(), seq)) break;
+            prefix.push_back(seq);
+        }
+        for (const auto& [seq, mids] : pending_dead_)
+            if (!mids.empty() && !std::binary_search(prefix.begin(), prefix.end(), seq)) return;
+    }
+    for (std::uint64_t seq : prefix)
+        if (!reclaim(seq, done).ok()) return;
 }
 
 IoStatus SegmentStore::maintain(Maintenance* done) {
@@ -846,10 +865,12 @@ IoStatus SegmentStore::maintain(Maintenance* done) {
     Maintenance& d = done != nullptr ? *done : local;
     {
         // A fully dead current segment of some size is retired (the next commit starts a new
-        // one); a small one stays, so a queue that empties often does not churn segments.
+        // one); a small one stays, so a queue that empties often does not churn segments,
+        // unless space is short: then its bytes are what lets mail in again.
         std::lock_guard<std::mutex> append_lock(append_mu_);
         std::lock_guard<std::mutex> lock(mu_);
-        if (current_ && current_->live_count == 0 && current_->size >= options_.segment_bytes / 4) {
+        if (current_ && current_->live_count == 0 && current_->size > 0 &&
+            (current_->size >= options_.segment_bytes / 4 || space_short_)) {
             current_.reset();
         }
     }
@@ -883,11 +904,18 @@ IoStatus SegmentStore::maintain(Maintenance* done) {
     // first: among them those of messages finished while compact() copied them, whose only
     // tombstone would otherwise be the one in the old segment's .dead file (the copy would
     // come back after a crash).
-    if (IoStatus st = sync_removals(); !st.ok()) return result.ok() ? st : result;
+    std::sort(dead.begin(), dead.end());
+    if (IoStatus st = sync_removals(); !st.ok()) {
+        // A full disk refuses the tombstone writes, and a full spool must still free what its
+        // delivered messages hold: the oldest wholly finished segments may go without their
+        // tombstones when no other segment waits for one. Nothing older holds a copy of their
+        // messages, and the unlink is their tombstone.
+        reclaim_oldest(dead, failed, d);
+        return result.ok() ? st : result;
+    }
     // Oldest first, and none newer than a segment that could not be compacted: a tombstone in
     // X.dead also covers the older copy a compaction interrupted by a crash left in an older
     // segment, so X.dead must not go while that segment stays.
-    std::sort(dead.begin(), dead.end());
     for (std::uint64_t seq : dead) {
         if (seq > failed) break;
         if (IoStatus st = reclaim(seq, d); !st.ok()) {
@@ -906,7 +934,7 @@ std::vector<std::uint64_t> SegmentStore::segment_seqs() const {
     return seqs;
 }
 
-void SegmentStore::wake() {
+void SegmentStore::wake() const {
     {
         std::lock_guard<std::mutex> lock(wake_mu_);
         wake_ = true;

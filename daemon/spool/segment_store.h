@@ -146,13 +146,20 @@ class SegmentStore final : public Store {
                       std::string* moved_to);
     IoStatus compact(std::uint64_t seq, Maintenance& done);
     IoStatus reclaim(std::uint64_t seq, Maintenance& done);
+    // After a failed sync_removals(): reclaims the oldest segments of `dead` (sorted; none
+    // newer than `failed`) when no other segment has a tombstone waiting.
+    void reclaim_oldest(const std::vector<std::uint64_t>& dead, std::uint64_t failed,
+                        Maintenance& done);
     void maintenance_loop();
-    void wake();
+    void wake() const;
 
     StoreOptions options_;
     std::unique_ptr<Store> files_;  // directories, lock, probe, space, legacy queue/ files
     UniqueFd seg_dir_, corrupt_fd_;
     std::atomic<bool> healthy_{true};
+    // The last free-space check failed: a finished current segment is retired whatever its
+    // size, so delivery frees the space that lets mail in again.
+    mutable std::atomic<bool> space_short_{false};
 
     std::mutex append_mu_;  // one append + sync at a time; guards current_ rotation
     std::mutex tomb_mu_;    // tombstone writes vs segment unlinks
@@ -167,9 +174,9 @@ class SegmentStore final : public Store {
     std::unordered_set<std::uint64_t> dead_files_;            // segments with a .dead file
     bool dir_dirty_ = false;  // segments/ entries created/removed since its last fsync
 
-    std::mutex wake_mu_;
-    std::condition_variable wake_cv_;
-    bool wake_ = false;
+    mutable std::mutex wake_mu_;
+    mutable std::condition_variable wake_cv_;
+    mutable bool wake_ = false;
     bool stopping_ = false;
     std::thread maintainer_;
 

@@ -743,6 +743,43 @@ TEST_CASE("segment: a segment whose messages are all done is unlinked", "[spool]
     CHECK(scan_store(*store).mids.empty());
 }
 
+TEST_CASE("segment: with space short a small finished current segment is unlinked",
+          "[spool][store][segment]") {
+    // A spool that filled up: delivery finishes every message, but a small current segment
+    // was kept for the next commits, which the full disk refuses (452): the space never came
+    // back.
+    TempDir dir;
+    StoreOptions opts;
+    auto store = open_store(dir.path, Layout::kSegment, opts);
+    SegmentStore& seg = as_segment(*store);
+    auto batch = make_batch(1, 10, 6000);
+    store->commit_batch(batch);
+    for (Mid mid = 1; mid <= 10; ++mid)
+        REQUIRE(store->remove_message(mid).ok());
+    REQUIRE(store->sync_removals().ok());
+    REQUIRE(seg.maintain().ok());
+    CHECK(seg.segment_seqs() == std::vector<std::uint64_t>{1});  // space is fine: kept
+
+    store = reopen(store, dir.path, [] {
+        StoreOptions full;
+        full.min_free_bytes = UINT64_MAX;  // every free-space check fails
+        return full;
+    }());
+    SegmentStore& seg2 = as_segment(*store);
+    REQUIRE(scan_store(*store).status.ok());
+    auto more = make_batch(20, 3, 6000);
+    store->commit_batch(more);
+    for (Mid mid = 20; mid < 23; ++mid)
+        REQUIRE(store->remove_message(mid).ok());
+    CHECK_FALSE(store->space_ok(1000).ok);
+    REQUIRE(seg2.maintain().ok());
+    CHECK(seg2.segment_seqs().empty());
+    std::vector<std::string> left;
+    for (const auto& e : fs::directory_iterator(dir.path + "/spool/segments"))
+        left.push_back(e.path().filename().string());
+    CHECK(left == std::vector<std::string>{});
+}
+
 TEST_CASE("segment: the compactor copies long-lived messages forward", "[spool][store][segment]") {
     TempDir dir;
     StoreOptions opts;
