@@ -236,8 +236,8 @@ IoStatus SegmentStore::probe() {
 
 SpaceCheck SegmentStore::space_ok(std::uint64_t max_message_size) const {
     SpaceCheck check = files_->space_ok(max_message_size);
-    if (!check.ok && !space_short_.exchange(true)) wake();
-    if (check.ok) space_short_ = false;
+    const bool was_short = space_short_.exchange(!check.ok);
+    if (!check.ok && !was_short) wake();  // retire a finished current segment now
     return check;
 }
 

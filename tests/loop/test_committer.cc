@@ -147,6 +147,27 @@ struct Waiter {
     spool::IoStatus status;
 };
 
+// Commits a new message; `w` gets its outcome.
+void commit(Rig& rig, Waiter& w) {
+    rig.committer->commit(rig.message(), [&w](const spool::IoStatus& st) {
+        w.done = true;
+        w.status = st;
+    });
+}
+
+bool all_answered(Rig& rig, const std::vector<Waiter>& waiters) {
+    return test::run_until(rig.loop, [&] {
+        return std::all_of(waiters.begin(), waiters.end(), [](const Waiter& w) { return w.done; });
+    });
+}
+
+void check_all_ok(const std::vector<Waiter>& waiters) {
+    for (const Waiter& w : waiters) {
+        INFO(w.status.reason());
+        CHECK(w.status.ok());
+    }
+}
+
 }  // namespace
 
 TEST_CASE("committer: messages arriving while every slot syncs go out in one batch") {
@@ -156,29 +177,18 @@ TEST_CASE("committer: messages arriving while every slot syncs go out in one bat
     rig.gated->close_gate();
     // Four sessions finish DATA at once: each takes a free slot and blocks in its sync.
     for (size_t i = 0; i < 4; ++i)
-        rig.committer->commit(rig.message(), [&w = waiters[i]](const spool::IoStatus& st) {
-            w.done = true;
-            w.status = st;
-        });
+        commit(rig, waiters[i]);
     REQUIRE(wait_entered(rig, 4));
     // Six more while every slot is busy: they wait together.
     for (size_t i = 4; i < kMessages; ++i)
-        rig.committer->commit(rig.message(), [&w = waiters[i]](const spool::IoStatus& st) {
-            w.done = true;
-            w.status = st;
-        });
+        commit(rig, waiters[i]);
     CHECK(rig.committer->batches_in_flight() == 4);
     CHECK(rig.committer->pending_messages() == kMessages);
     for (const Waiter& w : waiters)
         CHECK_FALSE(w.done);  // nothing answered before its sync
     rig.gated->open_gate();
-    REQUIRE(test::run_until(rig.loop, [&] {
-        return std::all_of(waiters.begin(), waiters.end(), [](const Waiter& w) { return w.done; });
-    }));
-    for (const Waiter& w : waiters) {
-        INFO(w.status.reason());
-        CHECK(w.status.ok());
-    }
+    REQUIRE(all_answered(rig, waiters));
+    check_all_ok(waiters);
     CHECK(rig.gated->batch_sizes() == std::vector<size_t>{1, 1, 1, 1, 6});
     CHECK(rig.committer->stats().batches == 5);
     CHECK(rig.committer->stats().largest_batch == 6);
@@ -190,28 +200,17 @@ TEST_CASE("committer: one segment takes one batch at a time; the rest share the 
     std::vector<Waiter> waiters(kMessages);
     Rig rig(spool::Layout::kSegment);
     rig.gated->close_gate();
-    auto commit = [&](size_t i) {
-        rig.committer->commit(rig.message(), [&w = waiters[i]](const spool::IoStatus& st) {
-            w.done = true;
-            w.status = st;
-        });
-    };
-    commit(0);
+    commit(rig, waiters[0]);
     REQUIRE(wait_entered(rig, 1));
     // Nine sessions finish DATA while the first batch syncs: no second writer starts, they
     // wait together (each batch would otherwise pay its own fdatasync of the same segment).
     for (size_t i = 1; i < kMessages; ++i)
-        commit(i);
+        commit(rig, waiters[i]);
     CHECK(rig.committer->batches_in_flight() == 1);
     CHECK(rig.committer->pending_messages() == kMessages);
     rig.gated->open_gate();
-    REQUIRE(test::run_until(rig.loop, [&] {
-        return std::all_of(waiters.begin(), waiters.end(), [](const Waiter& w) { return w.done; });
-    }));
-    for (const Waiter& w : waiters) {
-        INFO(w.status.reason());
-        CHECK(w.status.ok());
-    }
+    REQUIRE(all_answered(rig, waiters));
+    check_all_ok(waiters);
     CHECK(rig.gated->batch_sizes() == std::vector<size_t>{1, 9});
     CHECK(rig.spool.store->stats().file_fsyncs == 2);
 }
@@ -222,17 +221,12 @@ TEST_CASE("committer: a failed sync fails every waiter of the batch with a tempo
     Rig rig;
     rig.gated->close_gate();
     for (size_t i = 0; i < kMessages; ++i) {
-        rig.committer->commit(rig.message(), [&w = waiters[i]](const spool::IoStatus& st) {
-            w.done = true;
-            w.status = st;
-        });
+        commit(rig, waiters[i]);
         if (i == 3) REQUIRE(wait_entered(rig, 4));
     }
     rig.dir_fsync_errno = EIO;
     rig.gated->open_gate();
-    REQUIRE(test::run_until(rig.loop, [&] {
-        return std::all_of(waiters.begin(), waiters.end(), [](const Waiter& w) { return w.done; });
-    }));
+    REQUIRE(all_answered(rig, waiters));
     CHECK(rig.gated->batch_sizes() == std::vector<size_t>{1, 1, 1, 1, 3});
     for (const Waiter& w : waiters) {
         CHECK_FALSE(w.status.ok());
@@ -248,10 +242,7 @@ TEST_CASE("committer: the loop keeps running while a sync is in flight") {
     Waiter w;
     Rig rig;
     rig.gated->close_gate();
-    rig.committer->commit(rig.message(), [&w](const spool::IoStatus& st) {
-        w.done = true;
-        w.status = st;
-    });
+    commit(rig, w);
     REQUIRE(wait_entered(rig, 1));
     int ticks = 0;
     auto timer = loop::Timer::create(rig.loop, [&] { ++ticks; });
