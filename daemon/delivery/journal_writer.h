@@ -9,13 +9,15 @@
 // none; fsyncs are batched (group commit) by a second worker job that covers everything
 // written before it started, and only after that sync are the messages those records
 // finished removed. One write and one sync in flight at a time; whatever arrives meanwhile
-// goes out with the next. A failed write or sync leaves the messages in queue/: their
-// recipients are redone after a restart (logged). The loop never waits on the disk.
+// goes out with the next; an idle writer writes and syncs in one job. A failed write or sync
+// leaves the messages in queue/: their recipients are redone after a restart (logged). The
+// loop never waits on the disk.
 #pragma once
 
 #include <uv.h>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "daemon/queue/scheduler.h"
@@ -39,7 +41,22 @@ class JournalWriter {
     }
 
   private:
+    // One worker job's records, removals and results.
+    struct Job {
+        std::vector<spool::JournalRecord> records;
+        std::vector<spool::Mid> removes;
+        std::uint64_t synced = 0;  // records the sync covers
+        spool::IoStatus write_status;
+        spool::IoStatus sync_status;
+        void write(spool::Spool& sp);            // worker
+        void sync_and_remove(spool::Spool& sp);  // worker
+    };
+
     void pump();
+    void write_and_sync();
+    std::shared_ptr<Job> take_pending();
+    bool written(const Job& job);  // counts and logs a finished write; false if it failed
+    void synced(const Job& job);   // counts and logs a finished sync
 
     uv_loop_t* loop_;
     spool::Spool& spool_;

@@ -140,9 +140,16 @@ void InjectSession::flush_out() {
     out_.clear();
 }
 
-// Every write, plaintext or TLS records, may be the one that lets a paused session read again.
+// A write, plaintext or TLS records, that may leave more than kMaxUnsentReplyBytes queued
+// may be the one that pauses reading: it carries the callback that resumes it once the
+// kernel took the queue. Any other write (nothing queued before it, and itself no larger)
+// cannot pause, and goes to the kernel at once without one.
 void InjectSession::write_to_client(std::string bytes) {
     if (!tcp_) return;
+    if (tcp_->write_queue_size() == 0 && bytes.size() <= kMaxUnsentReplyBytes) {
+        tcp_->write(std::move(bytes));
+        return;
+    }
     std::weak_ptr<InjectSession> weak = weak_from_this();
     tcp_->write(std::move(bytes), [weak] {
         auto self = weak.lock();

@@ -24,6 +24,7 @@ std::unordered_set<Stream*> g_draining;
 struct WriteReq {
     uv_write_t req;
     std::string data;
+    size_t queued;  // the bytes of `data` left for the queue (the kernel took the rest at once)
     Stream* owner;
     std::function<void()> done;
 };
@@ -129,14 +130,29 @@ int Stream::write(std::string data, std::function<void()> done) {
     if (closing()) return UV_EPIPE;
     if (failed_ != 0) return failed_;
     if (data.empty()) return 0;
-    auto* w = new WriteReq{{}, std::move(data), this, std::move(done)};
+    size_t taken = 0;
+    if (!done && pending_writes_ == 0) {
+        // Nothing queued: offer the bytes to the kernel now. A write that goes through
+        // libuv's queue costs a request, a callback and, when the queue drains, an
+        // epoll_ctl; a reply or a command almost always fits the socket buffer whole.
+        uv_buf_t buf = uv_buf_init(data.data(), static_cast<unsigned>(data.size()));
+        int n = uv_try_write(stream(), &buf, 1);
+        if (n == static_cast<int>(data.size())) return 0;
+        if (n < 0 && n != UV_EAGAIN) {
+            fail_soon(n);
+            return n;
+        }
+        if (n > 0) taken = static_cast<size_t>(n);
+    }
+    auto* w = new WriteReq{{}, std::move(data), 0, this, std::move(done)};
     w->req.data = w;
-    uv_buf_t buf = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
-    pending_write_bytes_ += w->data.size();
+    w->queued = w->data.size() - taken;
+    uv_buf_t buf = uv_buf_init(w->data.data() + taken, static_cast<unsigned>(w->queued));
+    pending_write_bytes_ += w->queued;
     ++pending_writes_;
     int rc = uv_write(&w->req, stream(), &buf, 1, &Stream::on_write);
     if (rc != 0) {
-        pending_write_bytes_ -= w->data.size();
+        pending_write_bytes_ -= w->queued;
         --pending_writes_;
         delete w;
         fail_soon(rc);
@@ -175,7 +191,7 @@ void Stream::on_write(uv_write_t* req, int status) {
     auto* w = static_cast<WriteReq*>(req->data);
     Stream* self = w->owner;
     // uv_close() cancels pending writes before the close callback, so `self` is alive here.
-    self->pending_write_bytes_ -= w->data.size();
+    self->pending_write_bytes_ -= w->queued;
     --self->pending_writes_;
     std::function<void()> done = std::move(w->done);
     delete w;

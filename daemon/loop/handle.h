@@ -104,10 +104,12 @@ class Stream : public HandleBase {
 
     uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(raw_handle()); }
     int fileno() const;
-    // Takes the bytes into the write request. `done` runs when the kernel took them (not
-    // when the write failed or the handle closed first). A write that libuv refuses at once
-    // returns its error; either way a failure is reported through the read callback (from
-    // the next loop iteration at the earliest), and later writes return the same error.
+    // Hands the bytes to the kernel, at once when nothing is queued and no `done` is given
+    // (then no request is made), else through the write queue. `done` runs, from the loop
+    // and never inside write(), when the kernel took them (not when the write failed or the
+    // handle closed first). A write refused at once returns its error; either way a failure
+    // is reported through the read callback (from the next loop iteration at the earliest),
+    // and later writes return the same error.
     int write(std::string data, std::function<void()> done = nullptr);
     size_t write_queue_size() const { return pending_write_bytes_; }
     // The first write error (a uv error code), 0 while every write succeeded: tells a failed

@@ -6,6 +6,7 @@
 
 #include "daemon/loop/graveyard.h"
 #include "daemon/loop/handle.h"
+#include "tests/support/run_until.h"
 
 using namespace esad::loop;
 
@@ -69,6 +70,48 @@ TEST_CASE("a pipe pair echoes and closes with pending writes") {
     uv_run(&loop, UV_RUN_DEFAULT);
     CHECK(got == "hello");
     a.reset();
+    CHECK(drain_and_close(&loop) == 0);
+}
+
+TEST_CASE("a write with nothing queued goes to the kernel at once, the rest keeps its order") {
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    int fds[2];
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+    auto a = Pipe::create(&loop);
+    auto b = Pipe::create(&loop);
+    REQUIRE(uv_pipe_open(reinterpret_cast<uv_pipe_t*>(a->stream()), fds[0]) == 0);
+    REQUIRE(uv_pipe_open(reinterpret_cast<uv_pipe_t*>(b->stream()), fds[1]) == 0);
+    // Taken whole, no request queued.
+    CHECK(a->write("one") == 0);
+    CHECK(a->write_queue_size() == 0);
+    // More than the socket buffer holds: the kernel takes a part, the rest is queued.
+    std::string big(8u << 20, 'b');
+    for (size_t i = 0; i < big.size(); i += 4096)
+        big[i] = static_cast<char>('a' + (i / 4096) % 26);
+    CHECK(a->write(big) == 0);
+    CHECK(a->write_queue_size() > 0);
+    CHECK(a->write_queue_size() < big.size());
+    // Behind a queue every write queues, in order; `done` never runs inside write().
+    bool done = false;
+    CHECK(a->write("tail", [&] { done = true; }) == 0);
+    CHECK(a->write("x") == 0);
+    CHECK_FALSE(done);
+    const std::string want = "one" + big + "tail" + "x";
+    std::string got;
+    b->read_start([&](const char* data, ssize_t n) {
+        if (n > 0) got.append(data, static_cast<size_t>(n));
+        if (got.size() >= want.size()) b->read_stop();
+    });
+    REQUIRE(esad::test::run_until(
+        &loop, [&] { return got.size() >= want.size() && a->write_queue_size() == 0; }));
+    CHECK((got == want));
+    CHECK(done);
+    // Drained: the next write is taken at once again.
+    CHECK(a->write("again") == 0);
+    CHECK(a->write_queue_size() == 0);
+    a.reset();
+    b.reset();
     CHECK(drain_and_close(&loop) == 0);
 }
 

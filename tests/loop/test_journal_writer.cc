@@ -6,6 +6,8 @@
 
 #include "daemon/delivery/journal_writer.h"
 #include "daemon/loop/handle.h"
+#include "daemon/loop/work.h"
+#include "tests/support/run_until.h"
 #include "tests/support/spool_files.h"
 #include "tests/support/temp_dir.h"
 
@@ -87,6 +89,23 @@ TEST_CASE("journal writer: records written and synced, then the message removed"
     CHECK(f.spool.journal->sync_count() >= syncs_before + 2);
     CHECK(w.records_written() == 2);
     CHECK(w.flushes() == 2);
+}
+
+TEST_CASE("journal writer: an idle writer writes and syncs in one worker job") {
+    Fixture f;
+    spool::Mid mid = f.commit();
+    delivery::JournalWriter w(&f.loop, f.spool);
+    const uint64_t syncs_before = f.spool.journal->sync_count();
+    w.append({delivered(mid, 0), delivered(mid, 1)}, {mid});
+    REQUIRE(loop::pending_work() == 1);
+    // Run until that job is back on the loop: nothing more was queued after it.
+    REQUIRE(test::run_until(&f.loop, [] { return loop::pending_work() == 0; }));
+    CHECK(w.idle());
+    CHECK(f.spool.journal->sync_count() == syncs_before + 1);
+    CHECK(w.flushes() == 1);
+    f.drain_removals();
+    CHECK_FALSE(f.exists(mid));
+    CHECK(f.records().size() == 2);
 }
 
 TEST_CASE("journal writer: appends during a write go out together (group commit)") {
