@@ -630,6 +630,7 @@ StoreStats AtomicStoreStats::snapshot() const {
     s.removal_batches = get(removal_batches);
     s.quarantined = get(quarantined);
     s.probes_ok = get(probes_ok);
+    s.maintenance_wakeups = get(maintenance_wakeups);
     return s;
 }
 

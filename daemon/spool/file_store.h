@@ -64,7 +64,7 @@ RecordCheck check_record(int fd, std::uint64_t base, std::uint64_t size, Mid mid
 struct AtomicStoreStats {
     std::atomic<std::uint64_t> batches{0}, commits_ok{0}, commits_failed{0}, file_fsyncs{0},
         dir_fsyncs{0}, fsync_failures{0}, removed{0}, removal_batches{0}, quarantined{0},
-        probes_ok{0};
+        probes_ok{0}, maintenance_wakeups{0};
     StoreStats snapshot() const;
 };
 

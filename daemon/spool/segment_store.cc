@@ -470,7 +470,7 @@ IoStatus SegmentStore::remove_message(Mid mid) {
             if (auto seg = find_segment(loc.seq)) {
                 --seg->live_count;
                 seg->live_bytes -= kFrameSize + loc.size;
-                notify = seg->live_count == 0 || seg->live_bytes * 4 <= seg->size;
+                notify = maintenance_due(*seg);
             }
             stats_.removed.fetch_add(1, std::memory_order_relaxed);
             mid = 0;
@@ -869,22 +869,14 @@ IoStatus SegmentStore::maintain(Maintenance* done) {
         // unless space is short: then its bytes are what lets mail in again.
         std::lock_guard<std::mutex> append_lock(append_mu_);
         std::lock_guard<std::mutex> lock(mu_);
-        if (current_ && current_->live_count == 0 && current_->size > 0 &&
-            (current_->size >= options_.segment_bytes / 4 || space_short_)) {
-            current_.reset();
-        }
+        if (current_ && maintenance_due(*current_)) current_.reset();
     }
     std::vector<std::uint64_t> dead, sparse;
     {
         std::lock_guard<std::mutex> lock(mu_);
-        const std::uint64_t cur = current_ ? current_->seq : next_seq_;
         for (const auto& [seq, seg] : segments_) {
-            if (seg == current_) continue;
-            if (seg->live_count == 0) {
-                dead.push_back(seq);
-            } else if (seq + 2 <= cur && seg->live_bytes * 4 <= seg->size) {
-                sparse.push_back(seq);
-            }
+            if (seg == current_ || !maintenance_due(*seg)) continue;
+            (seg->live_count == 0 ? dead : sparse).push_back(seq);
         }
     }
     IoStatus result;
@@ -934,7 +926,22 @@ std::vector<std::uint64_t> SegmentStore::segment_seqs() const {
     return seqs;
 }
 
+// What maintain() acts on (mu_ held). A finished segment is unlinked; the current one only
+// when it is big enough to be worth a new one or space is short. A mostly finished segment
+// at least two older than the current one is compacted. A removal wakes maintenance only
+// for these: in steady traffic nearly every removal is from the current segment, whose live
+// bytes are a small part of it, and waking a thread for each would do nothing each time.
+bool SegmentStore::maintenance_due(const Segment& seg) const {
+    if (&seg == current_.get())
+        return seg.live_count == 0 && seg.size > 0 &&
+               (seg.size >= options_.segment_bytes / 4 || space_short_);
+    if (seg.live_count == 0) return true;
+    const std::uint64_t cur = current_ ? current_->seq : next_seq_;
+    return seg.seq + 2 <= cur && seg.live_bytes * 4 <= seg.size;
+}
+
 void SegmentStore::wake() const {
+    stats_.maintenance_wakeups.fetch_add(1, std::memory_order_relaxed);
     {
         std::lock_guard<std::mutex> lock(wake_mu_);
         wake_ = true;

@@ -151,6 +151,7 @@ class SegmentStore final : public Store {
     void reclaim_oldest(const std::vector<std::uint64_t>& dead, std::uint64_t failed,
                         Maintenance& done);
     void maintenance_loop();
+    bool maintenance_due(const Segment& seg) const;
     void wake() const;
 
     StoreOptions options_;

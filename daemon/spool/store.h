@@ -76,6 +76,7 @@ struct StoreStats {
     std::uint64_t removal_batches = 0;  // lazy removals made durable together
     std::uint64_t quarantined = 0;
     std::uint64_t probes_ok = 0;
+    std::uint64_t maintenance_wakeups = 0;  // segment: the maintenance thread woken for work
 };
 
 struct SpaceCheck {

@@ -743,6 +743,40 @@ TEST_CASE("segment: a segment whose messages are all done is unlinked", "[spool]
     CHECK(scan_store(*store).mids.empty());
 }
 
+TEST_CASE("segment: a removal wakes maintenance only when there is work for it",
+          "[spool][store][segment]") {
+    TempDir dir;
+    StoreOptions opts;
+    opts.segment_bytes = 64 * 1024;
+    auto store = open_store(dir.path, Layout::kSegment, opts);
+    SegmentStore& seg = as_segment(*store);
+    const auto wakeups = [&] { return store->stats().maintenance_wakeups; };
+    const auto commit = [&](Mid first, int count) {
+        auto batch = make_batch(first, count, 1000);
+        store->commit_batch(batch);
+        for (const PendingMessage& pm : batch)
+            REQUIRE(pm.result.ok());
+    };
+    // Steady traffic: messages finish in the current segment, small and kept for the next
+    // commits. Nothing for maintenance to do, so no removal wakes it.
+    commit(1, 10);
+    const std::uint64_t before = wakeups();
+    for (Mid mid = 1; mid <= 10; ++mid)
+        REQUIRE(store->remove_message(mid).ok());
+    CHECK(wakeups() == before);
+    // A segment filled past its size and left behind: the removal that finishes it wakes
+    // maintenance, once, and maintenance unlinks it.
+    commit(100, 70);
+    commit(200, 1);
+    REQUIRE(seg.segment_seqs() == std::vector<std::uint64_t>{1, 2});
+    const std::uint64_t rotated = wakeups();
+    for (Mid mid = 100; mid < 170; ++mid)
+        REQUIRE(store->remove_message(mid).ok());
+    CHECK(wakeups() == rotated + 1);
+    REQUIRE(seg.maintain().ok());
+    CHECK(seg.segment_seqs() == std::vector<std::uint64_t>{2});
+}
+
 TEST_CASE("segment: with space short a small finished current segment is unlinked",
           "[spool][store][segment]") {
     // A spool that filled up: delivery finishes every message, but a small current segment
