@@ -54,7 +54,7 @@ void JournalWriter::append(const std::vector<queue::FinalRecipient>& finals,
 void JournalWriter::pump() {
     const bool fresh = !pending_.empty() || !remove_pending_.empty();
     if (fresh && !append_in_flight_ && !sync_in_flight_ && unsynced_records_ == 0 &&
-        sync_removes_.empty() && sync_due()) {
+        sync_removes_.empty()) {
         write_and_sync();  // nothing else in flight: one job, one hand-off each way
         return;
     }
@@ -77,9 +77,8 @@ void JournalWriter::pump() {
     }
     // Group commit: one fsync covers everything written before it; a message file goes only
     // after its final records are durable.
-    if (!sync_in_flight_ && (unsynced_records_ > 0 || !sync_removes_.empty()) && sync_due()) {
+    if (!sync_in_flight_ && (unsynced_records_ > 0 || !sync_removes_.empty())) {
         sync_in_flight_ = true;
-        last_sync_ms_ = uv_now(loop_);
         auto job = std::make_shared<Job>();
         job->synced = unsynced_records_;
         unsynced_records_ = 0;
@@ -100,7 +99,6 @@ void JournalWriter::pump() {
 // the write job's completion would start at once follows without the round trip.
 void JournalWriter::write_and_sync() {
     append_in_flight_ = sync_in_flight_ = true;
-    last_sync_ms_ = uv_now(loop_);
     auto job = take_pending();
     job->synced = job->records.size();
     loop::queue_work(
@@ -114,24 +112,6 @@ void JournalWriter::write_and_sync() {
             if (written(*job)) synced(*job);
             pump();
         });
-}
-
-bool JournalWriter::sync_due() {
-    const std::uint64_t now = uv_now(loop_);
-    if (!synced_before_ || now - last_sync_ms_ >= sync_interval_ms_) {
-        synced_before_ = true;
-        return true;
-    }
-    if (!sync_timer_armed_) {
-        if (!sync_timer_)
-            sync_timer_ = loop::Timer::create(loop_, [this] {
-                sync_timer_armed_ = false;
-                pump();
-            });
-        sync_timer_armed_ = true;
-        sync_timer_->start(sync_interval_ms_ - (now - last_sync_ms_));
-    }
-    return false;
 }
 
 std::shared_ptr<JournalWriter::Job> JournalWriter::take_pending() {

@@ -9,10 +9,7 @@
 // none; fsyncs are batched (group commit) by a second worker job that covers everything
 // written before it started, and only after that sync are the messages those records
 // finished removed. One write and one sync in flight at a time; whatever arrives meanwhile
-// goes out with the next; an idle writer writes and syncs in one job. Syncs start at most
-// once per kSyncIntervalMs: under a steady stream of deliveries one sync covers the records
-// of that interval instead of those of one sync's duration (a power cut, not a process kill,
-// may then redeliver up to that much more; nothing acknowledged is lost). A failed write or sync
+// goes out with the next; an idle writer writes and syncs in one job. A failed write or sync
 // leaves the messages in queue/: their recipients are redone after a restart (logged). The
 // loop never waits on the disk.
 #pragma once
@@ -23,7 +20,6 @@
 #include <memory>
 #include <vector>
 
-#include "daemon/loop/handle.h"
 #include "daemon/queue/scheduler.h"
 #include "daemon/spool/recovery.h"
 
@@ -31,11 +27,7 @@ namespace esad::delivery {
 
 class JournalWriter {
   public:
-    static constexpr std::uint64_t kSyncIntervalMs = 25;
-
-    JournalWriter(uv_loop_t* loop, spool::Spool& spool,
-                  std::uint64_t sync_interval_ms = kSyncIntervalMs)
-        : loop_(loop), spool_(spool), sync_interval_ms_(sync_interval_ms) {}
+    JournalWriter(uv_loop_t* loop, spool::Spool& spool) : loop_(loop), spool_(spool) {}
 
     void append(const std::vector<queue::FinalRecipient>& finals,
                 const std::vector<spool::Mid>& done);
@@ -61,7 +53,6 @@ class JournalWriter {
     };
 
     void pump();
-    bool sync_due();  // false (and the timer armed) until the interval since the last passed
     void write_and_sync();
     std::shared_ptr<Job> take_pending();
     bool written(const Job& job);  // counts and logs a finished write; false if it failed
@@ -75,11 +66,6 @@ class JournalWriter {
     std::uint64_t unsynced_records_ = 0;    // written, not yet covered by a sync
     std::vector<spool::Mid> sync_removes_;  // removals waiting for that sync
     bool sync_in_flight_ = false;
-    std::uint64_t sync_interval_ms_;
-    bool synced_before_ = false;
-    std::uint64_t last_sync_ms_ = 0;  // uv_now() when the last sync started
-    loop::HandlePtr<loop::Timer> sync_timer_;
-    bool sync_timer_armed_ = false;
     std::uint64_t records_ = 0;
     std::uint64_t flushes_ = 0;
 };

@@ -4,8 +4,6 @@
 // commit: fewer syncs than appends). Waits are on the writer going idle.
 #include <catch2/catch.hpp>
 
-#include <chrono>
-
 #include "daemon/delivery/journal_writer.h"
 #include "daemon/loop/handle.h"
 #include "daemon/loop/work.h"
@@ -108,38 +106,6 @@ TEST_CASE("journal writer: an idle writer writes and syncs in one worker job") {
     f.drain_removals();
     CHECK_FALSE(f.exists(mid));
     CHECK(f.records().size() == 2);
-}
-
-TEST_CASE("journal writer: syncs are paced, records written meanwhile share the next one") {
-    Fixture f;
-    const spool::Mid a = f.commit(), b = f.commit(), c = f.commit();
-    constexpr uint64_t kIntervalMs = 5000;
-    delivery::JournalWriter w(&f.loop, f.spool, kIntervalMs);
-    const uint64_t syncs_before = f.spool.journal->sync_count();
-    w.append({delivered(a, 0), delivered(a, 1)}, {a});
-    f.run_until_idle(w);
-    const auto first_sync_done = std::chrono::steady_clock::now();
-    CHECK(f.spool.journal->sync_count() == syncs_before + 1);
-    // Within the interval: each record is written at once, none is synced yet, and the
-    // messages they finish stay.
-    w.append({delivered(b, 0), delivered(b, 1)}, {b});
-    REQUIRE(test::run_until(&f.loop, [&] { return f.records().size() == 4; }));
-    w.append({delivered(c, 0), delivered(c, 1)}, {c});
-    REQUIRE(test::run_until(&f.loop, [&] { return f.records().size() == 6; }));
-    CHECK(f.spool.journal->sync_count() == syncs_before + 1);
-    CHECK_FALSE(w.idle());
-    f.drain_removals();
-    CHECK(f.exists(b));
-    CHECK(f.exists(c));
-    // Then one sync covers both, and both messages go.
-    f.run_until_idle(w);
-    CHECK(std::chrono::steady_clock::now() - first_sync_done >=
-          std::chrono::milliseconds(kIntervalMs - 1000));
-    CHECK(f.spool.journal->sync_count() == syncs_before + 2);
-    CHECK(w.flushes() == 2);
-    f.drain_removals();
-    CHECK_FALSE(f.exists(b));
-    CHECK_FALSE(f.exists(c));
 }
 
 TEST_CASE("journal writer: appends during a write go out together (group commit)") {
