@@ -766,15 +766,16 @@ TEST_CASE("segment: a removal wakes maintenance only when there is work for it",
     CHECK(wakeups() == before);
     // A segment filled past its size and left behind: the removal that finishes it wakes
     // maintenance, once, and maintenance unlinks it.
-    commit(100, 70);
-    commit(200, 1);
-    REQUIRE(seg.segment_seqs() == std::vector<std::uint64_t>{1, 2});
+    commit(100, 70);  // more than the current segment has room for: a new segment
+    commit(200, 1);   // which this one leaves behind
+    const std::vector<std::uint64_t> seqs = seg.segment_seqs();
+    REQUIRE(seqs.size() >= 2);
     const std::uint64_t rotated = wakeups();
     for (Mid mid = 100; mid < 170; ++mid)
         REQUIRE(store->remove_message(mid).ok());
     CHECK(wakeups() == rotated + 1);
     REQUIRE(seg.maintain().ok());
-    CHECK(seg.segment_seqs() == std::vector<std::uint64_t>{2});
+    CHECK(seg.segment_seqs() == std::vector<std::uint64_t>{seqs.back()});
 }
 
 TEST_CASE("segment: with space short a small finished current segment is unlinked",
