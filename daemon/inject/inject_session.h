@@ -96,6 +96,11 @@ inline constexpr uint64_t kMaxRejectedLogged = 5;
 // make us queue replies without limit: past kMaxUnsentReplyBytes unsent, the session stops
 // reading until the kernel took all but kResumeReplyBytes.
 inline constexpr size_t kMaxUnsentReplyBytes = 64 * 1024;
+// The kernel's send buffer of an SMTP connection (SO_SNDBUF, set on the listening socket and
+// so on every connection it accepts). Replies are small; autotuning would let a client that
+// never reads park megabytes of them in each connection's buffer before the session's own
+// queue, the bound above, even starts to fill.
+inline constexpr int kReplySendBufferBytes = 64 * 1024;
 inline constexpr size_t kResumeReplyBytes = 16 * 1024;
 
 }  // namespace esad::inject

@@ -4,6 +4,10 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
 
 namespace esad::inject {
 
@@ -69,6 +73,9 @@ bool Listener::start_from_fd(int fd, std::string* error) {
 
 // libuv reports most bind errors (EADDRINUSE) only here, at listen().
 bool Listener::listen_and_log(const std::string& what, std::string* error) {
+    const int sndbuf = kReplySendBufferBytes;  // inherited by every accepted connection
+    if (setsockopt(server_->fileno(), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf) != 0)
+        spdlog::warn("listener: cannot set SO_SNDBUF on {}: {}", what, std::strerror(errno));
     int rc = server_->listen(1024, [this](int status) { on_connection(status); });
     if (rc != 0) {
         *error = "cannot listen on " + what + ": " + uv_strerror(rc);
