@@ -122,21 +122,23 @@ void InjectSession::start_reading() {
 
 void InjectSession::send(const std::string& text) {
     if (finished_) return;
-    if (tls_) {
-        // After "220 Ready to start TLS" every byte goes through TLS or nowhere: a reply
-        // while the handshake runs, or after TLS failed or closed, is dropped (such a
-        // session is ending).
-        if (tls_->state() != tls::Engine::State::kEstablished) return;
-        tls_->write_plaintext(text);
-        flush_tls();
-    } else {
-        out_ += text;
-    }
+    // After "220 Ready to start TLS" every byte goes through TLS or nowhere: a reply while
+    // the handshake runs, or after TLS failed or closed, is dropped (such a session is
+    // ending).
+    if (tls_ && tls_->state() != tls::Engine::State::kEstablished) return;
+    out_ += text;
 }
 
+// The replies of one round of actions go out together: one write, and over TLS one record,
+// not one of each per reply (a pipelining client gets thousands per read).
 void InjectSession::flush_out() {
     if (out_.empty()) return;
-    write_to_client(std::move(out_));
+    if (!tls_) {
+        write_to_client(std::move(out_));
+    } else if (tls_->state() == tls::Engine::State::kEstablished) {
+        tls_->write_plaintext(out_);
+        flush_tls();
+    }
     out_.clear();
 }
 
