@@ -3,12 +3,28 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "daemon/loop/graveyard.h"
 #include "daemon/loop/handle.h"
 #include "tests/support/run_until.h"
 
 using namespace esad::loop;
+
+namespace {
+
+// Two Pipe streams on `loop`, connected to each other (a Unix socket pair).
+std::pair<HandlePtr<Pipe>, HandlePtr<Pipe>> connected_pipes(uv_loop_t* loop) {
+    int fds[2];
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+    auto a = Pipe::create(loop);
+    auto b = Pipe::create(loop);
+    REQUIRE(uv_pipe_open(reinterpret_cast<uv_pipe_t*>(a->stream()), fds[0]) == 0);
+    REQUIRE(uv_pipe_open(reinterpret_cast<uv_pipe_t*>(b->stream()), fds[1]) == 0);
+    return {std::move(a), std::move(b)};
+}
+
+}  // namespace
 
 TEST_CASE("a timer fires and the loop closes cleanly after its owner is gone") {
     uv_loop_t loop;
@@ -55,12 +71,9 @@ TEST_CASE("a live handle makes uv_loop_close fail, closing it fixes that") {
 TEST_CASE("a pipe pair echoes and closes with pending writes") {
     uv_loop_t loop;
     uv_loop_init(&loop);
-    int fds[2];
-    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
-    auto a = Pipe::create(&loop);
-    auto b = Pipe::create(&loop);
-    REQUIRE(uv_pipe_open(reinterpret_cast<uv_pipe_t*>(a->stream()), fds[0]) == 0);
-    REQUIRE(uv_pipe_open(reinterpret_cast<uv_pipe_t*>(b->stream()), fds[1]) == 0);
+    auto pipes = connected_pipes(&loop);
+    auto& a = pipes.first;
+    auto& b = pipes.second;
     std::string got;
     b->read_start([&](const char* data, ssize_t n) {
         if (n > 0) got.append(data, static_cast<size_t>(n));
@@ -76,12 +89,9 @@ TEST_CASE("a pipe pair echoes and closes with pending writes") {
 TEST_CASE("a write with nothing queued goes to the kernel at once, the rest keeps its order") {
     uv_loop_t loop;
     uv_loop_init(&loop);
-    int fds[2];
-    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
-    auto a = Pipe::create(&loop);
-    auto b = Pipe::create(&loop);
-    REQUIRE(uv_pipe_open(reinterpret_cast<uv_pipe_t*>(a->stream()), fds[0]) == 0);
-    REQUIRE(uv_pipe_open(reinterpret_cast<uv_pipe_t*>(b->stream()), fds[1]) == 0);
+    auto pipes = connected_pipes(&loop);
+    auto& a = pipes.first;
+    auto& b = pipes.second;
     // Taken whole, no request queued.
     CHECK(a->write("one") == 0);
     CHECK(a->write_queue_size() == 0);
