@@ -19,8 +19,36 @@ namespace {
 
 constexpr std::size_t kTombSize = 12;
 constexpr std::size_t kCopyChunk = 1 << 20;
+// A segment's room is prefilled with zeros this much at a time (see SegmentStore::prefill).
+constexpr std::uint64_t kPrefillBytes = 1 << 20;
+constexpr std::size_t kZeroBlock = 64 * 1024;
 constexpr std::string_view kSegSuffix = ".seg";
 constexpr std::string_view kDeadSuffix = ".dead";
+
+// Writes all of iov[0, n) at `at` (pwritev until done); 0 or errno. Modifies iov.
+int pwrite_all(int fd, iovec* iov, std::size_t n, std::uint64_t at) {
+    std::size_t first = 0;
+    while (first < n) {
+        const ssize_t w =
+            ::pwritev(fd, iov + first, static_cast<int>(std::min<std::size_t>(n - first, IOV_MAX)),
+                      static_cast<off_t>(at));
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return errno;
+        }
+        at += static_cast<std::uint64_t>(w);
+        auto left = static_cast<std::size_t>(w);
+        while (first < n && left >= iov[first].iov_len) {
+            left -= iov[first].iov_len;
+            ++first;
+        }
+        if (first < n) {
+            iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + left;
+            iov[first].iov_len -= left;
+        }
+    }
+    return 0;
+}
 
 std::string le32(std::uint32_t v) {
     std::string s(4, '\0');
@@ -95,15 +123,32 @@ int list_segments(int dir_fd, SegmentFiles& out) {
     return 0;
 }
 
+// True when [off, size) of fd holds only zero bytes (the prefilled room of a segment).
+int zeros_to_end(int fd, std::uint64_t off, std::uint64_t size, bool& zeros) {
+    std::string window;
+    zeros = true;
+    for (std::uint64_t pos = off; pos < size && zeros;) {
+        const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(size - pos, kCopyChunk));
+        if (int err = read_exact_at(fd, pos, n, window)) return err;
+        zeros = window.find_first_not_of('\0') == std::string::npos;
+        pos += n;
+    }
+    return 0;
+}
+
 // Walks the frames of one segment. at_frame(offset, mid, length) for each valid frame whose
 // record fits; at_gap(offset, end) for bytes with no valid frame, `end` being the next valid
-// frame or the end of the file. Returns 0 or errno.
+// frame or the end of the file. Zero bytes from where a frame is expected to the end of the
+// file are the segment's prefilled room, not a gap: `data_end` is where they start (else
+// `size`). Returns 0 or errno.
 int walk_frames(int fd, std::uint64_t size,
                 const std::function<void(std::uint64_t, Mid, std::uint64_t)>& at_frame,
-                const std::function<void(std::uint64_t, std::uint64_t)>& at_gap) {
+                const std::function<void(std::uint64_t, std::uint64_t)>& at_gap,
+                std::uint64_t* data_end = nullptr) {
     std::string frame;
     std::string window;
     std::uint64_t off = 0;
+    if (data_end) *data_end = size;
     while (off < size) {
         Mid mid = 0;
         std::uint64_t len = 0;
@@ -114,6 +159,12 @@ int walk_frames(int fd, std::uint64_t size,
                 off += kFrameSize + len;
                 continue;
             }
+        }
+        bool zeros = false;
+        if (int err = zeros_to_end(fd, off, size, zeros)) return err;
+        if (zeros) {
+            if (data_end) *data_end = off;
+            return 0;
         }
         // Resynchronise: the next magic followed by a valid frame whose record fits.
         std::uint64_t next = size;
@@ -283,42 +334,54 @@ IoStatus SegmentStore::ensure_current(std::uint64_t incoming) {
     return IoStatus::success();
 }
 
+void SegmentStore::prefill(std::uint64_t need) {
+    Segment& seg = *current_;
+    if (need <= seg.filled) return;
+    std::uint64_t want = (need + kPrefillBytes - 1) / kPrefillBytes * kPrefillBytes;
+    want = std::min(want, std::max(need, options_.segment_bytes));
+    static const char zeros[kZeroBlock] = {};
+    std::vector<iovec> iov;
+    iov.reserve(static_cast<std::size_t>((want - seg.filled) / kZeroBlock + 1));
+    for (std::uint64_t at = seg.filled; at < want;) {
+        const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(want - at, kZeroBlock));
+        iov.push_back({const_cast<char*>(zeros), n});
+        at += n;
+    }
+    if (pwrite_all(seg.fd.get(), iov.data(), iov.size(), seg.filled) != 0) {
+        // No room to be had (ENOSPC): appends extend the file as they come.
+        if (::ftruncate(seg.fd.get(), static_cast<off_t>(seg.filled)) != 0) {
+            // Zeros past the data are the prefilled room to scan() either way.
+        }
+        return;
+    }
+    seg.filled = want;
+}
+
 int SegmentStore::append(Mid mid, const std::string_view* pieces, std::size_t n,
                          std::uint64_t& at) {
     Segment& seg = *current_;
     std::vector<iovec> iov(n);
-    for (std::size_t i = 0; i < n; ++i)
+    std::uint64_t total = 0;
+    for (std::size_t i = 0; i < n; ++i) {
         iov[i] = {const_cast<char*>(pieces[i].data()), pieces[i].size()};
-    int err = inject(FaultPoint::kWrite, mid);
-    const std::uint64_t start = at;
-    std::size_t first = 0;
-    while (err == 0 && first < n) {
-        const ssize_t w = ::pwritev(seg.fd.get(), iov.data() + first, static_cast<int>(n - first),
-                                    static_cast<off_t>(at));
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            err = errno;
-            break;
-        }
-        at += static_cast<std::uint64_t>(w);
-        auto left = static_cast<std::size_t>(w);
-        while (first < n && left >= iov[first].iov_len) {
-            left -= iov[first].iov_len;
-            ++first;
-        }
-        if (first < n) {
-            iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + left;
-            iov[first].iov_len -= left;
-        }
+        total += pieces[i].size();
     }
+    int err = inject(FaultPoint::kWrite, mid);
+    // The record first, its frame (pieces[0]) last: a write cut short by a crash leaves no
+    // frame in front of a partial record, only bytes that scan() drops as a torn tail.
+    if (err == 0) err = pwrite_all(seg.fd.get(), iov.data() + 1, n - 1, at + kFrameSize);
+    if (err == 0) err = pwrite_all(seg.fd.get(), iov.data(), 1, at);
     if (err != 0) {
         // Nothing of a failed message may stay where the next one goes.
-        if (::ftruncate(seg.fd.get(), static_cast<off_t>(start)) != 0) {
-            // Its bytes stay but the next message overwrites them from `start`.
+        if (::ftruncate(seg.fd.get(), static_cast<off_t>(at)) != 0) {
+            // Its bytes stay but the next message overwrites them from `at`.
         }
-        at = start;
+        seg.filled = std::min(seg.filled, at);
+        return err;
     }
-    return err;
+    at += total;
+    seg.filled = std::max(seg.filled, at);
+    return 0;
 }
 
 int SegmentStore::sync_current(std::uint64_t start, Mid first_mid) {
@@ -330,6 +393,7 @@ int SegmentStore::sync_current(std::uint64_t start, Mid first_mid) {
     // fsyncgate: what was written may be gone from the page cache; never retry, never append
     // after it. The cut makes the failed records unreachable; the next batch gets a new segment.
     mark_fsync_failed();
+    seg.filled = std::min(seg.filled, start);
     if (::ftruncate(seg.fd.get(), static_cast<off_t>(start)) != 0) {
         // The records stay behind: answered 451, they may still be delivered after a restart
         // (a duplicate at worst, never a loss).
@@ -392,6 +456,7 @@ void SegmentStore::commit_batch(std::vector<PendingMessage>& batch) {
         const std::string frame = encode_frame(env.mid, len);
         const std::string_view pieces[] = {frame, parts.head, pm.message.content, parts.tail};
         const std::uint64_t offset = at;
+        prefill(at + kFrameSize + len);
         if (err == 0) err = append(env.mid, pieces, 4, at);
         if (err != 0) {
             pm.result = IoStatus::failure(err, "write " + name + " to " + seg_label(current_->seq));
@@ -663,6 +728,7 @@ IoStatus SegmentStore::scan(const RecoveryOptions& options, StoreScan& out,
         }
         const auto size = static_cast<std::uint64_t>(st.st_size);
         std::uint64_t cut = size;  // cut the segment here (bad bytes with nothing after them)
+        std::uint64_t data_end = size;
         const int err = walk_frames(
             seg->fd.get(), size,
             [&](std::uint64_t off, Mid mid, std::uint64_t len) {
@@ -708,15 +774,18 @@ IoStatus SegmentStore::scan(const RecoveryOptions& options, StoreScan& out,
                     if (end == size) cut = size;  // not copied: leave the bytes alone
                 }
                 out.quarantined.push_back(std::move(q));
-            });
+            },
+            &data_end);
         if (err != 0) {
             out.skipped.push_back({seg_label(seq), IoStatus::failure(err, "read").reason()});
-            cut = size;
+            cut = data_end = size;
         }
+        seg->filled = size;
         if (cut < size && ::ftruncate(seg->fd.get(), static_cast<off_t>(cut)) == 0) {
             fdatasync_fd(seg->fd.get());
+            seg->filled = cut;
         }
-        seg->size = cut;
+        seg->size = std::min(cut, data_end);
         segments[seq] = std::move(seg);
     }
     // 4. Ascending MID; a MID twice (a compaction copy the crash interrupted): the newest copy.
@@ -789,11 +858,15 @@ IoStatus SegmentStore::compact(std::uint64_t seq, Maintenance& done) {
     const std::uint64_t target = current_->seq;
     const std::uint64_t start = current_->size;
     std::uint64_t at = start;
+    prefill(start + bytes);
     for (Copy& c : copies) {
         c.at = at;
-        const std::string_view piece = c.bytes;
-        if (int err = append(c.mid, &piece, 1, at)) {
+        const std::string_view bytes_of(c.bytes);
+        const std::string_view pieces[] = {bytes_of.substr(0, kFrameSize),
+                                           bytes_of.substr(kFrameSize)};
+        if (int err = append(c.mid, pieces, 2, at)) {
             ::ftruncate(current_->fd.get(), static_cast<off_t>(start));
+            current_->filled = std::min(current_->filled, start);
             return IoStatus::failure(err, "copy to " + seg_label(target));
         }
     }

@@ -11,8 +11,10 @@
 //   corrupt/, tmp/, queue/, lock: owned by an inner HashedStore, which also keeps serving the
 //                        messages a file layout left in queue/ (a switch loses nothing).
 //
-// commit_batch: under one append lock, every message's frame + encoding is written at the end of
-// the current segment with pwritev, then ONE fdatasync covers the batch (the group commit); the
+// commit_batch: under one append lock, every message's encoding and then its frame are written at
+// the end of the current segment's records with pwritev, then ONE fdatasync covers the batch
+// (the group commit). The records go into room prefilled with zeros 1 MiB at a time, so that
+// the fdatasync of a batch writes its data only (no new file size, no block allocation); the
 // index (MID -> segment, offset, size) learns the messages only then. A write that fails is cut
 // off again (ftruncate) and fails that message only; a failed fdatasync cuts the whole batch off,
 // fails it, marks the store unhealthy and starts a new segment for the next batch (fsyncgate).
@@ -34,7 +36,8 @@
 // and it unlinks oldest first, none newer than a segment it could not compact (a tombstone also
 // covers the older copy of a compaction a crash interrupted).
 //
-// scan(): reads every segment in ascending order, frame by frame. A record whose frame is valid
+// scan(): reads every segment in ascending order, frame by frame, up to its prefilled zeros
+// (zero bytes from where a frame is expected to the end of the file). A record whose frame is valid
 // but whose message does not decode is copied to corrupt/<MID> (tombstoned, never delivered) and
 // the scan goes on after it; bytes with no valid frame are copied to corrupt/<seq>.seg@<offset>
 // up to the next valid frame, except a torn tail of the newest segment (an unfinished batch,
@@ -111,9 +114,10 @@ class SegmentStore final : public Store {
   private:
     struct Segment {
         std::uint64_t seq = 0;
-        UniqueFd fd;             // O_RDWR: appends, cuts, maintenance reads
-        UniqueFd rfd;            // O_RDONLY: what open_message() hands out (dup)
-        std::uint64_t size = 0;  // bytes of complete, durable records
+        UniqueFd fd;               // O_RDWR: appends, cuts, maintenance reads
+        UniqueFd rfd;              // O_RDONLY: what open_message() hands out (dup)
+        std::uint64_t size = 0;    // bytes of complete, durable records
+        std::uint64_t filled = 0;  // file size: records, then zeros (prefill())
         std::uint64_t live_count = 0;
         std::uint64_t live_bytes = 0;  // frames included
         int open_reader(int dir_fd, const std::string& name) {
@@ -134,8 +138,13 @@ class SegmentStore final : public Store {
     int fsync_segments_dir();
     // Under append_mu_: a current segment with room, created if needed.
     IoStatus ensure_current(std::uint64_t incoming);
-    // Under append_mu_: appends frame + record pieces at the current end; 0 or errno (the
-    // segment is cut back on failure).
+    // Under append_mu_: makes [size, need) of the current segment written room (zeros, in
+    // steps of 1 MiB), so that appends there change neither the file's size nor its block
+    // map and a commit's fdatasync writes data only. Without room (ENOSPC) appends extend
+    // the file as they come.
+    void prefill(std::uint64_t need);
+    // Under append_mu_: appends frame + record pieces at the current end, the record before
+    // its frame (pieces[0]); 0 or errno (the segment is cut back on failure).
     int append(Mid mid, const std::string_view* pieces, std::size_t n, std::uint64_t& at);
     // Under append_mu_: one fdatasync of the current segment for everything after `start`;
     // on failure the segment is cut back to `start` and retired.

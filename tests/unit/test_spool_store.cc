@@ -481,6 +481,21 @@ std::unique_ptr<Store> reopen(std::unique_ptr<Store>& store, const std::string& 
     return open_store(dir, Layout::kSegment, std::move(opts));
 }
 
+// Where the records of a segment end (its prefilled zeros follow): the end of `last`, the
+// message committed last.
+std::uint64_t records_end(const Store& store, Mid last) {
+    MessageRange range;
+    std::string reason;
+    REQUIRE(store.open_message(last, range, reason) == LoadStatus::kOk);
+    return range.offset + range.size;
+}
+
+void write_at(const std::string& path, std::uint64_t offset, std::string_view bytes) {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(offset));
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
 void flip_byte(const std::string& path, std::uint64_t offset) {
     std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
     f.seekg(static_cast<std::streamoff>(offset));
@@ -586,20 +601,65 @@ TEST_CASE("segment: a failed write fails one message, a failed fdatasync the bat
     CHECK(next[1].result.ok());
 }
 
+TEST_CASE("segment: records go into room prefilled 1 MiB at a time, recovery stops at its zeros",
+          "[spool][store][segment]") {
+    TempDir dir;
+    auto store = open_store(dir.path, Layout::kSegment);
+    const std::string seg = segment_path(dir.path, 1);
+    constexpr std::uintmax_t kMiB = 1 << 20;
+    auto first = make_batch(1, 3, 2000);
+    store->commit_batch(first);
+    CHECK(fs::file_size(seg) == kMiB);
+    CHECK(records_end(*store, 3) < kMiB);
+    // The next batch fits the room: the file's size does not change (its fdatasync has no
+    // new size to write).
+    auto second = make_batch(4, 3, 2000);
+    store->commit_batch(second);
+    CHECK(fs::file_size(seg) == kMiB);
+    // One that does not fit grows the room by whole steps.
+    auto big = make_batch(7, 400, 3000);
+    store->commit_batch(big);
+    for (const PendingMessage& pm : big)
+        REQUIRE(pm.result.ok());
+    const std::uint64_t end = records_end(*store, 406);
+    CHECK(end > kMiB);
+    CHECK(fs::file_size(seg) % kMiB == 0);
+    CHECK(fs::file_size(seg) >= end);
+    const auto size = fs::file_size(seg);
+
+    store = reopen(store, dir.path);
+    Scanned sc = scan_store(*store);
+    REQUIRE(sc.status.ok());
+    CHECK(sc.mids.size() == 406);
+    CHECK(sc.scan.skipped.empty());
+    CHECK(sc.scan.quarantined.empty());
+    CHECK(fs::file_size(seg) == size);  // the zeros are room, not a torn tail
+    CHECK(store->load_content(406).status == LoadStatus::kOk);
+}
+
 TEST_CASE("segment: a torn tail is cut off, the records before it recover",
           "[spool][store][segment]") {
+    // A batch the crash interrupted: half a record in the prefilled room, its frame not yet
+    // written (records go in before their frames); or, past the end of a segment without
+    // room (ENOSPC), a whole frame and half its record.
+    const bool in_room = GENERATE(true, false);
+    INFO((in_room ? "half a record in the prefilled room" : "frame + half a record at the end"));
     TempDir dir;
     auto store = open_store(dir.path, Layout::kSegment);
     auto batch = make_batch(1, 3, 2000);
     store->commit_batch(batch);
+    const std::uint64_t good = records_end(*store, 3);
     store.reset();
     const std::string seg = segment_path(dir.path, 1);
-    const auto good = fs::file_size(seg);
+    CHECK(fs::file_size(seg) > good);  // the prefilled room
     {
-        // A batch the crash interrupted: a whole frame and half its record.
         const std::string rec = encode(make_message(4, 2000));
-        std::ofstream f(seg, std::ios::app | std::ios::binary);
-        f << encode_frame(4, rec.size()) << rec.substr(0, rec.size() / 2);
+        if (in_room) {
+            write_at(seg, good + kFrameSize, rec.substr(0, rec.size() / 2));
+        } else {
+            std::ofstream f(seg, std::ios::app | std::ios::binary);
+            f << encode_frame(4, rec.size()) << rec.substr(0, rec.size() / 2);
+        }
     }
     store = reopen(store, dir.path);
     Scanned sc = scan_store(*store);
@@ -666,7 +726,7 @@ TEST_CASE("segment: load_content detects corruption and quarantine copies the re
     auto store = open_store(dir.path, Layout::kSegment);
     auto batch = make_batch(40, 2);
     store->commit_batch(batch);
-    flip_byte(segment_path(dir.path, 1), fs::file_size(segment_path(dir.path, 1)) - 40);
+    flip_byte(segment_path(dir.path, 1), records_end(*store, 41) - 40);
     const LoadResult lr = store->load_content(41);
     CHECK(lr.status == LoadStatus::kCorrupt);
     CHECK(lr.reason.find("bad_checksum") != std::string::npos);
