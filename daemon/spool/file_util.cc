@@ -6,8 +6,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
+#include <vector>
 
 namespace esad::spool {
 
@@ -74,6 +77,44 @@ int write_all(int fd, std::string_view data) {
         data.remove_prefix(static_cast<std::size_t>(n));
     }
     return 0;
+}
+
+int pwritev_all(int fd, iovec* iov, std::size_t n, std::uint64_t offset) {
+    std::size_t first = 0;
+    while (first < n) {
+        const ssize_t w =
+            ::pwritev(fd, iov + first, static_cast<int>(std::min<std::size_t>(n - first, IOV_MAX)),
+                      static_cast<off_t>(offset));
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return errno;
+        }
+        if (w == 0) return EIO;
+        offset += static_cast<std::uint64_t>(w);
+        auto left = static_cast<std::size_t>(w);
+        while (first < n && left >= iov[first].iov_len) {
+            left -= iov[first].iov_len;
+            ++first;
+        }
+        if (first < n) {
+            iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + left;
+            iov[first].iov_len -= left;
+        }
+    }
+    return 0;
+}
+
+int write_zeros(int fd, std::uint64_t from, std::uint64_t to) {
+    constexpr std::size_t kBlock = 64 * 1024;
+    static const char zeros[kBlock] = {};
+    std::vector<iovec> iov;
+    iov.reserve(static_cast<std::size_t>((to - std::min(from, to)) / kBlock + 1));
+    for (std::uint64_t at = from; at < to;) {
+        const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(to - at, kBlock));
+        iov.push_back({const_cast<char*>(zeros), n});
+        at += n;
+    }
+    return pwritev_all(fd, iov.data(), iov.size(), from);
 }
 
 int read_exact_at(int fd, std::uint64_t offset, std::size_t len, std::string& out) {

@@ -9,6 +9,8 @@
 // Every function is safe to call from any thread; none keeps state.
 #pragma once
 
+#include <sys/uio.h>
+
 #include <sys/types.h>
 
 #include <cstdint>
@@ -64,6 +66,12 @@ class UniqueFd {
 
 // Writes every byte (retrying short writes and EINTR); returns 0 or errno.
 int write_all(int fd, std::string_view data);
+// Writes all of iov[0, n) at `offset` (retrying short writes and EINTR; the iovecs are
+// consumed); returns 0 or errno.
+int pwritev_all(int fd, iovec* iov, std::size_t n, std::uint64_t offset);
+// Writes zero bytes over [from, to) of fd: room a file grows into later without changing its
+// size or block map, so that an fdatasync there writes data only. Returns 0 or errno.
+int write_zeros(int fd, std::uint64_t from, std::uint64_t to);
 // Reads exactly `len` bytes at `offset` into `out` (resized); returns 0, errno, or EIO when
 // the file ends early (callers treat a shrinking file as an I/O error).
 int read_exact_at(int fd, std::uint64_t offset, std::size_t len, std::string& out);

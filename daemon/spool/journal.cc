@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <unordered_map>
 
@@ -17,6 +18,7 @@ namespace {
 constexpr char kFileName[] = "journal";
 constexpr std::size_t kPayloadSize = 8 + 4 + 1 + 1;
 constexpr std::size_t kRecordSize = 4 + 4 + kPayloadSize;
+constexpr std::uint64_t kRoomStep = 256 * 1024;
 
 std::uint32_t get_le32(std::string_view s, std::size_t pos) {
     std::uint32_t v = 0;
@@ -87,6 +89,10 @@ JournalScan parse_journal(std::string_view bytes) {
     }
     std::size_t pos = kJournalMagic.size();
     while (pos < bytes.size()) {
+        if (bytes[pos] == '\0' && bytes.find_first_not_of('\0', pos) == std::string_view::npos) {
+            scan.room_bytes = bytes.size() - pos;  // no record starts with a zero byte
+            break;
+        }
         const std::size_t left = bytes.size() - pos;
         if (left < 8) {
             scan.tail_reason = "torn record header";
@@ -118,7 +124,12 @@ JournalScan parse_journal(std::string_view bytes) {
         pos += 8 + len;
     }
     scan.valid_bytes = pos;
-    scan.ignored_bytes = bytes.size() - pos;
+    if (pos < bytes.size() && scan.room_bytes == 0) {
+        // A torn or corrupt tail: the zeros after its last byte are still room.
+        const std::size_t last = bytes.find_last_not_of('\0');
+        scan.room_bytes = bytes.size() - std::max(pos, last + 1);
+    }
+    scan.ignored_bytes = bytes.size() - pos - scan.room_bytes;
     return scan;
 }
 
@@ -164,6 +175,7 @@ IoStatus Journal::open(const std::string& dir, std::uint64_t compact_threshold_b
         if (int e = fsync_fd(j->fd_->get())) return IoStatus::failure(e, "fsync " + j->label_);
     }
     j->size_ = found.valid_bytes;
+    j->filled_ = found.valid_bytes + (found.ignored_bytes > 0 ? 0 : found.room_bytes);
     if (scan != nullptr) *scan = std::move(found);
     out = std::move(j);
     return IoStatus::success();
@@ -171,7 +183,7 @@ IoStatus Journal::open(const std::string& dir, std::uint64_t compact_threshold_b
 
 IoStatus Journal::reopen_locked() {
     auto fd = std::make_shared<UniqueFd>(
-        ::openat(dir_fd_.get(), kFileName, O_RDWR | O_APPEND | O_NOFOLLOW | O_CLOEXEC));
+        ::openat(dir_fd_.get(), kFileName, O_RDWR | O_NOFOLLOW | O_CLOEXEC));
     if (!fd->valid()) return IoStatus::failure(errno, "open " + label_);
     fd_ = std::move(fd);
     return IoStatus::success();
@@ -204,7 +216,7 @@ IoStatus Journal::rewrite_locked(const std::function<bool(Mid)>& keep,
         broken_ = true;
         return st;
     }
-    size_ = fresh.size();
+    size_ = filled_ = fresh.size();
     broken_ = false;
     return IoStatus::success();
 }
@@ -218,12 +230,23 @@ IoStatus Journal::append(std::span<const JournalRecord> records) {
     if (broken_) {
         if (IoStatus st = rewrite_locked(nullptr, nullptr); !st.ok()) return st;
     }
-    if (int err = write_all(fd_->get(), buf)) {
+    if (size_ + buf.size() > filled_) {
+        const std::uint64_t want = (size_ + buf.size() + kRoomStep - 1) / kRoomStep * kRoomStep;
+        if (write_zeros(fd_->get(), filled_, want) == 0) {
+            filled_ = want;
+        } else if (::ftruncate(fd_->get(), static_cast<off_t>(filled_)) != 0) {
+            // No room to be had (ENOSPC): the records extend the file as they come.
+        }
+    }
+    iovec iov{buf.data(), buf.size()};
+    if (int err = pwritev_all(fd_->get(), &iov, 1, size_)) {
         // A partial record in the middle would hide every later one: cut it off.
         if (::ftruncate(fd_->get(), static_cast<off_t>(size_)) != 0) broken_ = true;
+        filled_ = size_;
         return IoStatus::failure(err, "append " + label_);
     }
     size_ += buf.size();
+    filled_ = std::max(filled_, size_);
     return IoStatus::success();
 }
 

@@ -4,7 +4,9 @@
 // (u32 LE) + payload (MID u64, RID u32, state u8, bounce kind u8). Reading stops at the first
 // record that is incomplete or fails its checksum: a torn tail (crash mid-append) is
 // ignored, costing at most a duplicate delivery of those recipients. open() truncates such a
-// tail away so later appends stay readable.
+// tail away so later appends stay readable. Zero bytes from the end of the records to the end
+// of the file are room, not a tail: appends go into room prefilled 256 KiB at a time, so that
+// a sync there writes the records only (no new file size, no block allocation).
 //
 // Use: append(records) after the outcome is known, then sync() (the glue batches syncs over
 // many appends); only after sync() succeeded may a message whose recipients are now all
@@ -65,6 +67,7 @@ struct JournalScan {
     std::vector<JournalRecord> records;
     std::uint64_t valid_bytes = 0;    // header + every good record
     std::uint64_t ignored_bytes = 0;  // torn or corrupt tail
+    std::uint64_t room_bytes = 0;     // zeros after the records (prefilled room)
     std::string tail_reason;          // why the tail was ignored; empty if none
 };
 
@@ -101,8 +104,9 @@ class Journal {
     std::string label_;
     std::uint64_t threshold_;
     mutable std::mutex mu_;
-    std::shared_ptr<UniqueFd> fd_;  // O_RDWR|O_APPEND; shared so sync() can run unlocked
-    std::uint64_t size_ = 0;
+    std::shared_ptr<UniqueFd> fd_;  // O_RDWR; shared so sync() can run unlocked
+    std::uint64_t size_ = 0;        // header + records; appends go here
+    std::uint64_t filled_ = 0;      // the file's size: records, then zeros
     bool broken_ = false;
     std::uint64_t syncs_ = 0;
 };

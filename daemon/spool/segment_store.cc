@@ -21,34 +21,8 @@ constexpr std::size_t kTombSize = 12;
 constexpr std::size_t kCopyChunk = 1 << 20;
 // A segment's room is prefilled with zeros this much at a time (see SegmentStore::prefill).
 constexpr std::uint64_t kPrefillBytes = 1 << 20;
-constexpr std::size_t kZeroBlock = 64 * 1024;
 constexpr std::string_view kSegSuffix = ".seg";
 constexpr std::string_view kDeadSuffix = ".dead";
-
-// Writes all of iov[0, n) at `at` (pwritev until done); 0 or errno. Modifies iov.
-int pwrite_all(int fd, iovec* iov, std::size_t n, std::uint64_t at) {
-    std::size_t first = 0;
-    while (first < n) {
-        const ssize_t w =
-            ::pwritev(fd, iov + first, static_cast<int>(std::min<std::size_t>(n - first, IOV_MAX)),
-                      static_cast<off_t>(at));
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return errno;
-        }
-        at += static_cast<std::uint64_t>(w);
-        auto left = static_cast<std::size_t>(w);
-        while (first < n && left >= iov[first].iov_len) {
-            left -= iov[first].iov_len;
-            ++first;
-        }
-        if (first < n) {
-            iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + left;
-            iov[first].iov_len -= left;
-        }
-    }
-    return 0;
-}
 
 std::string le32(std::uint32_t v) {
     std::string s(4, '\0');
@@ -339,15 +313,7 @@ void SegmentStore::prefill(std::uint64_t need) {
     if (need <= seg.filled) return;
     std::uint64_t want = (need + kPrefillBytes - 1) / kPrefillBytes * kPrefillBytes;
     want = std::min(want, std::max(need, options_.segment_bytes));
-    static const char zeros[kZeroBlock] = {};
-    std::vector<iovec> iov;
-    iov.reserve(static_cast<std::size_t>((want - seg.filled) / kZeroBlock + 1));
-    for (std::uint64_t at = seg.filled; at < want;) {
-        const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(want - at, kZeroBlock));
-        iov.push_back({const_cast<char*>(zeros), n});
-        at += n;
-    }
-    if (pwrite_all(seg.fd.get(), iov.data(), iov.size(), seg.filled) != 0) {
+    if (write_zeros(seg.fd.get(), seg.filled, want) != 0) {
         // No room to be had (ENOSPC): appends extend the file as they come.
         if (::ftruncate(seg.fd.get(), static_cast<off_t>(seg.filled)) != 0) {
             // Zeros past the data are the prefilled room to scan() either way.
@@ -369,8 +335,8 @@ int SegmentStore::append(Mid mid, const std::string_view* pieces, std::size_t n,
     int err = inject(FaultPoint::kWrite, mid);
     // The record first, its frame (pieces[0]) last: a write cut short by a crash leaves no
     // frame in front of a partial record, only bytes that scan() drops as a torn tail.
-    if (err == 0) err = pwrite_all(seg.fd.get(), iov.data() + 1, n - 1, at + kFrameSize);
-    if (err == 0) err = pwrite_all(seg.fd.get(), iov.data(), 1, at);
+    if (err == 0) err = pwritev_all(seg.fd.get(), iov.data() + 1, n - 1, at + kFrameSize);
+    if (err == 0) err = pwritev_all(seg.fd.get(), iov.data(), 1, at);
     if (err != 0) {
         // Nothing of a failed message may stay where the next one goes.
         if (::ftruncate(seg.fd.get(), static_cast<off_t>(at)) != 0) {

@@ -38,7 +38,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
 
     const JournalScan scan = parse_journal(bytes);
-    if (scan.valid_bytes + scan.ignored_bytes != size && scan.valid_bytes != 0) abort();
+    if (scan.valid_bytes + scan.ignored_bytes + scan.room_bytes != size && scan.valid_bytes != 0)
+        abort();
     for (const JournalRecord& r : scan.records) {
         if (encode_journal_record(r).empty()) abort();
     }

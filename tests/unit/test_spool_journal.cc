@@ -68,7 +68,7 @@ TEST_CASE("a torn tail of any length is ignored", "[spool][journal]") {
             ++complete;
         INFO("length " << n);
         CHECK(scan.records.size() == complete);
-        CHECK(scan.valid_bytes + scan.ignored_bytes == n);
+        CHECK(scan.valid_bytes + scan.ignored_bytes + scan.room_bytes == n);
         CHECK((scan.ignored_bytes > 0) == !scan.tail_reason.empty());
     }
     CHECK(parse_journal("ESAJ").valid_bytes == 0);
@@ -90,24 +90,42 @@ TEST_CASE("a flipped byte stops the replay at that record", "[spool][journal]") 
 }
 
 TEST_CASE("open, append, sync and reopen after a torn tail", "[spool][journal]") {
+    // Crash mid-append: half a record after the others, in the prefilled room or at the end
+    // of a journal without room (one that ran out of space).
+    const bool in_room = GENERATE(true, false);
+    INFO((in_room ? "half a record in the room" : "half a record at the end of the file"));
     TempDir dir;
-    {
+    const std::string path = dir.path + "/journal";
+    const std::string half =
+        encode_journal_record({9, 9, RcptState::kDelivered, BounceKind::kNone}).substr(0, 11);
+    std::uint64_t records_end = 0;
+    if (in_room) {
         auto j = open_journal(dir.path);
         REQUIRE(j->append(kRecords).ok());
         REQUIRE(j->sync().ok());
         CHECK(j->sync_count() == 1);
-    }
-    const std::string path = dir.path + "/journal";
-    {
-        // Crash mid-append: half a record at the end.
-        std::ofstream f(path, std::ios::binary | std::ios::app);
-        f << encode_journal_record({9, 9, RcptState::kDelivered, BounceKind::kNone}).substr(0, 11);
+        records_end = j->size_bytes();
+        j.reset();
+        std::fstream f(path, std::ios::binary | std::ios::in | std::ios::out);
+        f.seekp(static_cast<std::streamoff>(records_end));
+        f << half;
+    } else {
+        std::string bytes(kJournalMagic);
+        for (const auto& r : kRecords)
+            bytes += encode_journal_record(r);
+        records_end = bytes.size();
+        std::ofstream f(path, std::ios::binary);
+        f << bytes << half;
     }
     JournalScan scan;
+    const auto file_size = fs::file_size(path);
     auto j = open_journal(dir.path, &scan);
     CHECK(scan.records == kRecords);
-    CHECK(scan.ignored_bytes == 11);
-    CHECK(scan.tail_reason == "torn record");
+    CHECK(scan.valid_bytes == records_end);
+    // The half record up to its last non-zero byte; the zeros after it are room.
+    CHECK(scan.ignored_bytes == half.find_last_not_of('\0') + 1);
+    CHECK(scan.valid_bytes + scan.ignored_bytes + scan.room_bytes == file_size);
+    CHECK(scan.tail_reason == (in_room ? "record checksum mismatch" : "torn record"));
     // The tail was cut, so a new append is readable afterwards.
     const JournalRecord extra{10, 2, RcptState::kHardBounced, BounceKind::kDns};
     REQUIRE(j->append(std::vector<JournalRecord>{extra}).ok());
@@ -116,6 +134,36 @@ TEST_CASE("open, append, sync and reopen after a torn tail", "[spool][journal]")
     REQUIRE(again.records.size() == kRecords.size() + 1);
     CHECK(again.records.back() == extra);
     CHECK(again.ignored_bytes == 0);
+}
+
+TEST_CASE("appends go into room prefilled with zeros, which a reopen keeps", "[spool][journal]") {
+    TempDir dir;
+    const std::string path = dir.path + "/journal";
+    auto j = open_journal(dir.path);
+    REQUIRE(j->append(kRecords).ok());
+    REQUIRE(j->sync().ok());
+    const std::uint64_t records = j->size_bytes();
+    CHECK(records == kJournalMagic.size() + kRecords.size() * 22);
+    CHECK(fs::file_size(path) == 256 * 1024);
+    // More records fit the room: the file's size does not change.
+    REQUIRE(j->append(kRecords).ok());
+    REQUIRE(j->sync().ok());
+    CHECK(fs::file_size(path) == 256 * 1024);
+    j.reset();
+
+    JournalScan scan;
+    j = open_journal(dir.path, &scan);
+    CHECK(scan.records.size() == 2 * kRecords.size());
+    CHECK(scan.ignored_bytes == 0);
+    CHECK(scan.tail_reason.empty());
+    CHECK(scan.room_bytes == 256 * 1024 - scan.valid_bytes);
+    CHECK(fs::file_size(path) == 256 * 1024);  // the room is not cut as a torn tail
+    const JournalRecord extra{10, 2, RcptState::kHardBounced, BounceKind::kDns};
+    REQUIRE(j->append(std::vector<JournalRecord>{extra}).ok());
+    const JournalScan again = parse_journal(read_file(path));
+    REQUIRE(again.records.size() == 2 * kRecords.size() + 1);
+    CHECK(again.records.back() == extra);
+    CHECK(again.valid_bytes + again.room_bytes == 256 * 1024);
 }
 
 TEST_CASE("a journal with a damaged header is refused", "[spool][journal]") {

@@ -231,10 +231,13 @@ TEST_CASE("the journal removes final recipients and finished messages", "[spool]
     TempDir dir(any_layout());
     INFO("layout " << to_string(dir.layout));
     std::vector<Mid> mids;
+    std::string torn;
     {
         RecoveryReport report;
         Spool spool = open_ok(dir, report);
         mids = commit_new(spool, 3);
+        torn = encode_journal_record({mids[2], 0, RcptState::kDelivered, BounceKind::kNone})
+                   .substr(0, 15);
         const std::vector<JournalRecord> recs = {
             {mids[0], 1, RcptState::kDelivered, BounceKind::kNone},
             {mids[1], 0, RcptState::kDelivered, BounceKind::kNone},
@@ -243,15 +246,17 @@ TEST_CASE("the journal removes final recipients and finished messages", "[spool]
         };
         REQUIRE(spool.journal->append(recs).ok());
         REQUIRE(spool.journal->sync().ok());
-        // Crash before mids[1] was removed, and a torn record for mids[2] at the tail.
-        std::ofstream f(dir.path + "/spool/journal", std::ios::binary | std::ios::app);
-        f << encode_journal_record({mids[2], 0, RcptState::kDelivered, BounceKind::kNone})
-                 .substr(0, 15);
+        // Crash before mids[1] was removed, and a torn record for mids[2] after the others
+        // (in the journal's prefilled room).
+        std::fstream f(dir.path + "/spool/journal",
+                       std::ios::binary | std::ios::in | std::ios::out);
+        f.seekp(static_cast<std::streamoff>(spool.journal->size_bytes()));
+        f << torn;
     }
     RecoveryReport report;
     Spool spool = open_ok(dir, report);
     CHECK(report.journal_records == 4);
-    CHECK(report.journal_ignored_bytes == 15);
+    CHECK(report.journal_ignored_bytes == torn.find_last_not_of('\0') + 1);
     CHECK(!report.journal_tail_reason.empty());
     CHECK(report.completed_removed == 1);
     CHECK_FALSE(spool.store->has_message(mids[1]));
