@@ -5,7 +5,7 @@
 set -euo pipefail
 want=(cmake g++ make pkg-config libuv1-dev libc-ares-dev libssl-dev nlohmann-json3-dev
       libspdlog-dev libfmt-dev catch2 libtomlplusplus-dev libcli11-dev libsystemd-dev
-      libedit-dev libidn2-dev libpcap-dev libmicrohttpd-dev)
+      libedit-dev libidn2-dev libpcap-dev libmicrohttpd-dev librocksdb-dev)
 if [ "${1:-build}" = test ]; then
     want+=(python3 swaks openssl postfix iproute2 strace systemd procps util-linux curl groff-base
            binutils systemd-container debootstrap lintian init-system-helpers

@@ -523,8 +523,14 @@ ConfigResult load_config_string(const std::string& text, const std::string& orig
     if (const toml::table* t = top.subtable("spool")) {
         TableReader r(*t, "spool", errors);
         r.read("layout", c.spool.layout);
-        if (c.spool.layout != "hashed" && c.spool.layout != "flat" && c.spool.layout != "segment")
-            r.error("layout", r.line_for("layout"), "expected \"hashed\", \"flat\" or \"segment\"");
+        if (c.spool.layout == "rocksdb" && !ESAD_HAVE_ROCKSDB) {
+            r.error("layout", r.line_for("layout"),
+                    "\"rocksdb\": this esad was built without RocksDB");
+        } else if (c.spool.layout != "hashed" && c.spool.layout != "flat" &&
+                   c.spool.layout != "segment" && c.spool.layout != "rocksdb") {
+            r.error("layout", r.line_for("layout"),
+                    "expected \"segment\", \"hashed\", \"flat\" or \"rocksdb\"");
+        }
         r.read_int("recent_cache", c.spool.recent_cache, 0, int64_t{1} << 34);
         r.reject_unknown();
     }

@@ -30,7 +30,9 @@ struct DaemonConfig {
 // How the spool stores messages: "segment" (daemon/spool/segment_store.h: commit batches
 // appended to segment files, no file per message; also reads what a file layout left in
 // queue/), "hashed" (daemon/spool/file_store.h: queue/<xx>/<MID>, O_TMPFILE + linkat, batched
-// removals) or "flat" (queue/<MID>, tmp/ + rename). The file layouts read each other's files.
+// removals), "flat" (queue/<MID>, tmp/ + rename) or "rocksdb" (daemon/spool/rocks_store.h: an
+// embedded RocksDB, one synced write per batch; only in builds with RocksDB, also reads queue/).
+// The file layouts read each other's files.
 struct SpoolConfig {
     std::string layout = "segment";
     // Recently committed messages kept in memory so that delivery reads them without the

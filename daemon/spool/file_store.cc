@@ -454,6 +454,11 @@ LoadResult load_message(const Store& store, Mid mid) {
         out.reason = IoStatus::failure(err, "read " + label).reason();
         return out;
     }
+    return decode_loaded(mid, bytes, label);
+}
+
+LoadResult decode_loaded(Mid mid, std::string_view bytes, const std::string& label) {
+    LoadResult out;
     DecodeResult dec = decode(bytes);
     if (dec.status != DecodeStatus::kOk) {
         out.status = LoadStatus::kCorrupt;

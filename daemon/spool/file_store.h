@@ -70,6 +70,9 @@ struct AtomicStoreStats {
 
 // load_content() for any backend: open_message(), read the range, decode and check the MID.
 LoadResult load_message(const Store& store, Mid mid);
+// The decoding half of load_message(): `bytes` is the encoded message stored for `mid`;
+// `label` names where it was read in reasons.
+LoadResult decode_loaded(Mid mid, std::string_view bytes, const std::string& label);
 
 class FileStore : public Store {
   public:

@@ -5,6 +5,9 @@
 
 #include "daemon/spool/file_store.h"
 #include "daemon/spool/segment_store.h"
+#if ESAD_HAVE_ROCKSDB
+#include "daemon/spool/rocks_store.h"
+#endif
 
 namespace esad::spool {
 namespace {
@@ -61,6 +64,8 @@ std::string_view to_string(Layout layout) {
             return "hashed";
         case Layout::kSegment:
             return "segment";
+        case Layout::kRocksdb:
+            return "rocksdb";
     }
     return "unknown";
 }
@@ -72,6 +77,10 @@ bool parse_layout(std::string_view text, Layout& out) {
         out = Layout::kHashed;
     } else if (text == "segment") {
         out = Layout::kSegment;
+#if ESAD_HAVE_ROCKSDB
+    } else if (text == "rocksdb") {
+        out = Layout::kRocksdb;
+#endif
     } else {
         return false;
     }
@@ -86,6 +95,12 @@ IoStatus Store::open(StoreOptions options, std::unique_ptr<Store>& out) {
             return HashedStore::open(std::move(options), out);
         case Layout::kSegment:
             return SegmentStore::open(std::move(options), out);
+        case Layout::kRocksdb:
+#if ESAD_HAVE_ROCKSDB
+            return RocksStore::open(std::move(options), out);
+#else
+            return IoStatus::failure(ENOTSUP, "spool layout rocksdb (built without RocksDB)");
+#endif
     }
     return IoStatus::failure(EINVAL, "spool layout " + std::string(to_string(options.layout)));
 }

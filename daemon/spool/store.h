@@ -8,6 +8,8 @@
 //   kHashed  file_store.h HashedStore: queue/<xx>/<MID>, O_TMPFILE + linkat, batched unlinks
 //   kSegment segment_store.h SegmentStore: segments/<seq>.seg, one fdatasync per batch, no inode
 //            per message, tombstones + compaction
+//   kRocksdb rocks_store.h RocksStore: rocksdb/, one embedded RocksDB, one synced WAL write
+//            per batch (built only with RocksDB: ESAD_HAVE_ROCKSDB)
 // A backend must keep these promises (REQ-D1..D14):
 //   * commit_batch: a message whose result is ok is durable (data and the name that finds it)
 //     and may be answered 250; a failed one leaves nothing that would be delivered. A batch is
@@ -44,9 +46,10 @@ namespace esad::spool {
 // step that makes a written message visible under its name (rename or linkat).
 enum class FaultPoint : std::uint8_t { kCreate, kWrite, kFileFsync, kRename, kDirFsync, kProbe };
 
-enum class Layout : std::uint8_t { kFlat, kHashed, kSegment };
+enum class Layout : std::uint8_t { kFlat, kHashed, kSegment, kRocksdb };
 std::string_view to_string(Layout layout);
-bool parse_layout(std::string_view text, Layout& out);  // "flat" | "hashed" | "segment"
+// "flat" | "hashed" | "segment" | "rocksdb" (false for "rocksdb" without ESAD_HAVE_ROCKSDB).
+bool parse_layout(std::string_view text, Layout& out);
 
 struct StoreOptions {
     std::string state_dir;                       // the spool is <state_dir>/spool

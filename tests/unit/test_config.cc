@@ -143,7 +143,8 @@ TEST_CASE("validation errors name the key path and line") {
         {"[capture]\nfilter = \"x\"", "capture.filter", 2, "unknown key"},
         {"[web]\naddress = \"everywhere\"", "web.address", 2, "host:port"},
         {"[web]\nmax_hosts = 0", "web.max_hosts", 2, "between"},
-        {"[spool]\nlayout = \"tree\"", "spool.layout", 2, "\"hashed\", \"flat\" or \"segment\""},
+        {"[spool]\nlayout = \"tree\"", "spool.layout", 2,
+         "\"segment\", \"hashed\", \"flat\" or \"rocksdb\""},
         {"[spool]\nlayot = \"flat\"", "spool.layot", 2, "unknown key"},
         {"[delivery]\ncontent_buffer_budget = 1000", "delivery.content_buffer_budget", 2,
          "between"},
@@ -194,6 +195,20 @@ TEST_CASE(
     auto seg = load_config_string("[spool]\nlayout = \"segment\"\n", "t.toml");
     REQUIRE(seg.ok());
     CHECK(seg.config->spool.layout == "segment");
+}
+
+TEST_CASE("[spool]: layout rocksdb is accepted where esad was built with RocksDB") {
+    const char* text = "[spool]\nlayout = \"rocksdb\"\n";
+    auto r = load_config_string(text, "t.toml");
+    if (ESAD_HAVE_ROCKSDB) {
+        REQUIRE(r.ok());
+        CHECK(r.config->spool.layout == "rocksdb");
+    } else {
+        const ConfigError e = first_error(text);
+        CHECK(e.key == "spool.layout");
+        CHECK(e.line == 2);
+        CHECK(e.message.find("built without RocksDB") != std::string::npos);
+    }
 }
 
 TEST_CASE("[spool] recent_cache: 8 MiB by default, 0 turns it off, live on reload") {
