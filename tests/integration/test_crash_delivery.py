@@ -8,14 +8,15 @@ ESAD_DELIVERY_ROUNDS (default 4) sets the number of kills; ESAD_DELIVERY_SEED re
 message delivered twice is listed with where its first copy arrived and whether the spool still
 held it at the kill that followed; one it no longer held ("gone") is a finished message that
 came back after a crash, a failure whatever the count. Runs for the default spool layout
-(segment) and for [spool] layout = "flat" and "hashed".
+(segment) and for [spool] layout = "flat", "hashed" and "rocksdb" (where built).
 """
 import os
 import random
 import re
 import time
 
-from esad_harness import Injector, delivery_daemon, make_body, spool_messages, wait_for, run_tests
+from esad_harness import (Injector, delivery_daemon, make_body, require_rocksdb, spool_messages, wait_for,
+                          run_tests)
 from smtp_sink import SmtpSink
 
 ROUNDS = int(os.environ.get("ESAD_DELIVERY_ROUNDS", "4"))
@@ -117,6 +118,12 @@ def test_kill9_during_delivery_hashed_layout():
     test_kill9_during_delivery_repeats_only_in_flight_transactions(spool='[spool]\nlayout = "hashed"\n')
 
 
+def test_kill9_during_delivery_rocksdb_layout():
+    require_rocksdb()
+    test_kill9_during_delivery_repeats_only_in_flight_transactions(spool='[spool]\nlayout = "rocksdb"\n')
+
+
 if __name__ == "__main__":
     run_tests([test_kill9_during_delivery_repeats_only_in_flight_transactions,
-               test_kill9_during_delivery_flat_layout, test_kill9_during_delivery_hashed_layout])
+               test_kill9_during_delivery_flat_layout, test_kill9_during_delivery_hashed_layout,
+               test_kill9_during_delivery_rocksdb_layout])

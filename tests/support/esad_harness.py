@@ -197,6 +197,13 @@ def queue_files(state_dir):
     return sorted(found, key=os.path.basename)
 
 
+def require_rocksdb():
+    """Skips the calling test when esad was built without RocksDB ([spool] layout "rocksdb")."""
+    r = subprocess.run(["ldd", ESAD], capture_output=True, text=True)
+    if "librocksdb" not in r.stdout:
+        raise Skip("esad was built without RocksDB")
+
+
 def spool_messages(state_dir):
     """Decoded messages in the spool queue (via the spool_dump helper)."""
     r = subprocess.run([SPOOL_DUMP, state_dir], capture_output=True, text=True, check=True)

@@ -1,9 +1,12 @@
 // Test helper: lists the messages in a spool directory as JSON lines, one per queue file
 // (either file layout: queue/<MID> and queue/<xx>/<MID>) and one per live segment record
 // (segments/<seq>.seg: not tombstoned, newest copy, not every recipient final in the journal —
-// a removal is lazy there, so the journal says what is done):
+// a removal is lazy there, so the journal says what is done) and one per RocksDB value
+// (rocksdb/, same journal rule; only in builds with RocksDB):
 //   {"mid":N,"sender":"...","recipients":["..."],"message_id":"...","size":N}
 // or {"file":"...","error":"..."} for a file that does not decode. Usage: spool_dump STATE_DIR
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -17,6 +20,9 @@
 #include "daemon/spool/journal.h"
 #include "daemon/spool/record_codec.h"
 #include "daemon/spool/segment_store.h"
+#if ESAD_HAVE_ROCKSDB
+#include "daemon/spool/rocks_store.h"
+#endif
 
 namespace {
 
@@ -71,16 +77,23 @@ int main(int argc, char** argv) {
     std::set<std::pair<esad::spool::Mid, std::uint32_t>> finals;
     for (const auto& r : esad::spool::parse_journal(slurp(spool + "/journal")).records)
         finals.emplace(r.mid, r.rid);
-    esad::spool::SegmentStore::read_records(
-        spool, [&](esad::spool::Mid mid, std::string_view bytes) {
-            auto r = esad::spool::decode(bytes);
-            if (r.status == esad::spool::DecodeStatus::kOk) {
-                bool live = false;
-                for (const auto& rc : r.message.envelope.recipients)
-                    live = live || finals.count({mid, rc.rid}) == 0;
-                if (!live) return;
-            }
-            print(r, esad::spool::mid_name(mid));
-        });
+    auto print_live = [&](esad::spool::Mid mid, std::string_view bytes) {
+        auto r = esad::spool::decode(bytes);
+        if (r.status == esad::spool::DecodeStatus::kOk) {
+            bool live = false;
+            for (const auto& rc : r.message.envelope.recipients)
+                live = live || finals.count({mid, rc.rid}) == 0;
+            if (!live) return;
+        }
+        print(r, esad::spool::mid_name(mid));
+    };
+    esad::spool::SegmentStore::read_records(spool, print_live);
+#if ESAD_HAVE_ROCKSDB
+    if (int err = esad::spool::RocksStore::read_records(spool, print_live);
+        err != 0 && err != ENOENT) {
+        std::cerr << "cannot read " << spool << "/rocksdb: " << std::strerror(err) << "\n";
+        return 1;
+    }
+#endif
     return 0;
 }

@@ -23,6 +23,11 @@
 #include "daemon/spool/segment_store.h"
 #include "daemon/spool/store.h"
 #include "tests/support/temp_dir.h"
+#if ESAD_HAVE_ROCKSDB
+#include <rocksdb/db.h>
+
+#include "daemon/spool/rocks_store.h"
+#endif
 
 using namespace esad::spool;
 namespace fs = std::filesystem;
@@ -49,12 +54,27 @@ std::vector<PendingMessage> make_batch(Mid first, std::size_t n, std::size_t siz
     return batch;
 }
 
-// Messages stored: files under queue/ in either file layout, plus segment records.
+// Every layout this esad was built with (the generic contract tests run each).
+std::vector<Layout> all_layouts() {
+    std::vector<Layout> layouts{Layout::kFlat, Layout::kHashed, Layout::kSegment};
+#if ESAD_HAVE_ROCKSDB
+    layouts.push_back(Layout::kRocksdb);
+#endif
+    return layouts;
+}
+
+// Messages stored: files under queue/ in either file layout, plus segment records and
+// RocksDB values.
 std::size_t count_queued(const std::string& state) {
     std::size_t n = 0;
     if (fs::exists(state + "/spool/segments")) {
         SegmentStore::read_records(state + "/spool", [&n](Mid, std::string_view) { ++n; });
     }
+#if ESAD_HAVE_ROCKSDB
+    if (fs::exists(state + "/spool/rocksdb")) {
+        RocksStore::read_records(state + "/spool", [&n](Mid, std::string_view) { ++n; });
+    }
+#endif
     for (const auto& e : fs::recursive_directory_iterator(state + "/spool/queue")) {
         if (e.is_regular_file()) ++n;
     }
@@ -75,6 +95,20 @@ std::size_t count_files(const std::string& dir) {
     }
     return n;
 }
+
+// A tmpfs of `options` mounted on `path` while it lives (not mounted without the privilege:
+// the test then warns and skips).
+struct TinyTmpfs {
+    TinyTmpfs(const std::string& path, const char* options) : path(path) {
+        mounted = ::mount("tmpfs", path.c_str(), "tmpfs", 0, options) == 0;
+        if (!mounted) WARN("cannot mount a tmpfs (" << std::strerror(errno) << "): test skipped");
+    }
+    ~TinyTmpfs() {
+        if (mounted) ::umount2(path.c_str(), MNT_DETACH);
+    }
+    std::string path;
+    bool mounted = false;
+};
 
 std::unique_ptr<Store> open_store(const std::string& dir, Layout layout, StoreOptions opts = {}) {
     opts.state_dir = dir;
@@ -100,7 +134,7 @@ TEST_CASE("MID file names are fixed-width hex", "[spool][store]") {
 }
 
 TEST_CASE("open creates the layout and locks the spool", "[spool][store]") {
-    const Layout layout = GENERATE(Layout::kFlat, Layout::kHashed, Layout::kSegment);
+    const Layout layout = GENERATE(from_range(all_layouts()));
     INFO("layout " << to_string(layout));
     TempDir dir;
     auto store = open_store(dir.path, layout);
@@ -162,7 +196,7 @@ TEST_CASE("a batch is committed with one fsync per touched directory", "[spool][
 }
 
 TEST_CASE("a MID collision is an error, never an overwrite", "[spool][store]") {
-    const Layout layout = GENERATE(Layout::kFlat, Layout::kHashed, Layout::kSegment);
+    const Layout layout = GENERATE(from_range(all_layouts()));
     INFO("layout " << to_string(layout));
     TempDir dir;
     auto store = open_store(dir.path, layout);
@@ -177,7 +211,7 @@ TEST_CASE("a MID collision is an error, never an overwrite", "[spool][store]") {
 }
 
 TEST_CASE("invalid messages are refused", "[spool][store]") {
-    const Layout layout = GENERATE(Layout::kFlat, Layout::kHashed, Layout::kSegment);
+    const Layout layout = GENERATE(from_range(all_layouts()));
     INFO("layout " << to_string(layout));
     TempDir dir;
     auto store = open_store(dir.path, layout);
@@ -260,7 +294,7 @@ TEST_CASE("a failed directory fsync fails the whole batch", "[spool][store]") {
 }
 
 TEST_CASE("space_ok compares free bytes and inodes against the floors", "[spool][store]") {
-    const Layout layout = GENERATE(Layout::kFlat, Layout::kHashed, Layout::kSegment);
+    const Layout layout = GENERATE(from_range(all_layouts()));
     INFO("layout " << to_string(layout));
     TempDir dir;
     auto store = open_store(dir.path, layout);
@@ -286,14 +320,8 @@ TEST_CASE("real ENOSPC on a tiny tmpfs", "[spool][store][tmpfs]") {
     const Layout layout = GENERATE(Layout::kFlat, Layout::kHashed, Layout::kSegment);
     INFO("layout " << to_string(layout));
     TempDir dir;
-    if (::mount("tmpfs", dir.path.c_str(), "tmpfs", 0, "size=64k,nr_inodes=512") != 0) {
-        WARN("cannot mount a tmpfs (" << std::strerror(errno) << "): ENOSPC test skipped");
-        return;
-    }
-    struct Unmount {
-        std::string p;
-        ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
-    } unmount{dir.path};
+    const TinyTmpfs tmpfs(dir.path, "size=64k,nr_inodes=512");
+    if (!tmpfs.mounted) return;
     {
         StoreOptions opts;
         opts.min_free_bytes = 16 * 1024;
@@ -474,11 +502,13 @@ Scanned scan_store(Store& store) {
     return out;
 }
 
-// Reopens the spool as after a crash or restart (the old store closed first).
+// Reopens the spool in the same layout as after a crash or restart (the old store closed
+// first).
 std::unique_ptr<Store> reopen(std::unique_ptr<Store>& store, const std::string& dir,
                               StoreOptions opts = {}) {
+    const Layout layout = store ? store->layout() : Layout::kSegment;  // closed: segment
     store.reset();
-    return open_store(dir, Layout::kSegment, std::move(opts));
+    return open_store(dir, layout, std::move(opts));
 }
 
 // Where the records of a segment end (its prefilled zeros follow): the end of `last`, the
@@ -494,6 +524,21 @@ void write_at(const std::string& path, std::uint64_t offset, std::string_view by
     std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(static_cast<std::streamoff>(offset));
     f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+// quarantine() of corrupt message `bad`: its bytes kept in corrupt/, the message gone for good
+// (after a restart too), `kept` untouched.
+void check_quarantine(std::unique_ptr<Store>& store, const std::string& dir, Mid bad, Mid kept) {
+    std::string moved;
+    REQUIRE(store->quarantine(bad, &moved).ok());
+    CHECK(moved == mid_name(bad));
+    CHECK(fs::exists(dir + "/spool/corrupt/" + moved));
+    CHECK_FALSE(store->has_message(bad));
+    CHECK(store->stats().quarantined == 1);
+    store = reopen(store, dir);
+    const Scanned sc = scan_store(*store);
+    CHECK(sc.mids == std::vector<Mid>{kept});
+    CHECK(sc.scan.quarantined.empty());
 }
 
 void flip_byte(const std::string& path, std::uint64_t offset) {
@@ -555,18 +600,24 @@ TEST_CASE("segment: a batch is one append and one fdatasync, no file per message
     CHECK(store->has_message(104));
 }
 
-TEST_CASE("segment: a failed write fails one message, a failed fdatasync the batch",
-          "[spool][store][segment]") {
+TEST_CASE("segment, rocksdb: a failed write fails one message, a failed sync the batch",
+          "[spool][store][segment][rocksdb]") {
+    std::vector<Layout> layouts{Layout::kSegment};
+#if ESAD_HAVE_ROCKSDB
+    layouts.push_back(Layout::kRocksdb);
+#endif
+    const Layout layout = GENERATE_REF(from_range(layouts));
     const auto point = GENERATE(FaultPoint::kCreate, FaultPoint::kWrite, FaultPoint::kRename,
                                 FaultPoint::kFileFsync);
     const int err = GENERATE(ENOSPC, EIO);
-    INFO("point " << static_cast<int>(point) << " errno " << err);
+    INFO("layout " << to_string(layout) << " point " << static_cast<int>(point) << " errno "
+                   << err);
     TempDir dir;
     StoreOptions opts;
     opts.fault_hook = [point, err](FaultPoint p, Mid mid) {
         return (p == point && (mid == 11 || (p == FaultPoint::kFileFsync && mid == 10))) ? err : 0;
     };
-    auto store = open_store(dir.path, Layout::kSegment, opts);
+    auto store = open_store(dir.path, layout, opts);
     auto batch = make_batch(10, 3);
     store->commit_batch(batch);
     if (point == FaultPoint::kFileFsync) {
@@ -730,17 +781,7 @@ TEST_CASE("segment: load_content detects corruption and quarantine copies the re
     const LoadResult lr = store->load_content(41);
     CHECK(lr.status == LoadStatus::kCorrupt);
     CHECK(lr.reason.find("bad_checksum") != std::string::npos);
-    std::string moved;
-    REQUIRE(store->quarantine(41, &moved).ok());
-    CHECK(moved == mid_name(41));
-    CHECK(fs::exists(dir.path + "/spool/corrupt/" + moved));
-    CHECK_FALSE(store->has_message(41));
-    CHECK(store->stats().quarantined == 1);
-    // Durable: a restart does not find it again.
-    store = reopen(store, dir.path);
-    const Scanned sc = scan_store(*store);
-    CHECK(sc.mids == std::vector<Mid>{40});
-    CHECK(sc.scan.quarantined.empty());
+    check_quarantine(store, dir.path, 41, 40);
 }
 
 TEST_CASE("segment: removals become durable tombstones in sync_removals",
@@ -999,3 +1040,222 @@ TEST_CASE("segment: messages a file layout left in queue/ still deliver",
     store = reopen(store, dir.path);
     CHECK(scan_store(*store).mids == std::vector<Mid>{2, 3});
 }
+
+#if ESAD_HAVE_ROCKSDB
+
+namespace {
+
+// Writes `value` under `key` straight into a closed store's database (what a bad disk or an
+// operator's tool could leave).
+void put_raw(const std::string& dir, std::string_view key, std::string_view value) {
+    rocksdb::DB* raw = nullptr;
+    REQUIRE(rocksdb::DB::Open(rocksdb::Options(), dir + "/spool/rocksdb", &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    REQUIRE(db->Put(wo, key, value).ok());
+}
+
+// The stored encoding of message `mid` with one content byte flipped (its checksums fail).
+std::string bad_value(Mid mid) {
+    std::string bytes = encode(make_message(mid));
+    bytes[bytes.size() - kTrailerSize - 10] ^= 0x20;
+    return bytes;
+}
+
+}  // namespace
+
+TEST_CASE("rocksdb: a batch is one synced write; a reopened store finds it in MID order",
+          "[spool][store][rocksdb]") {
+    TempDir dir;
+    auto store = open_store(dir.path, Layout::kRocksdb);
+    CHECK(fs::is_directory(dir.path + "/spool/rocksdb"));
+    CHECK((fs::status(dir.path + "/spool/rocksdb").permissions() & fs::perms::all) ==
+          fs::perms::owner_all);
+    CHECK(store->commit_slots() == 1);
+    auto batch = make_batch(100, 16, 3000);
+    std::swap(batch[0], batch[15]);  // commit order is not MID order
+    store->commit_batch(batch);
+    for (const PendingMessage& pm : batch)
+        CHECK(pm.result.ok());
+    const StoreStats st = store->stats();
+    CHECK(st.batches == 1);
+    CHECK(st.commits_ok == 16);
+    CHECK(st.file_fsyncs == 1);
+    CHECK(count_files(dir.path + "/spool/queue/00") == 0);  // no file per message
+
+    MessageRange range;
+    std::string reason;
+    REQUIRE(store->open_message(105, range, reason) == LoadStatus::kOk);
+    CHECK(range.offset == 0);
+    std::string bytes;
+    REQUIRE(read_exact_at(range.fd.get(), range.offset, range.size, bytes) == 0);
+    CHECK(decode(bytes).message == make_message(105, 3000));
+    CHECK(store->open_message(99, range, reason) == LoadStatus::kMissing);
+    CHECK(store->load_content(99).status == LoadStatus::kMissing);
+
+    store = reopen(store, dir.path);
+    std::vector<std::uint64_t> sizes;
+    StoreScan scan;
+    std::vector<Mid> mids;
+    REQUIRE(store
+                ->scan(RecoveryOptions{}, scan,
+                       [&](StoredMessage&& m) {
+                           mids.push_back(m.envelope.mid);
+                           sizes.push_back(m.size);
+                       })
+                .ok());
+    std::vector<Mid> want(16);
+    for (std::size_t i = 0; i < 16; ++i)
+        want[i] = 100 + i;
+    CHECK(mids == want);
+    CHECK(sizes.front() == encode(make_message(100, 3000)).size());
+    CHECK(scan.max_mid_seen == 115);
+    CHECK(scan.quarantined.empty());
+    CHECK(scan.skipped.empty());
+    const LoadResult lr = store->load_content(107);
+    REQUIRE(lr.status == LoadStatus::kOk);
+    CHECK(lr.message == make_message(107, 3000));
+}
+
+TEST_CASE("rocksdb: scan quarantines a value that does not decode and visits the rest",
+          "[spool][store][rocksdb]") {
+    TempDir dir;
+    auto store = open_store(dir.path, Layout::kRocksdb);
+    auto batch = make_batch(1, 3);
+    store->commit_batch(batch);
+    store.reset();
+    put_raw(dir.path, RocksStore::key_of(2), bad_value(2));
+    put_raw(dir.path, "stray", "not a message");
+    store = open_store(dir.path, Layout::kRocksdb);
+    Scanned sc = scan_store(*store);
+    REQUIRE(sc.status.ok());
+    CHECK(sc.mids == std::vector<Mid>{1, 3});
+    REQUIRE(sc.scan.quarantined.size() == 1);
+    CHECK(sc.scan.quarantined[0].status == DecodeStatus::kBadChecksum);
+    CHECK(sc.scan.quarantined[0].moved_to == mid_name(2));
+    CHECK(sc.scan.max_mid_seen == 3);
+    REQUIRE(sc.scan.skipped.size() == 1);
+    CHECK(sc.scan.skipped[0].reason == "key is not a MID");
+    // The bad bytes are kept where operators look, and never delivered.
+    std::string kept;
+    UniqueFd corrupt;
+    REQUIRE(open_dir(AT_FDCWD, dir.path + "/spool/corrupt", corrupt) == 0);
+    REQUIRE(read_small_file(corrupt.get(), mid_name(2), kept) == 0);
+    CHECK(kept == bad_value(2));
+    CHECK_FALSE(store->has_message(2));
+    CHECK(store->stats().quarantined == 1);
+    // Durable: the next start finds it no more.
+    store = reopen(store, dir.path);
+    sc = scan_store(*store);
+    CHECK(sc.mids == std::vector<Mid>{1, 3});
+    CHECK(sc.scan.quarantined.empty());
+}
+
+TEST_CASE("rocksdb: load_content detects corruption and quarantine copies the value out",
+          "[spool][store][rocksdb]") {
+    TempDir dir;
+    auto store = open_store(dir.path, Layout::kRocksdb);
+    auto batch = make_batch(40, 2);
+    store->commit_batch(batch);
+    store.reset();
+    put_raw(dir.path, RocksStore::key_of(41), bad_value(41));
+    store = open_store(dir.path, Layout::kRocksdb);
+    const LoadResult lr = store->load_content(41);
+    CHECK(lr.status == LoadStatus::kCorrupt);
+    CHECK(lr.reason.find("bad_checksum") != std::string::npos);
+    check_quarantine(store, dir.path, 41, 40);
+    CHECK(store->quarantine(41, nullptr).err == ENOENT);
+}
+
+TEST_CASE("rocksdb: removals are lazy until sync_removals, then gone after a restart",
+          "[spool][store][rocksdb]") {
+    TempDir dir;
+    auto store = open_store(dir.path, Layout::kRocksdb);
+    auto batch = make_batch(1, 5);
+    store->commit_batch(batch);
+    CHECK(store->has_message(2));
+    CHECK(store->remove_message(2).ok());
+    CHECK(store->remove_message(4).ok());
+    CHECK(store->remove_message(4).ok());  // already gone counts as removed
+    CHECK_FALSE(store->has_message(2));
+    CHECK(store->has_message(3));
+    CHECK(store->load_content(2).status == LoadStatus::kMissing);
+    CHECK(store->sync_removals().ok());
+    const StoreStats st = store->stats();
+    CHECK(st.removal_batches == 1);
+    CHECK(st.removed == 3);
+    store = reopen(store, dir.path);
+    CHECK(scan_store(*store).mids == std::vector<Mid>{1, 3, 5});
+    CHECK_FALSE(store->has_message(4));
+}
+
+TEST_CASE("rocksdb: a failed probe keeps the store unhealthy", "[spool][store][rocksdb]") {
+    TempDir dir;
+    std::atomic<bool> fail_sync{true};
+    StoreOptions opts;
+    opts.fault_hook = [&fail_sync](FaultPoint p, Mid) {
+        return (fail_sync && (p == FaultPoint::kFileFsync || p == FaultPoint::kProbe)) ? EIO : 0;
+    };
+    auto store = open_store(dir.path, Layout::kRocksdb, opts);
+    auto batch = make_batch(1, 1);
+    store->commit_batch(batch);
+    CHECK(batch[0].result.err == EIO);
+    CHECK_FALSE(store->healthy());
+    CHECK(store->probe().err == EIO);
+    CHECK_FALSE(store->healthy());
+    fail_sync = false;
+    CHECK(store->probe().ok());
+    CHECK(store->healthy());
+}
+
+TEST_CASE("rocksdb: messages a file layout left in queue/ still deliver",
+          "[spool][store][rocksdb]") {
+    TempDir dir;
+    {
+        auto hashed = open_store(dir.path, Layout::kHashed);
+        auto batch = make_batch(1, 3);
+        hashed->commit_batch(batch);
+    }
+    auto store = open_store(dir.path, Layout::kRocksdb);
+    auto batch = make_batch(4, 1);
+    store->commit_batch(batch);
+    REQUIRE(batch[0].result.ok());
+    const Scanned sc = scan_store(*store);
+    CHECK(sc.mids == std::vector<Mid>{1, 2, 3, 4});
+    CHECK(store->load_content(1).status == LoadStatus::kOk);
+    auto again = make_batch(2, 1);
+    store->commit_batch(again);
+    CHECK(again[0].result.err == EEXIST);
+    CHECK(store->remove_message(1).ok());
+    CHECK(store->sync_removals().ok());
+    CHECK_FALSE(store->has_message(1));
+    CHECK(store->has_message(2));
+    store = reopen(store, dir.path);
+    CHECK(scan_store(*store).mids == std::vector<Mid>{2, 3, 4});
+}
+
+TEST_CASE("rocksdb: real ENOSPC on a tiny tmpfs fails the batch with the no-space class",
+          "[spool][store][rocksdb][tmpfs]") {
+    TempDir dir;
+    const TinyTmpfs tmpfs(dir.path, "size=512k,nr_inodes=1024");
+    if (!tmpfs.mounted) return;
+    StoreOptions opts;
+    opts.min_free_bytes = 16 * 1024;
+    auto store = open_store(dir.path, Layout::kRocksdb, opts);
+    auto small = make_batch(1, 1, 100);
+    store->commit_batch(small);
+    CHECK(small[0].result.ok());
+    auto big = make_batch(2, 1, 1024 * 1024);
+    store->commit_batch(big);
+    CHECK(big[0].result.err == ENOSPC);
+    CHECK(big[0].result.error_class() == ErrorClass::kNoSpace);
+    CHECK(store->healthy());  // a full disk is not a failed sync
+    CHECK_FALSE(store->has_message(2));
+    CHECK(store->load_content(1).status == LoadStatus::kOk);
+    // Nothing of the failed batch is found by recovery.
+    store = reopen(store, dir.path, opts);
+    CHECK(scan_store(*store).mids == std::vector<Mid>{1});
+}
+
+#endif  // ESAD_HAVE_ROCKSDB
