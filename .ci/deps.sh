@@ -5,9 +5,10 @@
 set -euo pipefail
 want=(cmake g++ make pkg-config libuv1-dev libc-ares-dev libssl-dev nlohmann-json3-dev
       libspdlog-dev libfmt-dev catch2 libtomlplusplus-dev libcli11-dev libsystemd-dev
-      libedit-dev libidn2-dev libpcap-dev libmicrohttpd-dev librocksdb-dev)
+      libedit-dev libidn2-dev libpcap-dev libmicrohttpd-dev)
 if [ "${1:-build}" = test ]; then
-    want+=(python3 swaks openssl postfix iproute2 strace systemd procps util-linux curl groff-base
+    # librocksdb-dev: the test build has the opt-in rocksdb spool layout (-DESAD_ROCKSDB=ON)
+    want+=(librocksdb-dev python3 swaks openssl postfix iproute2 strace systemd procps util-linux curl groff-base
            binutils systemd-container debootstrap lintian init-system-helpers
            python3-aiosmtpd python3-flufl.bounce libnss-wrapper clang libclang-rt-14-dev
            tshark chromium chromium-driver python3-selenium

@@ -22,11 +22,11 @@ run)
 test)
     bash .ci/deps.sh test
     cmake -S . -B build/test -DCMAKE_BUILD_TYPE=Debug -DESAD_SANITIZE=ON -DESAD_WERROR=ON \
-          >/dev/null
+          -DESAD_ROCKSDB=ON >/dev/null
     cmake --build build/test -j"$jobs"
     # The optimiser sees code paths (and warns about them) that Debug does not.
     cmake -S . -B build/release-check -DCMAKE_BUILD_TYPE=Release -DESAD_WERROR=ON \
-          -DESAD_TESTS=OFF >/dev/null
+          -DESAD_ROCKSDB=ON -DESAD_TESTS=OFF >/dev/null
     cmake --build build/release-check -j"$jobs"
     cd build/test
     ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j"$jobs" --timeout 600

@@ -525,7 +525,7 @@ ConfigResult load_config_string(const std::string& text, const std::string& orig
         r.read("layout", c.spool.layout);
         if (c.spool.layout == "rocksdb" && !ESAD_HAVE_ROCKSDB) {
             r.error("layout", r.line_for("layout"),
-                    "\"rocksdb\": this esad was built without RocksDB");
+                    "\"rocksdb\": this esad was built without RocksDB (cmake -DESAD_ROCKSDB=ON)");
         } else if (c.spool.layout != "hashed" && c.spool.layout != "flat" &&
                    c.spool.layout != "segment" && c.spool.layout != "rocksdb") {
             r.error("layout", r.line_for("layout"),
