@@ -458,10 +458,8 @@ IoStatus RocksStore::scan(const RecoveryOptions& options, StoreScan& out,
 StoreStats RocksStore::stats() const {
     StoreStats s = stats_.snapshot();
     const StoreStats f = files_->stats();
-    s.quarantined += f.quarantined;
-    s.removed += f.removed;
-    s.probes_ok += f.probes_ok;
-    s.dir_fsyncs += f.dir_fsyncs;
+    add_inner_stats(s, f);
+    s.dir_fsyncs += f.dir_fsyncs;  // corrupt/ fsyncs: the database has no directory of its own
     return s;
 }
 

@@ -1004,10 +1004,7 @@ void SegmentStore::maintenance_loop() {
 
 StoreStats SegmentStore::stats() const {
     StoreStats s = stats_.snapshot();
-    const StoreStats f = files_->stats();
-    s.quarantined += f.quarantined;
-    s.removed += f.removed;
-    s.probes_ok += f.probes_ok;
+    add_inner_stats(s, files_->stats());
     return s;
 }
 

@@ -16,6 +16,12 @@ constexpr char kHex[] = "0123456789abcdef";
 
 }  // namespace
 
+void add_inner_stats(StoreStats& own, const StoreStats& inner) {
+    own.quarantined += inner.quarantined;
+    own.removed += inner.removed;
+    own.probes_ok += inner.probes_ok;
+}
+
 std::string_view to_string(LoadStatus s) {
     switch (s) {
         case LoadStatus::kOk:

@@ -82,6 +82,10 @@ struct StoreStats {
     std::uint64_t maintenance_wakeups = 0;  // segment: the maintenance thread woken for work
 };
 
+// What a backend that wraps an inner file store (segment, rocksdb: legacy queue/ files,
+// corrupt/, probes) reports as its own: the inner store's quarantines, removals and probes.
+void add_inner_stats(StoreStats& own, const StoreStats& inner);
+
 struct SpaceCheck {
     bool ok = false;  // false => 452 4.3.1 Insufficient system storage
     IoStatus status;  // statvfs error, if any (then ok == false)

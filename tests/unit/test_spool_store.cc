@@ -1019,26 +1019,37 @@ TEST_CASE("segment: a copy interrupted by a crash is found once, in the newer se
     CHECK(fs::exists(segment_path(dir.path, 8)));
 }
 
-TEST_CASE("segment: messages a file layout left in queue/ still deliver",
-          "[spool][store][segment]") {
+TEST_CASE("segment, rocksdb: messages a file layout left in queue/ still deliver",
+          "[spool][store][segment][rocksdb]") {
+#if ESAD_HAVE_ROCKSDB
+    const Layout layout = GENERATE(Layout::kSegment, Layout::kRocksdb);
+#else
+    const Layout layout = Layout::kSegment;
+#endif
+    INFO("layout " << to_string(layout));
     TempDir dir;
     {
         auto hashed = open_store(dir.path, Layout::kHashed);
-        auto batch = make_batch(1, 2);
+        auto batch = make_batch(1, 3);
         hashed->commit_batch(batch);
     }
-    auto store = open_store(dir.path, Layout::kSegment);
-    auto batch = make_batch(3, 1);
+    auto store = open_store(dir.path, layout);
+    auto batch = make_batch(4, 1);
     store->commit_batch(batch);
+    REQUIRE(batch[0].result.ok());
     const Scanned sc = scan_store(*store);
-    CHECK(sc.mids == std::vector<Mid>{1, 2, 3});
+    CHECK(sc.mids == std::vector<Mid>{1, 2, 3, 4});
     CHECK(store->load_content(1).status == LoadStatus::kOk);
+    auto again = make_batch(2, 1);
+    store->commit_batch(again);
+    CHECK(again[0].result.err == EEXIST);
     CHECK(store->remove_message(1).ok());
     CHECK(store->sync_removals().ok());
     CHECK_FALSE(store->has_message(1));
     CHECK(store->has_message(2));
-    store = reopen(store, dir.path);
-    CHECK(scan_store(*store).mids == std::vector<Mid>{2, 3});
+    store.reset();
+    store = open_store(dir.path, layout);
+    CHECK(scan_store(*store).mids == std::vector<Mid>{2, 3, 4});
 }
 
 #if ESAD_HAVE_ROCKSDB
@@ -1207,32 +1218,6 @@ TEST_CASE("rocksdb: a failed probe keeps the store unhealthy", "[spool][store][r
     fail_sync = false;
     CHECK(store->probe().ok());
     CHECK(store->healthy());
-}
-
-TEST_CASE("rocksdb: messages a file layout left in queue/ still deliver",
-          "[spool][store][rocksdb]") {
-    TempDir dir;
-    {
-        auto hashed = open_store(dir.path, Layout::kHashed);
-        auto batch = make_batch(1, 3);
-        hashed->commit_batch(batch);
-    }
-    auto store = open_store(dir.path, Layout::kRocksdb);
-    auto batch = make_batch(4, 1);
-    store->commit_batch(batch);
-    REQUIRE(batch[0].result.ok());
-    const Scanned sc = scan_store(*store);
-    CHECK(sc.mids == std::vector<Mid>{1, 2, 3, 4});
-    CHECK(store->load_content(1).status == LoadStatus::kOk);
-    auto again = make_batch(2, 1);
-    store->commit_batch(again);
-    CHECK(again[0].result.err == EEXIST);
-    CHECK(store->remove_message(1).ok());
-    CHECK(store->sync_removals().ok());
-    CHECK_FALSE(store->has_message(1));
-    CHECK(store->has_message(2));
-    store = reopen(store, dir.path);
-    CHECK(scan_store(*store).mids == std::vector<Mid>{2, 3, 4});
 }
 
 TEST_CASE("rocksdb: real ENOSPC on a tiny tmpfs fails the batch with the no-space class",
