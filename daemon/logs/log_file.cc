@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "common/make_dirs.h"
+#include "common/thread_policy.h"
 
 namespace esad::logs {
 namespace {
@@ -37,7 +38,10 @@ class BatchedFileSink final : public spdlog::sinks::sink {
         // The file sink gets whole batches, already formatted, line ends included.
         file_->set_formatter(std::make_unique<spdlog::pattern_formatter>(
             "%v", spdlog::pattern_time_type::local, std::string()));
-        thread_ = std::thread([this] { run(); });
+        thread_ = std::thread([this] {
+            run_as_background_thread();
+            run();
+        });
     }
     ~BatchedFileSink() override {
         {

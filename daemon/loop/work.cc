@@ -3,6 +3,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/thread_policy.h"
+
 namespace esad::loop {
 
 namespace {
@@ -14,6 +16,9 @@ struct WorkReq {
 long g_pending = 0;
 
 void run_work(uv_work_t* req) {
+    // Pool threads are libuv's: each marks itself on its first job.
+    thread_local const bool background = run_as_background_thread();
+    (void)background;
     static_cast<WorkReq*>(req->data)->work();
 }
 

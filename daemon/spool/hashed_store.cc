@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdio>
 
+#include "common/thread_policy.h"
 #include "daemon/spool/file_store.h"
 
 namespace esad::spool {
@@ -13,7 +14,10 @@ IoStatus HashedStore::open(StoreOptions options, std::unique_ptr<Store>& out) {
     std::unique_ptr<HashedStore> s(new HashedStore(std::move(options)));
     if (IoStatus st = s->open_dirs(true); !st.ok()) return st;
     HashedStore* raw = s.get();
-    s->reclaimer_ = std::thread([raw] { raw->reclaim_loop(); });
+    s->reclaimer_ = std::thread([raw] {
+        run_as_background_thread();
+        raw->reclaim_loop();
+    });
     out = std::move(s);
     return IoStatus::success();
 }

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "common/thread_policy.h"
 #include "daemon/spool/crc32c.h"
 
 namespace esad::spool {
@@ -217,7 +218,10 @@ IoStatus SegmentStore::open(StoreOptions options, std::unique_ptr<Store>& out) {
     }
     if (!files.segs.empty()) s->next_seq_ = files.segs.back() + 1;
     SegmentStore* raw = s.get();
-    s->maintainer_ = std::thread([raw] { raw->maintenance_loop(); });
+    s->maintainer_ = std::thread([raw] {
+        run_as_background_thread();
+        raw->maintenance_loop();
+    });
     out = std::move(s);
     return IoStatus::success();
 }

@@ -1,4 +1,6 @@
 // Handle wrappers on a real loop: callbacks, close ordering, and a clean uv_loop_close().
+#include <pthread.h>
+#include <sched.h>
 #include <catch2/catch.hpp>
 
 #include <memory>
@@ -7,6 +9,7 @@
 
 #include "daemon/loop/graveyard.h"
 #include "daemon/loop/handle.h"
+#include "daemon/loop/work.h"
 #include "tests/support/run_until.h"
 
 using namespace esad::loop;
@@ -167,5 +170,21 @@ TEST_CASE("the graveyard destroys what its owner buried on a later loop turn, ne
         CHECK(destroyed == 2);
     }
     CHECK(destroyed == 3);
+    CHECK(drain_and_close(&loop) == 0);
+}
+
+TEST_CASE("thread-pool work runs as background (SCHED_BATCH), the loop thread keeps its policy") {
+    uv_loop_t loop;
+    REQUIRE(uv_loop_init(&loop) == 0);
+    const int loop_policy = sched_getscheduler(0);
+    int work_policy = -1;
+    int after_policy = -1;
+    queue_work(
+        &loop, [&] { work_policy = sched_getscheduler(0); },
+        [&] { after_policy = sched_getscheduler(0); });
+    REQUIRE(esad::test::run_until(&loop, [&] { return after_policy != -1; }));
+    CHECK(work_policy == SCHED_BATCH);
+    CHECK(after_policy == loop_policy);
+    CHECK(loop_policy != SCHED_BATCH);
     CHECK(drain_and_close(&loop) == 0);
 }

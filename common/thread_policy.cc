@@ -1,0 +1,14 @@
+// See thread_policy.h.
+#include "common/thread_policy.h"
+
+#include <pthread.h>
+#include <sched.h>
+
+namespace esad {
+
+bool run_as_background_thread() {
+    sched_param param{};
+    return pthread_setschedparam(pthread_self(), SCHED_BATCH, &param) == 0;
+}
+
+}  // namespace esad

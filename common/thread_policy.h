@@ -1,0 +1,17 @@
+// thread_policy — marks the calling thread as background work for the scheduler.
+//
+//   std::thread t([] { esad::run_as_background_thread(); work(); });
+//
+// esad's disk threads (the thread pool's commits and journal syncs, the segment maintainer,
+// the log writers) are throughput work; the event loop thread answers every SMTP client.
+// A background thread runs SCHED_BATCH: when it wakes (a job queued, an fsync completed) it
+// does not preempt the thread running on that CPU, typically the loop, but waits for the
+// next scheduler tick or for that thread to block. Its share of the CPU is unchanged. Needs
+// no privilege; on failure the thread keeps its policy (the return value says which).
+#pragma once
+
+namespace esad {
+
+bool run_as_background_thread();
+
+}  // namespace esad
