@@ -6,9 +6,9 @@
 
 namespace esad {
 
-bool run_as_background_thread() {
+int run_as_background_thread() {
     sched_param param{};
-    return pthread_setschedparam(pthread_self(), SCHED_BATCH, &param) == 0;
+    return pthread_setschedparam(pthread_self(), SCHED_BATCH, &param);
 }
 
 }  // namespace esad

@@ -7,11 +7,12 @@
 // A background thread runs SCHED_BATCH: when it wakes (a job queued, an fsync completed) it
 // does not preempt the thread running on that CPU, typically the loop, but waits for the
 // next scheduler tick or for that thread to block. Its share of the CPU is unchanged. Needs
-// no privilege; on failure the thread keeps its policy (the return value says which).
+// no privilege (the systemd unit allows the call); on failure the thread keeps its policy
+// and the error number is returned (0: done).
 #pragma once
 
 namespace esad {
 
-bool run_as_background_thread();
+int run_as_background_thread();
 
 }  // namespace esad

@@ -3,6 +3,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
+#include <cstring>
+
 #include "common/thread_policy.h"
 
 namespace esad::loop {
@@ -17,8 +20,11 @@ long g_pending = 0;
 
 void run_work(uv_work_t* req) {
     // Pool threads are libuv's: each marks itself on its first job.
-    thread_local const bool background = run_as_background_thread();
-    (void)background;
+    thread_local const int refused = run_as_background_thread();
+    static std::atomic<bool> told{false};
+    if (refused != 0 && !told.exchange(true))
+        spdlog::info("thread pool: SCHED_BATCH refused ({}); disk threads keep the default policy",
+                     std::strerror(refused));
     static_cast<WorkReq*>(req->data)->work();
 }
 

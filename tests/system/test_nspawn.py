@@ -389,6 +389,19 @@ def check_reload_and_routes(c):
     sink.close()
 
 
+def check_disk_threads_background(c):
+    # The unit's system call filter lets a thread lower its own policy: after the mail above
+    # went through the spool, the pool threads that ran its jobs are SCHED_BATCH (3) and the
+    # event loop thread (the main thread) is still SCHED_OTHER (0).
+    pid = c.prop("esad", "MainPID")
+    out = c.sh(f"for t in /proc/{pid}/task/*; do echo ${{t##*/}} $(cut -d' ' -f41 $t/stat); "
+               "done").stdout
+    policy = dict(line.split() for line in out.splitlines() if line.strip())
+    assert policy.pop(pid) == "0", out
+    assert "3" in policy.values(), out
+    assert "thread pool: SCHED_BATCH refused" not in journal(c, "")
+
+
 def http_get(c, path):
     """(status, body) of GET http://127.0.0.1:8025<path> in the container, None while
     nothing answers there."""
@@ -541,6 +554,7 @@ def main():
                                (check_start_and_status, ()),
                                (check_esactl_access, ()),
                                (check_reload_and_routes, ()),
+                               (check_disk_threads_background, ()),
                                (check_web_unit, ()),
                                (check_packet_capture, ()),
                                (check_journal_priorities, ()),
