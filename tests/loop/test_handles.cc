@@ -1,5 +1,4 @@
 // Handle wrappers on a real loop: callbacks, close ordering, and a clean uv_loop_close().
-#include <pthread.h>
 #include <sched.h>
 #include <catch2/catch.hpp>
 
